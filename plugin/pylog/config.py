@@ -1,0 +1,291 @@
+"""Every setting pylog reads, in one place.
+
+Two kinds:
+
+* :class:`Settings`, plugin-wide, from the plugin's environment (declared in
+  config.json, changed with ``docker plugin set pylog KEY=VALUE``);
+* :class:`LogOptions`, per container, from its log-opts (``--log-opt``,
+  compose ``logging.options``, daemon.json ``log-opts``). dockerd does not
+  validate log-opts for plugins, so :func:`parse_log_opts` does, up front,
+  naming the offending option and what is accepted. A failure here fails
+  ``docker run``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .tag import TagTemplate, TemplateError
+
+# -- per-container log-opts (json-file's meaning) ------------------------------
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """How a container's log files rotate (json-file's max-size, max-file, compress)."""
+
+    max_size: int
+    """Rotate once the current file holds this many bytes; -1 never rotates."""
+    max_files: int
+    """Files kept, the current one included (>= 1)."""
+    compress: bool
+    """Gzip rotated files."""
+
+
+OPT_MAX_SIZE = "max-size"
+OPT_MAX_FILE = "max-file"
+OPT_COMPRESS = "compress"
+OPT_LABELS = "labels"
+OPT_LABELS_REGEX = "labels-regex"
+OPT_ENV = "env"
+OPT_ENV_REGEX = "env-regex"
+OPT_TAG = "tag"
+
+PYLOG_OPTS = (
+    OPT_MAX_SIZE,
+    OPT_MAX_FILE,
+    OPT_COMPRESS,
+    OPT_LABELS,
+    OPT_LABELS_REGEX,
+    OPT_ENV,
+    OPT_ENV_REGEX,
+    OPT_TAG,
+)
+
+#: Keys dockerd itself puts in (or reads from) every logger's config: accepted, ignored.
+DOCKERD_OPTS = frozenset(
+    {
+        "mode",
+        "max-buffer-size",
+        "cache-disabled",
+        "cache-max-size",
+        "cache-max-file",
+        "cache-compress",
+    }
+)
+
+#: Disk use is bounded by default, like Docker's ``local`` driver: 5 files of 20 MB, gzipped.
+DEFAULT_MAX_SIZE = 20 * 1024 * 1024
+DEFAULT_MAX_FILE = 5
+DEFAULT_COMPRESS = True
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
+_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+
+
+class OptionError(ValueError):
+    """A log-opt or setting that pylog cannot accept; the message is shown to the user."""
+
+
+def parse_size(text: str) -> int:
+    """A size like json-file's ``max-size``: ``10k``, ``20m``, ``1g`` (powers of 1024)."""
+    m = _SIZE.match(text.strip())
+    if m is None:
+        raise ValueError(text)
+    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+
+
+def parse_bool(text: str) -> bool:
+    """Go's ``strconv.ParseBool``."""
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _compile(name: str, pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise OptionError(f"invalid {name} {pattern!r}: {exc}") from None
+
+
+def _split_keys(text: str) -> tuple[str, ...]:
+    return tuple(k for k in (p.strip() for p in text.split(",")) if k)
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """A container's validated log-opts."""
+
+    rotation: RotationPolicy = field(
+        default_factory=lambda: RotationPolicy(DEFAULT_MAX_SIZE, DEFAULT_MAX_FILE, DEFAULT_COMPRESS)
+    )
+    labels: tuple[str, ...] = ()
+    labels_regex: re.Pattern[str] | None = None
+    env: tuple[str, ...] = ()
+    env_regex: re.Pattern[str] | None = None
+    tag: TagTemplate | None = None
+
+    def extra_attributes(self, labels: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+        """Labels and env selected by the options, as json-file puts them in ``attrs``."""
+        attrs: dict[str, str] = {}
+        for key in self.labels:
+            if key in labels:
+                attrs[key] = labels[key]
+        if self.labels_regex is not None:
+            for key, value in labels.items():
+                if self.labels_regex.search(key):
+                    attrs[key] = value
+        for key in self.env:
+            if key in env:
+                attrs[key] = env[key]
+        if self.env_regex is not None:
+            for key, value in env.items():
+                if self.env_regex.search(key):
+                    attrs[key] = value
+        return attrs
+
+
+def _accepted() -> str:
+    return ", ".join(PYLOG_OPTS)
+
+
+def parse_log_opts(opts: Mapping[str, str]) -> LogOptions:
+    """Validate a container's log-opts; raises :class:`OptionError` naming the bad one."""
+    for key in opts:
+        if key not in PYLOG_OPTS and key not in DOCKERD_OPTS:
+            raise OptionError(
+                f"unknown log opt '{key}' for pylog log driver (accepted: {_accepted()})"
+            )
+    max_size = DEFAULT_MAX_SIZE
+    if OPT_MAX_SIZE in opts:
+        text = opts[OPT_MAX_SIZE]
+        if text.strip() == "-1":
+            max_size = -1
+        else:
+            try:
+                max_size = parse_size(text)
+            except ValueError:
+                raise OptionError(
+                    f"invalid value for log opt '{OPT_MAX_SIZE}': {text!r} "
+                    "(expected a size such as 10k, 20m or 1g, or -1 for no limit)"
+                ) from None
+            if max_size <= 0:
+                raise OptionError(f"log opt '{OPT_MAX_SIZE}' must be positive, got {text!r}")
+    max_file = DEFAULT_MAX_FILE
+    if OPT_MAX_FILE in opts:
+        text = opts[OPT_MAX_FILE]
+        try:
+            max_file = int(text)
+        except ValueError:
+            max_file = 0
+        if max_file < 1:
+            raise OptionError(
+                f"invalid value for log opt '{OPT_MAX_FILE}': {text!r} (expected an integer >= 1)"
+            )
+    compress = DEFAULT_COMPRESS
+    if OPT_COMPRESS in opts:
+        try:
+            compress = parse_bool(opts[OPT_COMPRESS])
+        except ValueError:
+            raise OptionError(
+                f"invalid value for log opt '{OPT_COMPRESS}': {opts[OPT_COMPRESS]!r} "
+                "(expected true or false)"
+            ) from None
+    if max_size < 0 and (OPT_MAX_FILE in opts and max_file > 1):
+        raise OptionError(f"log opt '{OPT_MAX_FILE}' needs '{OPT_MAX_SIZE}' to be set")
+    tag = None
+    if opts.get(OPT_TAG):
+        try:
+            tag = TagTemplate(opts[OPT_TAG])
+        except TemplateError as exc:
+            raise OptionError(f"invalid log opt '{OPT_TAG}': {exc}") from None
+    return LogOptions(
+        rotation=RotationPolicy(max_size, max_file, compress),
+        labels=_split_keys(opts.get(OPT_LABELS, "")),
+        labels_regex=_compile(OPT_LABELS_REGEX, opts[OPT_LABELS_REGEX])
+        if opts.get(OPT_LABELS_REGEX)
+        else None,
+        env=_split_keys(opts.get(OPT_ENV, "")),
+        env_regex=_compile(OPT_ENV_REGEX, opts[OPT_ENV_REGEX]) if opts.get(OPT_ENV_REGEX) else None,
+        tag=tag,
+    )
+
+
+# -- plugin-wide settings ------------------------------------------------------
+
+ENV_STATE_DIR = "PYLOG_STATE_DIR"
+ENV_SOCKET = "PYLOG_SOCKET"
+ENV_FIFO_ROOT = "PYLOG_FIFO_ROOT"
+ENV_LOG_LEVEL = "PYLOG_LOG_LEVEL"
+ENV_THREADS = "PYLOG_THREADS"
+ENV_RETENTION = "PYLOG_RETENTION"
+ENV_MAX_FRAME = "PYLOG_MAX_FRAME"
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90s``, ``15m``, ``168h``, ``7d``, ``1h30m`` or a bare number of seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            raise ValueError(text)
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(text)
+    return total
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Plugin-wide settings; see config.json for their documentation."""
+
+    state_dir: Path = Path("/var/lib/pylog")
+    socket_path: Path = Path("/run/docker/plugins/pylog.sock")
+    fifo_root: Path = Path("/run/docker/logging")
+    log_level: str = "info"
+    threads: int = 64
+    retention_seconds: float = 7 * 86400
+    """Logs of a container not logged to for this long are deleted; 0 keeps them forever."""
+    max_frame: int = 1 << 20
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        try:
+            level = (get(ENV_LOG_LEVEL) or d.log_level).lower()
+            if level not in _LEVELS:
+                raise OptionError(f"{ENV_LOG_LEVEL} must be one of {', '.join(_LEVELS)}")
+            threads = int(get(ENV_THREADS) or d.threads)
+            if threads < 4:
+                raise OptionError(f"{ENV_THREADS} must be at least 4")
+            retention = (
+                parse_duration(r) if (r := get(ENV_RETENTION)) is not None else d.retention_seconds
+            )
+            max_frame = parse_size(get(ENV_MAX_FRAME) or str(d.max_frame))
+            if max_frame < 64 * 1024:
+                raise OptionError(f"{ENV_MAX_FRAME} must be at least 64k")
+        except ValueError as exc:
+            if isinstance(exc, OptionError):
+                raise
+            raise OptionError(f"invalid plugin setting: {exc}") from None
+        return cls(
+            state_dir=Path(get(ENV_STATE_DIR) or d.state_dir),
+            socket_path=Path(get(ENV_SOCKET) or d.socket_path),
+            fifo_root=Path(get(ENV_FIFO_ROOT) or d.fifo_root),
+            log_level=level,
+            threads=threads,
+            retention_seconds=retention,
+            max_frame=max_frame,
+        )

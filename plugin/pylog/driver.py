@@ -1,0 +1,136 @@
+"""One container's logging session: its FIFO, decoder, record encoder and log.
+
+A driver lives from StartLogging until its FIFO reaches EOF (after
+StopLogging) or pylog shuts down. Nothing in here can fail a container: a
+frame that does not decode is counted, a batch the disk refuses is counted as
+dropped, and reading goes on either way so dockerd's writes never block.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import LogOptions
+from .framing import FrameDecoder, FrameErrors
+from .ingest import FifoReader
+from .models import ContainerInfo
+from .store import LogFile, StoreError
+from .store.records import RecordEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DriverStats:
+    lines_received: int = 0
+    bytes_received: int = 0
+    lines_stored: int = 0
+    bytes_stored: int = 0
+    lines_dropped_store: int = 0
+    """Lines the disk refused (full, read-only...)."""
+
+
+class ContainerDriver:
+    """Reads one FIFO into one container's log."""
+
+    def __init__(
+        self,
+        fifo: Path,
+        info: ContainerInfo,
+        options: LogOptions,
+        logfile: LogFile,
+        *,
+        max_frame: int,
+        on_done: Callable[[ContainerDriver], None],
+    ) -> None:
+        self.fifo = fifo
+        self.info = info
+        self.options = options
+        self.logfile = logfile
+        self.stats = DriverStats()
+        self.stopping = False
+        self._on_done = on_done
+        self._decoder = FrameDecoder(max_frame)
+        self._reported_errors = FrameErrors()
+        self._store_failing = False
+        attrs = options.extra_attributes(info.container_labels, info.env)
+        if options.tag is not None:
+            attrs["tag"] = options.tag.render(info)
+        self.attrs = attrs
+        self._encoder = RecordEncoder(attrs)
+        self._lock = threading.Lock()
+        self._reader = FifoReader(
+            fifo, self._on_data, self._on_end, name=f"pylog-fifo-{info.short_id}"
+        )
+
+    @property
+    def frame_errors(self) -> FrameErrors:
+        return self._decoder.errors
+
+    def start(self) -> None:
+        self._reader.start()
+
+    def stop(self) -> None:
+        """StopLogging: returns at once; the reader drains the FIFO until dockerd closes it."""
+        self.stopping = True
+
+    def halt(self) -> None:
+        """pylog is shutting down: stop reading now, keep what is stored."""
+        self._reader.halt()
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self._reader.join(timeout)
+
+    def _on_data(self, data: bytes) -> None:
+        entries = self._decoder.feed(data)
+        self._report_frame_errors()
+        if not entries:
+            return
+        stats = self.stats
+        stats.lines_received += len(entries)
+        stats.bytes_received += sum(len(e.line) for e in entries)
+        records = self._encoder.encode_all(entries)
+        try:
+            written = self.logfile.append(records)
+        except StoreError as exc:
+            stats.lines_dropped_store += len(records)
+            if not self._store_failing:
+                self._store_failing = True
+                log.error(
+                    "container %s: cannot store logs, dropping until the store recovers: %s",
+                    self.info.short_id,
+                    exc,
+                )
+            return
+        if self._store_failing:
+            self._store_failing = False
+            log.warning(
+                "container %s: storing logs again (%d lines dropped so far)",
+                self.info.short_id,
+                stats.lines_dropped_store,
+            )
+        stats.lines_stored += len(records)
+        stats.bytes_stored += written
+
+    def _report_frame_errors(self) -> None:
+        """Log the first problem of each kind per container; the counters keep the rest."""
+        errors, seen = self._decoder.errors, self._reported_errors
+        for kind in ("corrupt", "oversize", "truncated"):
+            if getattr(errors, kind) and not getattr(seen, kind):
+                setattr(seen, kind, 1)
+                log.warning(
+                    "container %s: %s frame on %s (further ones are only counted)",
+                    self.info.short_id,
+                    kind,
+                    self.fifo.name,
+                )
+
+    def _on_end(self, eof: bool) -> None:
+        if eof:
+            self._decoder.close()
+            self._report_frame_errors()
+        self._on_done(self)

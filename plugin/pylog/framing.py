@@ -1,0 +1,151 @@
+"""The LogDriver wire format: ``[uint32 big-endian length][protobuf LogEntry]``.
+
+dockerd sets no upper bound on a frame, so the decoder enforces one. It never
+raises on bad input: every problem is counted in :class:`FrameErrors` and the
+decoder keeps its place. A frame whose body does not parse is skipped by its
+length. A length above the bound cannot come from dockerd (it cuts lines at
+16 KiB), so it means the stream is out of step; the decoder then scans forward
+to the next position that looks like the start of a frame dockerd writes
+(``source`` is always the first field: ``0a 06 "stdout"``/``"stderr"``) and
+counts the bytes it skipped.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from .models import SOURCES, Entry
+from .wire.entry_pb2 import LogEntry
+
+_LEN = struct.Struct(">I")
+_SYNC = b"\x0a\x06std"
+_SYNC_TAILS = (b"out", b"err")
+
+DEFAULT_MAX_FRAME = 1 << 20
+
+
+@dataclass
+class FrameErrors:
+    """What the decoder had to throw away, by reason."""
+
+    corrupt: int = 0
+    """Frames whose body is not a valid LogEntry (or has no usable source)."""
+    oversize: int = 0
+    """Lengths above the bound; each one starts a resynchronisation."""
+    skipped_bytes: int = 0
+    """Bytes discarded while resynchronising, plus bodies of corrupt frames."""
+    truncated: int = 0
+    """Streams that ended in the middle of a frame."""
+
+    def total(self) -> int:
+        return self.corrupt + self.oversize + self.truncated
+
+
+class FrameDecoder:
+    """Incremental decoder: feed it bytes in any chunking, get whole entries."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        if max_frame < 16:
+            raise ValueError("max_frame too small")
+        self.max_frame = max_frame
+        self.errors = FrameErrors()
+        self._buf = bytearray()
+        self._resync = False
+
+    def feed(self, data: bytes) -> list[Entry]:
+        """Append ``data`` and return every entry completed by it, in order."""
+        buf = self._buf
+        buf += data
+        out: list[Entry] = []
+        pos = 0
+        end = len(buf)
+        max_frame = self.max_frame
+        parse = LogEntry.FromString
+        while True:
+            if self._resync:
+                found = self._find_sync(buf, pos)
+                if found < 0:
+                    # Keep what could still begin a header (4) + sync pattern (8).
+                    keep_from = max(pos, end - 11)
+                    self.errors.skipped_bytes += keep_from - pos
+                    pos = keep_from
+                    break
+                self.errors.skipped_bytes += found - pos
+                pos = found
+                self._resync = False
+            if end - pos < 4:
+                break
+            (length,) = _LEN.unpack_from(buf, pos)
+            if length > max_frame:
+                self.errors.oversize += 1
+                self._resync = True
+                self.errors.skipped_bytes += 1
+                pos += 1
+                continue
+            if end - pos - 4 < length:
+                break
+            body = bytes(buf[pos + 4 : pos + 4 + length])
+            pos += 4 + length
+            try:
+                msg = parse(body)
+            except DecodeError:
+                self.errors.corrupt += 1
+                self.errors.skipped_bytes += 4 + length
+                continue
+            if msg.source not in SOURCES:
+                self.errors.corrupt += 1
+                self.errors.skipped_bytes += 4 + length
+                continue
+            complete = not msg.partial or msg.partial_log_metadata.last
+            out.append(Entry(msg.source, msg.time_nano, msg.line, complete))
+        del buf[:pos]
+        return out
+
+    def _find_sync(self, buf: bytearray, start: int) -> int:
+        """Offset of the next plausible frame header at or after ``start``, or -1."""
+        i = start + 4
+        while True:
+            j = buf.find(_SYNC, i)
+            if j < 0 or j + 8 > len(buf):
+                return -1
+            if bytes(buf[j + 5 : j + 8]) in _SYNC_TAILS:
+                (length,) = _LEN.unpack_from(buf, j - 4)
+                if 8 <= length <= self.max_frame:
+                    return j - 4
+            i = j + 1
+
+    def close(self) -> None:
+        """Note the end of the stream; leftover bytes count as a truncated frame."""
+        if self._buf:
+            if not self._resync:
+                self.errors.truncated += 1
+            self.errors.skipped_bytes += len(self._buf)
+            self._buf.clear()
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered towards an incomplete frame."""
+        return len(self._buf)
+
+
+def encode_entry(source: str, time_ns: int, line: bytes) -> bytes:
+    """One framed LogEntry, as ReadLogs returns it to dockerd."""
+    body = LogEntry(source=source, time_nano=time_ns, line=line).SerializeToString()
+    return _LEN.pack(len(body)) + body
+
+
+def encode_entries(entries: Iterable[Entry]) -> bytes:
+    """Frames for entries as dockerd writes them to a FIFO (tests, tools)."""
+    parts: list[bytes] = []
+    for e in entries:
+        msg = LogEntry(source=e.source, time_nano=e.time_ns, line=e.line)
+        if not e.complete:
+            msg.partial = True
+        body = msg.SerializeToString()
+        parts.append(_LEN.pack(len(body)))
+        parts.append(body)
+    return b"".join(parts)

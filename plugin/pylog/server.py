@@ -1,0 +1,94 @@
+"""The plugin process: gunicorn serving the LogDriver API on the plugin socket.
+
+One worker process (all per-container state lives in one place) with a pool
+of threads, so long ``docker logs -f`` streams never starve StartLogging.
+Lifecycle: gunicorn loads the app in the worker (:meth:`PluginServer.load`),
+the service starts after the worker is initialised (``post_worker_init``) and
+shuts down in ``worker_exit``: FIFO reading stops, stored logs stay, follow
+streams end.
+
+Run as ``python -m pylog.server`` (the plugin's entrypoint in config.json).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from . import __version__
+from .api import create_app
+from .config import OptionError, Settings
+from .service import LoggingService
+
+log = logging.getLogger("pylog")
+
+
+def configure_logging(level: str) -> None:
+    """pylog's own log goes to stderr, which dockerd copies into its log."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pylog %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class PluginServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.service: LoggingService | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        options: dict[str, Any] = {
+            "bind": [f"unix:{s.socket_path}"],
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": s.threads,
+            "keepalive": 60,
+            "timeout": 60,
+            "graceful_timeout": 15,
+            # The socket is for dockerd (root) only.
+            "umask": 0o077,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": s.log_level,
+            "proc_name": "pylog",
+            "control_socket_disable": True,
+            "post_worker_init": self._post_worker_init,
+            "worker_exit": self._worker_exit,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        self.service = LoggingService(self.settings)
+        return create_app(self.service)
+
+    def _post_worker_init(self, worker: Any) -> None:
+        configure_logging(self.settings.log_level)
+        assert self.service is not None
+        self.service.startup()
+
+    def _worker_exit(self, arbiter: Any, worker: Any) -> None:
+        if self.service is not None:
+            self.service.shutdown()
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except OptionError as exc:
+        print(f"pylog: {exc}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log_level)
+    settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("pylog %s listening on %s", __version__, settings.socket_path)
+    PluginServer(settings).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""What the LogDriver endpoints do, free of HTTP.
+
+:class:`LoggingService` owns the per-FIFO drivers and the store, and has an
+explicit lifecycle: :meth:`startup` (directories, cleanup thread),
+:meth:`shutdown` (stop reading, close logs). Each public method is one
+endpoint; the API layer only decodes requests and encodes replies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import framing
+from .config import LogOptions, OptionError, Settings, parse_log_opts
+from .driver import ContainerDriver
+from .models import ContainerInfo, ReadConfig, RequestError
+from .store import Store
+from .store.reader import ReadOptions, read_batches
+from .store.records import RecordError, decode_record
+
+log = logging.getLogger(__name__)
+
+#: How often the cleanup of unused containers' logs runs.
+CLEANUP_INTERVAL = 3600.0
+
+
+class LoggingService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.state_dir)
+        self._lock = threading.Lock()
+        self._drivers: dict[Path, ContainerDriver] = {}
+        self._stopped = threading.Event()
+        self._cleanup_thread: threading.Thread | None = None
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def startup(self) -> None:
+        """Prepare the state directory and start the periodic cleanup; safe to call twice."""
+        if self._started:
+            return
+        self._started = True
+        self.store.setup()
+        self._cleanup_thread = threading.Thread(
+            target=self._cleanup_loop, name="pylog-cleanup", daemon=True
+        )
+        self._cleanup_thread.start()
+        log.info("pylog started: state in %s", self.settings.state_dir)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop reading every FIFO, store what was read, close the logs; safe to call twice."""
+        self._stopped.set()
+        with self._lock:
+            drivers = list(self._drivers.values())
+        for d in drivers:
+            d.halt()
+        for d in drivers:
+            if not d.join(timeout):
+                log.warning("container %s: reader did not stop in time", d.info.short_id)
+        if drivers:
+            log.info("pylog stopped: %d containers were being logged", len(drivers))
+
+    def _cleanup_loop(self) -> None:
+        while True:
+            self.cleanup()
+            if self._stopped.wait(CLEANUP_INTERVAL):
+                return
+
+    def cleanup(self) -> list[str]:
+        """Remove logs of containers unused for the retention period (see README)."""
+        try:
+            removed = self.store.remove_unused(self.settings.retention_seconds)
+        except OSError as exc:
+            log.warning("cleanup failed: %s", exc)
+            return []
+        for container_id in removed:
+            log.info("removed logs of container %s, unused for the retention period", container_id)
+        return removed
+
+    # -- endpoints -------------------------------------------------------------
+
+    def start_logging(self, file: Any, info_json: Any) -> None:
+        fifo = self._fifo_path(file)
+        info = ContainerInfo.from_json(info_json)
+        try:
+            options = parse_log_opts(info.config)
+        except OptionError as exc:
+            raise RequestError(str(exc)) from None
+        with self._lock:
+            if self._stopped.is_set():
+                raise RequestError("pylog is shutting down")
+            if fifo in self._drivers:
+                raise RequestError(f"already logging {fifo}")
+            logfile = self.store.acquire(info.container_id, options.rotation)
+            try:
+                self.store.write_info(info.container_id, info.to_json())
+                driver = ContainerDriver(
+                    fifo,
+                    info,
+                    options,
+                    logfile,
+                    max_frame=self.settings.max_frame,
+                    on_done=self._driver_done,
+                )
+            except OSError as exc:
+                self.store.release(info.container_id)
+                raise RequestError(f"cannot start logging: {exc}") from None
+            except BaseException:
+                self.store.release(info.container_id)
+                raise
+            self._drivers[fifo] = driver
+        driver.start()
+        log.debug("logging container %s from %s", info.short_id, fifo.name)
+
+    def stop_logging(self, file: Any) -> None:
+        """Never fails: the driver finishes by itself when dockerd closes the FIFO."""
+        try:
+            fifo = self._fifo_path(file)
+        except RequestError:
+            return
+        with self._lock:
+            driver = self._drivers.get(fifo)
+        if driver is not None:
+            driver.stop()
+
+    def read_logs(
+        self,
+        info_json: Any,
+        config_json: Any,
+        consumer_alive: Callable[[], bool] = lambda: True,
+    ) -> Iterator[bytes]:
+        """Validate now, then return the framed LogEntry stream for ``docker logs``."""
+        info = ContainerInfo.from_json(info_json)
+        config = ReadConfig.from_json(config_json)
+        try:
+            options = parse_log_opts(info.config)
+        except OptionError:
+            options = LogOptions()
+        logfile = self.store.reader(info.container_id, options.rotation)
+        read_opts = ReadOptions(
+            tail=config.tail,
+            since_ns=config.since_ns,
+            until_ns=config.until_ns,
+            follow=config.follow,
+        )
+        stopped = self._stopped
+
+        def alive() -> bool:
+            return not stopped.is_set() and consumer_alive()
+
+        return self._frames(read_batches(logfile, read_opts, alive), info.short_id)
+
+    @staticmethod
+    def _frames(batches: Iterator[list[bytes]], short_id: str) -> Iterator[bytes]:
+        bad = 0
+        for batch in batches:
+            out: list[bytes] = []
+            for raw in batch:
+                try:
+                    rec = decode_record(raw)
+                except RecordError:
+                    bad += 1
+                    continue
+                out.append(framing.encode_entry(rec.stream, rec.time_ns, rec.log))
+            if out:
+                yield b"".join(out)
+        if bad:
+            log.warning("container %s: skipped %d unreadable records", short_id, bad)
+
+    # -- internals -------------------------------------------------------------
+
+    def _fifo_path(self, file: Any) -> Path:
+        if not isinstance(file, str) or not file:
+            raise RequestError("File must be a non-empty string")
+        path = Path(file)
+        root = self.settings.fifo_root
+        if not path.is_absolute() or path.parent != root or path.name in ("", ".", ".."):
+            raise RequestError(f"File must be a FIFO directly under {root}, got {file!r}")
+        return path
+
+    def _driver_done(self, driver: ContainerDriver) -> None:
+        with self._lock:
+            if self._drivers.get(driver.fifo) is driver:
+                del self._drivers[driver.fifo]
+        self.store.release(driver.info.container_id)
+        self.store.touch(driver.info.container_id)
+        errors = driver.frame_errors
+        if errors.total() or driver.stats.lines_dropped_store:
+            log.warning(
+                "container %s: logging ended with %d corrupt, %d oversize, %d truncated frames "
+                "and %d lines the store refused",
+                driver.info.short_id,
+                errors.corrupt,
+                errors.oversize,
+                errors.truncated,
+                driver.stats.lines_dropped_store,
+            )
+
+    def drivers(self) -> list[ContainerDriver]:
+        with self._lock:
+            return list(self._drivers.values())

@@ -1,0 +1,143 @@
+"""The local store: one json-file format log per container, found by container ID.
+
+Layout under the state directory (a host mount, so it survives plugin restarts
+and upgrades)::
+
+    containers/<container id>/json.log[.N[.gz]]   the log files (see logfile)
+    containers/<container id>/info.json           the container's Info, last seen
+
+Several writers can share one container's log (a dockerd restart with
+live-restore starts a new FIFO before the old one reaches EOF), so logs are
+reference counted: the first :meth:`Store.acquire` opens the files, the last
+:meth:`Store.release` closes them, which ends every follower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import RotationPolicy
+from ..models import validate_container_id
+from .logfile import LogFile, StoreError
+
+__all__ = ["LogFile", "Store", "StoreError"]
+
+INFO_FILE = "info.json"
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.containers_dir = root / "containers"
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[LogFile, int]] = {}
+
+    def setup(self) -> None:
+        self.containers_dir.mkdir(parents=True, exist_ok=True)
+
+    def directory(self, container_id: str) -> Path:
+        return self.containers_dir / validate_container_id(container_id)
+
+    def acquire(self, container_id: str, policy: RotationPolicy) -> LogFile:
+        """The container's log opened for writing, shared with any other writer."""
+        with self._lock:
+            entry = self._open.get(container_id)
+            if entry is not None:
+                logfile, refs = entry
+                self._open[container_id] = (logfile, refs + 1)
+                return logfile
+            logfile = LogFile(self.directory(container_id), policy)
+            self._open[container_id] = (logfile, 1)
+            return logfile
+
+    def release(self, container_id: str) -> None:
+        with self._lock:
+            entry = self._open.get(container_id)
+            if entry is None:
+                return
+            logfile, refs = entry
+            if refs > 1:
+                self._open[container_id] = (logfile, refs - 1)
+                return
+            del self._open[container_id]
+        logfile.close()
+
+    def reader(self, container_id: str, policy: RotationPolicy) -> LogFile:
+        """The live log if the container is being logged, else a read-only view of its files."""
+        with self._lock:
+            entry = self._open.get(container_id)
+        if entry is not None:
+            return entry[0]
+        return LogFile(self.directory(container_id), policy, writable=False)
+
+    def is_active(self, container_id: str) -> bool:
+        with self._lock:
+            return container_id in self._open
+
+    def active(self) -> list[str]:
+        with self._lock:
+            return list(self._open)
+
+    def write_info(self, container_id: str, info: Mapping[str, Any]) -> None:
+        """Record the container's Info atomically (also marks the container as recently used)."""
+        directory = self.directory(container_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / (INFO_FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(info, f)
+        os.replace(tmp, directory / INFO_FILE)
+
+    def touch(self, container_id: str) -> None:
+        path = self.directory(container_id) / INFO_FILE
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(path)
+
+    def containers(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.containers_dir.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def last_used(self, container_id: str) -> float:
+        """Newest modification time of anything in the container's directory."""
+        newest = 0.0
+        directory = self.directory(container_id)
+        try:
+            with os.scandir(directory) as it:
+                for entry in it:
+                    try:
+                        newest = max(newest, entry.stat().st_mtime)
+                    except FileNotFoundError:
+                        continue
+        except FileNotFoundError:
+            return 0.0
+        return newest
+
+    def remove_unused(self, retention_seconds: float, now: float | None = None) -> list[str]:
+        """Delete the logs of containers not logged to or read for ``retention_seconds``.
+
+        Containers being logged are never touched. Returns the IDs removed.
+        """
+        if retention_seconds <= 0:
+            return []
+        now = time.time() if now is None else now
+        removed: list[str] = []
+        for container_id in self.containers():
+            if self.is_active(container_id):
+                continue
+            if now - self.last_used(container_id) < retention_seconds:
+                continue
+            with self._lock:
+                if container_id in self._open:
+                    continue
+                shutil.rmtree(self.directory(container_id), ignore_errors=True)
+            removed.append(container_id)
+        return removed

@@ -1,0 +1,234 @@
+"""Reading a :class:`~.logfile.LogFile` back: tail, since/until, follow.
+
+The same code serves every variant of the files (plain or gzipped, rotated or
+current); the conformance tests in tests/unit/store run it against each.
+
+Order of operations follows json-file's reader: take the last ``tail`` records,
+then drop those before ``since``, stop at the first after ``until``; with
+``follow``, keep streaming records as they are appended, across rotations,
+until the log is closed (the container's logging stopped) or the consumer goes
+away.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .logfile import LogFile, LogState, Segment
+from .records import record_time
+
+log = logging.getLogger(__name__)
+
+_BLOCK = 1 << 16
+
+#: How often a follower with nothing to read checks that its consumer is still there.
+FOLLOW_CHECK_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    tail: int = -1
+    """Last N records; negative means all."""
+    since_ns: int | None = None
+    until_ns: int | None = None
+    follow: bool = False
+
+
+def _iter_batches(seg: Segment, start: int = 0) -> Iterator[list[bytes]]:
+    """Whole records of a segment from ``start`` up to its readable size, a block at a time."""
+    if seg.compressed:
+        with gzip.open(seg.file, "rb") as gz:
+            yield from _split(iter(lambda: gz.read(_BLOCK), b""))
+        return
+    yield from _split(_read_range(seg.file, start, seg.size))
+
+
+def _read_range(f: object, start: int, end: int | None) -> Iterator[bytes]:
+    fd = f.fileno()  # type: ignore[attr-defined]
+    pos = start
+    while end is None or pos < end:
+        want = _BLOCK if end is None else min(_BLOCK, end - pos)
+        data = os.pread(fd, want, pos)
+        if not data:
+            return
+        pos += len(data)
+        yield data
+
+
+def _split(blocks: Iterator[bytes]) -> Iterator[list[bytes]]:
+    rest = b""
+    for block in blocks:
+        data = rest + block if rest else block
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if lines:
+            yield [line + b"\n" for line in lines]
+    if rest:
+        # Only possible in a file cut short by a crash: a record without its newline.
+        log.debug("ignoring %d bytes of an unterminated record", len(rest))
+
+
+def _tail_segment(seg: Segment, count: int) -> list[bytes]:
+    """The last ``count`` records of a segment, reading plain files backwards."""
+    if seg.compressed:
+        return list(deque((r for b in _iter_batches(seg) for r in b), maxlen=count))
+    fd = seg.file.fileno()
+    end = seg.size if seg.size is not None else os.fstat(fd).st_size
+    pos = end
+    chunks: list[bytes] = []
+    newlines = 0
+    # A file ends with a newline; we need count+1 newlines to frame count records.
+    while pos > 0 and newlines <= count:
+        start = max(0, pos - _BLOCK)
+        data = os.pread(fd, pos - start, start)
+        chunks.append(data)
+        newlines += data.count(b"\n")
+        pos = start
+    data = b"".join(reversed(chunks))
+    lines = data.split(b"\n")
+    lines.pop()  # after the final newline
+    if pos > 0:
+        lines = lines[1:]  # first piece may be a partial record
+    return [line + b"\n" for line in lines[-count:]] if count else []
+
+
+def _tail(segments: list[Segment], count: int) -> list[bytes]:
+    out: list[bytes] = []
+    for seg in reversed(segments):
+        need = count - len(out)
+        if need <= 0:
+            break
+        out = _tail_segment(seg, need) + out
+    return out
+
+
+class _Window:
+    """since/until applied to batches; ``done`` once a record past ``until`` was seen."""
+
+    def __init__(self, since: int | None, until: int | None) -> None:
+        self.since = since
+        self.until = until
+        self.done = False
+
+    def apply(self, batch: list[bytes]) -> list[bytes]:
+        since, until = self.since, self.until
+        if since is None and until is None:
+            return batch
+        out: list[bytes] = []
+        for rec in batch:
+            t = record_time(rec)
+            if until is not None and t > until:
+                self.done = True
+                break
+            if since is None or t >= since:
+                out.append(rec)
+        return out
+
+
+def read_batches(
+    logfile: LogFile,
+    opts: ReadOptions,
+    consumer_alive: Callable[[], bool] = lambda: True,
+) -> Iterator[list[bytes]]:
+    """Yield raw records per ``opts`` in batches, oldest first.
+
+    With ``follow``, each wake-up yields what was appended since the last one,
+    until the log closes or ``consumer_alive`` says the reader has gone.
+    """
+    window = _Window(opts.since_ns, opts.until_ns)
+    segments = logfile.open_segments()
+    try:
+        if opts.tail > 0:
+            initial: Iterator[list[bytes]] = iter([_tail(segments, opts.tail)])
+        elif opts.tail == 0:
+            initial = iter(())
+        else:
+            initial = (batch for seg in segments for batch in _iter_batches(seg))
+        for batch in initial:
+            batch = window.apply(batch)
+            if batch:
+                yield batch
+            if window.done:
+                return
+        if not opts.follow:
+            return
+        current = segments.pop() if segments else None
+    finally:
+        for seg in segments:
+            seg.close()
+    yield from _follow(logfile, current, window, consumer_alive)
+
+
+def read_records(
+    logfile: LogFile,
+    opts: ReadOptions,
+    consumer_alive: Callable[[], bool] = lambda: True,
+) -> Iterator[bytes]:
+    """:func:`read_batches`, one record at a time."""
+    for batch in read_batches(logfile, opts, consumer_alive):
+        yield from batch
+
+
+def _follow(
+    logfile: LogFile,
+    current: Segment | None,
+    window: _Window,
+    consumer_alive: Callable[[], bool],
+) -> Iterator[list[bytes]]:
+    if current is None:
+        current = logfile.open_generation(logfile.state().generation)
+        if current is None:
+            return
+    cur = current
+    offset = cur.size or 0
+    try:
+        while True:
+            state = logfile.state()
+            if cur.generation < state.generation:
+                # Rotated away: the file is final, read it to its end, then go on.
+                cur.size = None
+                for batch in _iter_batches(cur, offset):
+                    batch = window.apply(batch)
+                    if batch:
+                        yield batch
+                    if window.done:
+                        return
+                cur.close()
+                nxt = logfile.open_generation(cur.generation + 1)
+                if nxt is None:
+                    return
+                if nxt.generation != cur.generation + 1:
+                    log.warning(
+                        "a follower of %s fell behind rotation and missed generations %d..%d",
+                        logfile.directory.name,
+                        cur.generation + 1,
+                        nxt.generation - 1,
+                    )
+                cur, offset = nxt, 0
+                continue
+            if state.size > offset:
+                cur.size = state.size
+                out: list[bytes] = []
+                for batch in _iter_batches(cur, offset):
+                    out += window.apply(batch)
+                    if window.done:
+                        break
+                if out:
+                    yield out
+                if window.done:
+                    return
+                offset = state.size
+                continue
+            if state.closed:
+                return
+            seen = LogState(cur.generation, offset, False)
+            woke = logfile.wait_for_change(seen, FOLLOW_CHECK_INTERVAL)
+            if woke == seen and not consumer_alive():
+                return
+    finally:
+        cur.close()
