@@ -4,6 +4,7 @@
 #   scripts/engine.sh start    install docker.io & friends if missing, start dockerd
 #   scripts/engine.sh stop     SIGTERM the dockerd we know of (pidfile) and wait for it
 #   scripts/engine.sh status   exit 0 if `docker info` answers
+#   scripts/engine.sh packages only install the Debian packages that are missing
 #
 # Idempotent: `start` does nothing when `docker info` already answers.
 # Environment: DOCKER (client, default `docker`), PYLOG_DOCKERD_LOG (daemon log),
@@ -147,8 +148,9 @@ case "${1:-}" in
 start) start ;;
 stop) stop ;;
 status) status ;;
+packages) install_packages ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|packages" >&2
     exit 2
     ;;
 esac

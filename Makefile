@@ -1,0 +1,107 @@
+# pylog: Docker logging-driver managed plugin.
+#
+#   make test      venv + lint + unit tests + e2e tests (the one "run every test" command)
+#   make demo      engine + plugin installed + a container logging through pylog
+#   make install   (re)build the rootfs and (re)install the managed plugin `pylog`
+#
+# Needs root on a Debian 12 machine: the engine and the rootfs build use apt,
+# dockerd, debootstrap and chroot. DOCKER selects the client (default `docker`;
+# the 28.x client negotiates API 1.41 with Debian's 20.10 daemon).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+DOCKER ?= docker
+PYTHON ?= python3
+VENV := .venv
+VBIN := $(VENV)/bin
+PLUGIN := pylog
+PLUGIN_DIR := rootfs-build/out/plugin
+STATE_DIR := /var/lib/pylog
+TEST_IMAGE := pylog-test/busybox:latest
+PYTEST_ARGS ?=
+export DOCKER
+
+.PHONY: help venv proto engine engine-stop busybox-image rootfs install uninstall demo \
+	lint test-unit test-e2e test bench
+
+help:
+	@echo "targets: venv proto engine engine-stop busybox-image rootfs install uninstall"
+	@echo "         demo lint test-unit test-e2e test bench"
+
+# ------------------------------------------------------------------ python env
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VBIN)/python || $(PYTHON) -m venv $(VENV)
+	$(VBIN)/python -m pip install -q --upgrade pip
+	$(VBIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+proto: venv
+	PATH="$(CURDIR)/$(VBIN):$$PATH" $(VBIN)/python -m grpc_tools.protoc -Iproto \
+		--python_out=plugin/pylog/wire --mypy_out=plugin/pylog/wire proto/entry.proto
+
+# ------------------------------------------------------------------ engine & plugin
+engine:
+	scripts/engine.sh start
+
+engine-stop:
+	scripts/engine.sh stop
+
+busybox-image: engine
+	scripts/busybox-image.sh
+
+rootfs:
+	scripts/engine.sh packages
+	rootfs-build/build.sh
+
+# dockerd refuses to enable the plugin when a bind-mount source is missing
+# ("error mounting /var/lib/pylog ... no such file or directory"): create it first.
+# --timeout 0: the plugin's HTTP client then has no timeout. With the default (30 s)
+# the timeout also covers ReadLogs bodies and `docker logs -f` is cut after 30 s.
+install: engine rootfs
+	mkdir -p $(STATE_DIR)
+	if $(DOCKER) plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
+		$(DOCKER) plugin disable -f $(PLUGIN) >/dev/null 2>&1 || true; \
+		$(DOCKER) plugin rm -f $(PLUGIN); \
+	fi
+	@echo "[install] docker plugin create $(PLUGIN) $(PLUGIN_DIR)"
+	@t0=$$EPOCHREALTIME; $(DOCKER) plugin create $(PLUGIN) $(PLUGIN_DIR) >/dev/null; \
+		awk -v a=$$t0 -v b=$$EPOCHREALTIME 'BEGIN {printf "[install] created in %.1f s\n", b - a}'
+	@t0=$$EPOCHREALTIME; $(DOCKER) plugin enable --timeout 0 $(PLUGIN) >/dev/null; \
+		awk -v a=$$t0 -v b=$$EPOCHREALTIME 'BEGIN {printf "[install] enabled in %.1f s\n", b - a}'
+	$(DOCKER) plugin ls
+
+uninstall:
+	if $(DOCKER) plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
+		$(DOCKER) plugin disable -f $(PLUGIN) >/dev/null 2>&1 || true; \
+		$(DOCKER) plugin rm -f $(PLUGIN); \
+	fi
+
+demo: install busybox-image
+	@cid=$$($(DOCKER) run -d --network none --log-driver $(PLUGIN) $(TEST_IMAGE) sh -c \
+		'for i in 1 2 3; do echo "hello from pylog, line $$i"; sleep 0.2; done; echo "and one line on stderr" >&2'); \
+	$(DOCKER) wait $$cid >/dev/null; \
+	echo "--- docker logs --timestamps $$cid"; \
+	$(DOCKER) logs --timestamps $$cid; \
+	$(DOCKER) rm $$cid >/dev/null
+
+# ------------------------------------------------------------------ checks
+lint: venv
+	$(VBIN)/ruff check .
+	$(VBIN)/ruff format --check .
+	$(VBIN)/mypy
+
+test-unit: venv
+	$(VBIN)/pytest tests/unit $(PYTEST_ARGS)
+
+# install has just run: the e2e fixtures need not install again.
+test-e2e: venv engine busybox-image install
+	PYLOG_E2E_SKIP_INSTALL=1 $(VBIN)/pytest tests/e2e -m e2e $(PYTEST_ARGS)
+
+test: venv lint test-unit test-e2e
+
+bench: venv engine busybox-image install
+	$(VBIN)/python scripts/bench.py

@@ -1,0 +1,48 @@
+"""Fixtures for the end-to-end tests: a real Docker engine, the busybox test image and
+the installed `pylog` managed plugin.
+
+Session setup (once): `scripts/engine.sh start`, `scripts/busybox-image.sh` and
+`make install` (skipped with PYLOG_E2E_SKIP_INSTALL=1, as `make test-e2e` does after
+installing). Every container is labelled and removed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from e2e_helpers import LABEL, PLUGIN, REPO, Docker, docker_cli
+
+
+def _sh(*cmd: str, env: dict[str, str] | None = None, timeout: float = 1200) -> None:
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).decode(errors="replace")
+        pytest.fail(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}", False)
+
+
+@pytest.fixture(scope="session")
+def docker() -> Iterator[Docker]:
+    """Engine up, busybox image present, plugin installed and enabled."""
+    _sh("scripts/engine.sh", "start")
+    _sh("scripts/busybox-image.sh")
+    if os.environ.get("PYLOG_E2E_SKIP_INSTALL") != "1":
+        _sh("make", "install")
+    enabled = docker_cli(["plugin", "inspect", "--format", "{{.Enabled}}", PLUGIN], check=False)
+    assert enabled.stdout.strip() == b"true", (
+        f"plugin {PLUGIN} is not installed and enabled: {enabled.stderr.decode().strip()}"
+    )
+    d = Docker()
+    yield d
+    ids = docker_cli(["ps", "-aq", "--filter", f"label={LABEL}"], check=False).stdout.split()
+    if ids:
+        docker_cli(["rm", "-f", *(i.decode() for i in ids)], check=False, timeout=300)
