@@ -22,6 +22,19 @@ def test_bad_log_opt_fails_run(docker: Docker, opt: str, value: str) -> None:
     assert opt in err, f"error does not name the option {opt!r}: {err.strip()}"
 
 
+@pytest.mark.parametrize(
+    "opts",
+    [{"mode": "non-blocking"}, {"mode": "non-blocking", "max-buffer-size": "4m"}],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
+def test_dockerd_log_opts_are_accepted(docker: Docker, opts: dict[str, str]) -> None:
+    """mode and max-buffer-size are dockerd's own options, valid with every driver."""
+    pair = docker.run_pair("seq 1 1000; echo done >&2", log_opts=opts)
+    ref, got = (docker.logs(c) for c in pair)
+    assert ref.stderr == b"done\n"
+    assert_same_logs(ref, got, f"docker logs with {opts}")
+
+
 def test_logs_of_stopped_and_restarted_container(docker: Docker) -> None:
     # Pauses: the order of records of the two streams is then fixed (for --tail).
     cmd = "echo 'hello out'; sleep 0.1; echo 'hello err' >&2; sleep 0.1; printf 'no newline'"
