@@ -3,22 +3,29 @@
 Records are opaque newline-terminated byte strings here; the record format lives
 in :mod:`.records`. Layout in the container's directory::
 
-    json.log          current file, appended to
-    json.log.1[.gz]   newest rotated file
-    json.log.N[.gz]   oldest kept, N = max-file - 1
+    json.log            current file, appended to
+    json.log.<G>[.gz]   a rotated file of generation G (at most max-file - 1 kept)
+    generation          the current file's generation, written before each rotation
 
-Rotation state is explicit: every file has a *generation*, the current file's
-being :attr:`LogFile.generation`; rotated index ``k`` holds generation
-``generation - k``. Rotation happens under the lock, before a record is written
-when the current file already holds ``max-size`` bytes (json-file's rule), and
-creates a new current file, so a follower holding the old file descriptor reads
-it to its end and then asks for the next generation. Followers are woken through
-a condition variable on every append, rotation and close; they never poll.
+Rotation state is explicit and durable: every file has a *generation*, an
+integer that only grows; rotated files carry theirs in their name and the
+current file's is ``max(<generation file>, newest rotated + 1)``. A position in
+the log is therefore ``(generation, byte offset)``, which stays valid across
+rotations and restarts (the Kafka shipper stores its acknowledged position that
+way). The generation file is written before the rename, so a crash in the
+middle of a rotation can only make a reader see the old file's lines twice,
+never skip any.
+
+Rotation happens under the lock, before a record is written when the current
+file already holds ``max-size`` bytes (json-file's rule), and creates a new
+current file, so a follower holding the old file descriptor reads it to its
+end and then asks for the next generation. Followers are woken through a
+condition variable on every append, rotation and close; they never poll.
 
 Compression runs in a background thread (gzip level 1, like json-file) so the
-ingest thread is not held up. It writes ``.1.gz.tmp``, renames it to ``.1.gz``
-and only then unlinks ``.1``, so a reader looking for generation ``G-1`` finds
-one of the two at any instant; the next rotation waits for it to finish.
+ingest thread is not held up. It writes ``.G.gz.tmp``, renames it to ``.G.gz``
+and only then unlinks ``.G``, so a reader finds one of the two at any instant;
+the next rotation waits for it to finish.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -67,8 +75,15 @@ class LogState:
     closed: bool
 
 
-def _rotated_name(index: int, compressed: bool) -> str:
-    return f"{CURRENT}.{index}" + (".gz" if compressed else "")
+def _rotated_name(generation: int, compressed: bool) -> str:
+    return f"{CURRENT}.{generation}" + (".gz" if compressed else "")
+
+
+GENERATION_FILE = "generation"
+
+#: Called under the log's lock just before a rotated file is deleted, with its
+#: generation and path (the shipper counts lines it had not shipped yet).
+DiscardHook = Callable[[int, Path], None]
 
 
 class LogFile:
@@ -78,14 +93,21 @@ class LogFile:
     stopped container); it reports itself closed, so followers end at once.
     """
 
-    def __init__(self, directory: Path, policy: RotationPolicy, *, writable: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        policy: RotationPolicy,
+        *,
+        writable: bool = True,
+        on_discard: DiscardHook | None = None,
+    ) -> None:
         if policy.max_files < 1:
             raise ValueError("max_files must be >= 1")
         self.directory = directory
         self.policy = policy
+        self.on_discard = on_discard
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._generation = 0
         self._closed = not writable
         self._fd: int | None = None
         self._size = 0
@@ -93,26 +115,29 @@ class LogFile:
         if writable:
             directory.mkdir(parents=True, exist_ok=True)
             self._recover()
+        self._generation = self._load_generation()
+        if writable:
             self._fd = os.open(self._current_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             self._size = os.fstat(self._fd).st_size
         else:
             with contextlib.suppress(FileNotFoundError):
-                self._size = (directory / CURRENT).stat().st_size
+                self._size = self._current_path().stat().st_size
 
-    # -- paths ---------------------------------------------------------------
+    # -- paths and rotation state ----------------------------------------------
 
     def _current_path(self) -> Path:
         return self.directory / CURRENT
 
-    def _rotated_path(self, index: int) -> Path | None:
-        """The existing file at rotated ``index``, plain preferred, or None."""
+    def _rotated_path(self, generation: int) -> Path | None:
+        """The existing rotated file of ``generation``, plain preferred, or None."""
         for compressed in (False, True):
-            path = self.directory / _rotated_name(index, compressed)
+            path = self.directory / _rotated_name(generation, compressed)
             if path.exists():
                 return path
         return None
 
-    def _rotated_indices(self) -> list[int]:
+    def rotated_generations(self) -> list[int]:
+        """Generations of the rotated files on disk, oldest first."""
         found: set[int] = set()
         prefix = CURRENT + "."
         try:
@@ -127,6 +152,18 @@ class LogFile:
                 found.add(int(rest))
         return sorted(found)
 
+    def _load_generation(self) -> int:
+        recorded = 0
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            recorded = int((self.directory / GENERATION_FILE).read_text().strip())
+        rotated = self.rotated_generations()
+        return max(recorded, rotated[-1] + 1 if rotated else 0)
+
+    def _store_generation(self, generation: int) -> None:
+        tmp = self.directory / (GENERATION_FILE + ".tmp")
+        tmp.write_text(f"{generation}\n")
+        os.replace(tmp, self.directory / GENERATION_FILE)
+
     def _recover(self) -> None:
         """Tidy up after a crash: drop temp files and gz twins of plain files."""
         for name in os.listdir(self.directory):
@@ -136,8 +173,8 @@ class LogFile:
             if stale_tmp or gz_twin:
                 path.unlink(missing_ok=True)
         if self.policy.compress:
-            for index in self._rotated_indices():
-                plain = self.directory / _rotated_name(index, False)
+            for gen in self.rotated_generations():
+                plain = self.directory / _rotated_name(gen, False)
                 if plain.exists():
                     _compress_file(plain)
 
@@ -159,10 +196,9 @@ class LogFile:
             if self._closed or self._fd is None:
                 raise StoreError(errno.EBADF, "log is closed")
             try:
-                written = self._append_locked(records)
+                return self._append_locked(records)
             finally:
                 self._cond.notify_all()
-            return written
 
     def _append_locked(self, records: list[bytes]) -> int:
         max_size = self.policy.max_size
@@ -199,24 +235,17 @@ class LogFile:
         return done
 
     def _rotate(self) -> None:
-        """Shift rotated files up one index and start a new current file."""
+        """Close the current file as generation G, start generation G+1, drop the oldest."""
         assert self._fd is not None
         self._wait_compressor()
+        old = self._generation
         keep = self.policy.max_files - 1
-        for index in reversed(self._rotated_indices()):
-            src = self._rotated_path(index)
-            if src is None:
-                continue
-            if index >= keep:
-                src.unlink(missing_ok=True)
-            else:
-                dst = self.directory / _rotated_name(index + 1, src.suffix == ".gz")
-                os.replace(src, dst)
+        self._store_generation(old + 1)
         os.close(self._fd)
         self._fd = None
         current = self._current_path()
         if keep >= 1:
-            rotated = self.directory / _rotated_name(1, False)
+            rotated = self.directory / _rotated_name(old, False)
             os.replace(current, rotated)
             if self.policy.compress:
                 self._compressor = threading.Thread(
@@ -224,10 +253,23 @@ class LogFile:
                 )
                 self._compressor.start()
         else:
-            current.unlink(missing_ok=True)
+            self._discard(old, current)
         self._fd = os.open(current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._size = 0
-        self._generation += 1
+        self._generation = old + 1
+        gens = self.rotated_generations()
+        for gen in gens[: max(0, len(gens) - keep)]:
+            path = self._rotated_path(gen)
+            if path is not None:
+                self._discard(gen, path)
+
+    def _discard(self, generation: int, path: Path) -> None:
+        if self.on_discard is not None:
+            try:
+                self.on_discard(generation, path)
+            except Exception:
+                log.exception("discard hook failed for %s", path)
+        path.unlink(missing_ok=True)
 
     def _wait_compressor(self) -> None:
         if self._compressor is not None:
@@ -269,8 +311,8 @@ class LogFile:
         with self._lock:
             segments: list[Segment] = []
             try:
-                for index in reversed(self._rotated_indices()):
-                    seg = self._open_rotated(index)
+                for gen in self.rotated_generations():
+                    seg = self._open_rotated(gen)
                     if seg is not None:
                         segments.append(seg)
                 current = self._open_current()
@@ -285,24 +327,28 @@ class LogFile:
     def open_generation(self, generation: int) -> Segment | None:
         """The file of ``generation``, or of the oldest later one still kept."""
         with self._lock:
-            if generation >= self._generation:
-                return self._open_current()
-            indices = [i for i in self._rotated_indices() if self._generation - i >= generation]
-            for index in sorted(indices, reverse=True):
-                seg = self._open_rotated(index)
-                if seg is not None:
-                    return seg
+            if generation < self._generation:
+                for gen in self.rotated_generations():
+                    if generation <= gen < self._generation:
+                        seg = self._open_rotated(gen)
+                        if seg is not None:
+                            return seg
             return self._open_current()
 
-    def _open_rotated(self, index: int) -> Segment | None:
-        path = self._rotated_path(index)
+    def _open_rotated(self, generation: int) -> Segment | None:
+        path = self._rotated_path(generation)
         if path is None:
             return None
         try:
             f = open(path, "rb")  # noqa: SIM115 - owned by the Segment
         except FileNotFoundError:
-            return None
-        return Segment(self._generation - index, f, path.suffix == ".gz", None)
+            # Compressed in the meantime: the .gz is in place before the plain file goes.
+            path = self.directory / _rotated_name(generation, True)
+            try:
+                f = open(path, "rb")  # noqa: SIM115 - owned by the Segment
+            except FileNotFoundError:
+                return None
+        return Segment(generation, f, path.suffix == ".gz", None)
 
     def _open_current(self) -> Segment | None:
         try:

@@ -39,10 +39,21 @@ class ReadOptions:
     follow: bool = False
 
 
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in a container's log that survives rotation and restarts."""
+
+    generation: int
+    offset: int
+    """Bytes into the generation's file, uncompressed."""
+
+
 def _iter_batches(seg: Segment, start: int = 0) -> Iterator[list[bytes]]:
     """Whole records of a segment from ``start`` up to its readable size, a block at a time."""
     if seg.compressed:
         with gzip.open(seg.file, "rb") as gz:
+            if start:
+                gz.seek(start)
             yield from _split(iter(lambda: gz.read(_BLOCK), b""))
         return
     yield from _split(_read_range(seg.file, start, seg.size))
@@ -184,8 +195,39 @@ def _follow(
         current = logfile.open_generation(logfile.state().generation)
         if current is None:
             return
-    cur = current
-    offset = cur.size or 0
+    for batch, _ in _stream(logfile, current, current.size or 0, consumer_alive):
+        batch = window.apply(batch)
+        if batch:
+            yield batch
+        if window.done:
+            return
+
+
+def follow_from(
+    logfile: LogFile,
+    start: Position,
+    consumer_alive: Callable[[], bool] = lambda: True,
+) -> Iterator[tuple[list[bytes], Position]]:
+    """Records from ``start`` on, each batch with the position just after it.
+
+    Goes on across rotations until the log is closed and fully read, or
+    ``consumer_alive`` turns false while waiting. If ``start``'s file is gone
+    (rotated away and deleted), reading resumes at the oldest file still kept.
+    """
+    seg = logfile.open_generation(start.generation)
+    if seg is None:
+        return
+    offset = start.offset if seg.generation == start.generation else 0
+    yield from _stream(logfile, seg, offset, consumer_alive)
+
+
+def _stream(
+    logfile: LogFile,
+    cur: Segment,
+    offset: int,
+    consumer_alive: Callable[[], bool],
+) -> Iterator[tuple[list[bytes], Position]]:
+    """The follow loop: read what is there, wait to be woken, move on at rotation."""
     try:
         while True:
             state = logfile.state()
@@ -193,18 +235,15 @@ def _follow(
                 # Rotated away: the file is final, read it to its end, then go on.
                 cur.size = None
                 for batch in _iter_batches(cur, offset):
-                    batch = window.apply(batch)
-                    if batch:
-                        yield batch
-                    if window.done:
-                        return
+                    offset += sum(map(len, batch))
+                    yield batch, Position(cur.generation, offset)
                 cur.close()
                 nxt = logfile.open_generation(cur.generation + 1)
                 if nxt is None:
                     return
                 if nxt.generation != cur.generation + 1:
                     log.warning(
-                        "a follower of %s fell behind rotation and missed generations %d..%d",
+                        "a reader of %s fell behind rotation and missed generations %d..%d",
                         logfile.directory.name,
                         cur.generation + 1,
                         nxt.generation - 1,
@@ -215,14 +254,10 @@ def _follow(
                 cur.size = state.size
                 out: list[bytes] = []
                 for batch in _iter_batches(cur, offset):
-                    out += window.apply(batch)
-                    if window.done:
-                        break
-                if out:
-                    yield out
-                if window.done:
-                    return
+                    out += batch
                 offset = state.size
+                if out:
+                    yield out, Position(cur.generation, offset)
                 continue
             if state.closed:
                 return

@@ -1,0 +1,218 @@
+"""One reader conformance suite, run against every variant of the files."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pylog.config import RotationPolicy
+from pylog.store.logfile import LogFile
+from pylog.store.reader import Position, ReadOptions, follow_from, read_records
+
+from .conftest import T0, make_records
+
+REC = len(make_records(1)[0])
+
+VARIANTS = {
+    "single-file": RotationPolicy(-1, 1, False),
+    "rotated": RotationPolicy(10 * REC, 4, False),
+    "rotated-gzip": RotationPolicy(10 * REC, 4, True),
+}
+
+
+@pytest.fixture(params=list(VARIANTS))
+def policy(request: pytest.FixtureRequest) -> RotationPolicy:
+    return VARIANTS[request.param]
+
+
+@pytest.fixture
+def log(tmp_path: Path, policy: RotationPolicy) -> Iterator[LogFile]:
+    lf = LogFile(tmp_path / "c", policy)
+    yield lf
+    lf.close()
+
+
+def kept(policy: RotationPolicy, total: int) -> int:
+    """How many of ``total`` records stay on disk under ``policy``."""
+    if policy.max_size < 0:
+        return total
+    per_file = policy.max_size // REC
+    current = total - ((total - 1) // per_file) * per_file
+    return min(total, current + per_file * (policy.max_files - 1))
+
+
+def read(lf: LogFile, **kw: object) -> list[bytes]:
+    return list(read_records(lf, ReadOptions(**kw)))  # type: ignore[arg-type]
+
+
+def test_reads_everything_kept_in_order(log: LogFile, policy: RotationPolicy) -> None:
+    recs = make_records(35)
+    log.append(recs)
+    assert read(log) == recs[35 - kept(policy, 35) :]
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 10, 11, 25, 1000])
+def test_tail(log: LogFile, policy: RotationPolicy, n: int) -> None:
+    recs = make_records(35)
+    log.append(recs)
+    available = recs[35 - kept(policy, 35) :]
+    assert read(log, tail=n) == (available[-n:] if n else [])
+
+
+def test_tail_of_empty_log(log: LogFile) -> None:
+    assert read(log, tail=10) == []
+    assert read(log) == []
+
+
+def test_since_until(log: LogFile) -> None:
+    recs = make_records(35)
+    log.append(recs)
+    t = lambda i: T0 + i * 1000  # noqa: E731 - record i's time
+    assert read(log, since_ns=t(30)) == recs[30:]
+    assert read(log, since_ns=t(30), until_ns=t(32)) == recs[30:33]
+    assert read(log, since_ns=t(0) + 1, until_ns=t(1) - 1) == []
+    assert read(log, since_ns=t(0) - 5, until_ns=t(1) - 1) == recs[:1]
+    # json-file order: tail first, then the time window.
+    assert read(log, tail=3, since_ns=t(33)) == recs[33:35]
+
+
+def test_follow_streams_appends_across_rotations(log: LogFile) -> None:
+    recs = make_records(100)
+    log.append(recs[:5])
+    got: list[bytes] = []
+    it = read_records(log, ReadOptions(tail=2, follow=True))
+    got.append(next(it))
+    got.append(next(it))
+    assert got == recs[3:5]
+
+    def writer() -> None:
+        for i in range(5, 100, 7):
+            log.append(recs[i : i + 7])
+            time.sleep(0.005)
+        log.close()
+
+    th = threading.Thread(target=writer)
+    th.start()
+    got += list(it)  # ends by itself when the log closes
+    th.join()
+    assert got == recs[3:100]
+
+
+def test_follow_ends_when_consumer_leaves(log: LogFile) -> None:
+    log.append(make_records(3))
+    alive = threading.Event()
+    alive.set()
+    it = read_records(log, ReadOptions(follow=True), consumer_alive=alive.is_set)
+    assert len([next(it) for _ in range(3)]) == 3
+    threading.Timer(0.2, alive.clear).start()
+    start = time.monotonic()
+    assert list(it) == []
+    assert time.monotonic() - start < 3
+
+
+def test_follow_until_stops_at_first_later_record(log: LogFile) -> None:
+    recs = make_records(20)
+    log.append(recs[:5])
+    it = read_records(log, ReadOptions(follow=True, until_ns=T0 + 12 * 1000))
+    threading.Timer(0.1, lambda: log.append(recs[5:])).start()
+    assert list(it) == recs[:13]
+
+
+def test_follow_on_a_closed_log_ends_after_reading(tmp_path: Path, policy: RotationPolicy) -> None:
+    lf = LogFile(tmp_path / "c", policy)
+    recs = make_records(15)
+    lf.append(recs)
+    lf.close()
+    view = LogFile(tmp_path / "c", policy, writable=False)
+    assert list(read_records(view, ReadOptions(follow=True))) == recs[15 - kept(policy, 15) :]
+
+
+def test_many_concurrent_readers_while_writing(tmp_path: Path, policy: RotationPolicy) -> None:
+    # Keep every file so that no follower can lose lines to rotation (that case is tested below).
+    log = LogFile(tmp_path / "c", RotationPolicy(policy.max_size, 100, policy.compress))
+    recs = make_records(400)
+    results: list[list[bytes]] = []
+    lock = threading.Lock()
+    started = threading.Barrier(9)
+
+    def follower() -> None:
+        it = read_records(log, ReadOptions(follow=True))
+        started.wait()
+        out = list(it)
+        with lock:
+            results.append(out)
+
+    def snapshot_reader() -> None:
+        started.wait()
+        for _ in range(20):
+            out = read(log, tail=5)
+            assert len(out) <= 5
+            assert all(r in recs for r in out)
+
+    threads = [threading.Thread(target=follower) for _ in range(6)]
+    threads += [threading.Thread(target=snapshot_reader) for _ in range(2)]
+    for th in threads:
+        th.start()
+    started.wait()
+    for i in range(0, 400, 9):
+        log.append(recs[i : i + 9])
+    log.close()
+    for th in threads:
+        th.join(10)
+    assert len(results) == 6
+    for out in results:
+        assert out == recs
+
+
+def test_slow_follower_that_misses_rotations_resumes_at_oldest_kept(tmp_path: Path) -> None:
+    policy = RotationPolicy(10 * REC, 2, False)
+    lf = LogFile(tmp_path / "c", policy)
+    recs = make_records(100)
+    lf.append(recs[:5])
+    it = read_records(lf, ReadOptions(follow=True))
+    assert [next(it) for _ in range(5)] == recs[:5]
+    lf.append(recs[5:100])  # many rotations before the follower looks again
+    lf.close()
+    rest = list(it)
+    # It first finishes its own (rotated-away) file, then continues with what is still kept.
+    assert rest[:5] == recs[5:10]
+    assert rest[-10:] == recs[90:100]
+    assert rest == sorted(rest)
+
+
+def test_follow_from_positions_resume_exactly(log: LogFile) -> None:
+    recs = make_records(60)
+    log.append(recs[:33])
+    log.close()
+    got: list[bytes] = []
+    positions: list[Position] = []
+    for batch, pos in follow_from(log, Position(0, 0)):
+        got += batch
+        positions.append(pos)
+    assert got == recs[33 - len(got) : 33]
+    # Resuming at any reported position yields exactly what came after it.
+    seen = 0
+    for pos in positions:
+        seen_batches = [b for b, _ in follow_from(log, pos)]
+        rest = [r for b in seen_batches for r in b]
+        assert got[: len(got) - len(rest)] + rest == got
+        seen += 1
+    assert seen == len(positions)
+
+
+def test_follow_from_mid_file_of_every_kind(tmp_path: Path, policy: RotationPolicy) -> None:
+    lf = LogFile(tmp_path / "c", RotationPolicy(policy.max_size, 100, policy.compress))
+    recs = make_records(35)
+    lf.append(recs)
+    lf.close()
+    view = LogFile(tmp_path / "c", lf.policy, writable=False)
+    # Start two records into generation 1 (compressed in the gzip variant).
+    if policy.max_size > 0:
+        assert lf.generation == 3  # 10 records a file
+        start = Position(1, len(recs[10]) + len(recs[11]))
+    else:
+        start = Position(0, sum(map(len, recs[:12])))
+    got = [r for b, _ in follow_from(view, start) for r in b]
+    assert got == recs[12:]

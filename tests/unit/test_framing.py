@@ -1,0 +1,126 @@
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pylog.framing import FrameDecoder, encode_entries, encode_entry
+from pylog.models import Entry
+from pylog.wire.entry_pb2 import LogEntry
+
+
+def frame(msg: LogEntry) -> bytes:
+    body = msg.SerializeToString()
+    return struct.pack(">I", len(body)) + body
+
+
+ENTRIES = [
+    Entry("stdout", 1, b"one"),
+    Entry("stderr", 2, b"two"),
+    Entry("stdout", 3, b""),
+    Entry("stdout", 4, "unicod\u00e9 \u2603".encode()),
+]
+
+
+def test_decodes_every_frame_in_a_chunk() -> None:
+    dec = FrameDecoder()
+    assert dec.feed(encode_entries(ENTRIES)) == ENTRIES
+    assert dec.errors.total() == 0
+    assert dec.pending == 0
+
+
+def test_any_chunking_gives_the_same_entries() -> None:
+    data = encode_entries(ENTRIES * 10)
+    for step in (1, 2, 3, 5, 7, 64):
+        dec = FrameDecoder()
+        out = []
+        for i in range(0, len(data), step):
+            out += dec.feed(data[i : i + step])
+        assert out == ENTRIES * 10
+
+
+def test_partial_chunks_are_incomplete_until_the_last() -> None:
+    chunk = LogEntry(source="stdout", time_nano=5, line=b"a" * 16384, partial=True)
+    chunk.partial_log_metadata.id = "x"
+    chunk.partial_log_metadata.ordinal = 1
+    last = LogEntry(source="stdout", time_nano=5, line=b"tail", partial=True)
+    last.partial_log_metadata.id = "x"
+    last.partial_log_metadata.ordinal = 2
+    last.partial_log_metadata.last = True
+    out = FrameDecoder().feed(frame(chunk) + frame(last))
+    assert [e.complete for e in out] == [False, True]
+    assert out[0].line == b"a" * 16384
+
+
+def test_corrupt_body_is_counted_and_skipped_in_place() -> None:
+    garbage = b"\xff\xff\xff\xff\xff"
+    data = encode_entries(ENTRIES[:1]) + struct.pack(">I", len(garbage)) + garbage
+    data += encode_entries(ENTRIES[1:])
+    dec = FrameDecoder()
+    assert dec.feed(data) == ENTRIES
+    assert dec.errors.corrupt == 1
+
+
+def test_unknown_source_is_corrupt() -> None:
+    data = frame(LogEntry(source="stdin", time_nano=1, line=b"x")) + encode_entries(ENTRIES)
+    dec = FrameDecoder()
+    assert dec.feed(data) == ENTRIES
+    assert dec.errors.corrupt == 1
+
+
+def test_oversize_length_resyncs_to_the_next_frame() -> None:
+    dec = FrameDecoder(max_frame=1024)
+    data = encode_entries(ENTRIES[:1]) + b"\x7f\xff\xff\xffjunkjunk" + encode_entries(ENTRIES[1:])
+    assert dec.feed(data) == ENTRIES
+    assert dec.errors.oversize == 1
+    assert dec.errors.skipped_bytes >= 12
+
+
+def test_frame_over_the_bound_is_dropped_not_buffered() -> None:
+    dec = FrameDecoder(max_frame=1024)
+    big = encode_entry("stdout", 1, b"x" * 4096)
+    out = dec.feed(big + encode_entries(ENTRIES))
+    assert out == ENTRIES
+    assert dec.errors.oversize == 1
+    assert dec.pending < 1024
+
+
+def test_truncated_stream_is_counted_at_close() -> None:
+    data = encode_entries(ENTRIES)
+    dec = FrameDecoder()
+    assert dec.feed(data[:-2]) == ENTRIES[:-1]
+    dec.close()
+    assert dec.errors.truncated == 1
+
+
+def test_encode_entry_round_trips() -> None:
+    data = encode_entry("stderr", 42, b"line\n")
+    assert FrameDecoder().feed(data) == [Entry("stderr", 42, b"line\n")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=4096), st.integers(min_value=1, max_value=512))
+def test_garbage_never_crashes_hangs_or_grows(garbage: bytes, step: int) -> None:
+    dec = FrameDecoder(max_frame=1 << 16)
+    valid = encode_entries(ENTRIES)
+    data = garbage + valid
+    out = []
+    for i in range(0, len(data), step):
+        out += dec.feed(data[i : i + step])
+        assert dec.pending <= (1 << 16) + 4
+    dec.close()
+    assert all(e.source in ("stdout", "stderr") for e in out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["stdout", "stderr"]), st.integers(0, 2**62), st.binary(max_size=300)
+        )
+    )
+)
+def test_valid_streams_decode_exactly(items: list[tuple[str, int, bytes]]) -> None:
+    entries = [Entry(s, t, line) for s, t, line in items]
+    dec = FrameDecoder()
+    assert dec.feed(encode_entries(entries)) == entries
+    assert dec.errors.total() == 0

@@ -1,0 +1,246 @@
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pylog.framing import FrameDecoder, encode_entries
+from pylog.models import Entry, RequestError
+from pylog.service import LoggingService
+
+from .conftest import Fifo, wait_for
+
+CID = "c" * 64
+
+
+def info(cid: str = CID, **config: str) -> dict[str, object]:
+    return {
+        "ContainerID": cid,
+        "ContainerName": "/web",
+        "ContainerImageName": "busybox",
+        "ContainerLabels": {"app": "shop"},
+        "ContainerEnv": ["SECRET=x", "REGION=eu"],
+        "Config": config,
+    }
+
+
+def read(service: LoggingService, cid: str = CID, **config: object) -> list[Entry]:
+    data = b"".join(service.read_logs({"ContainerID": cid}, config))
+    return FrameDecoder().feed(data)
+
+
+def entries(n: int, t0: int = 1_000) -> list[Entry]:
+    return [Entry("stdout" if i % 2 else "stderr", t0 + i, f"line {i}".encode()) for i in range(n)]
+
+
+def test_logs_a_fifo_and_serves_it_back(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries(entries(1000)))
+    wait_for(lambda: len(read(service)) == 1000)
+    got = read(service, Tail=3)
+    assert [e.line for e in got] == [b"line 997\n", b"line 998\n", b"line 999\n"]
+    assert [e.source for e in got] == ["stdout", "stderr", "stdout"]
+    assert [e.time_ns for e in got] == [1997, 1998, 1999]
+
+
+def test_stop_returns_at_once_and_the_reader_drains_to_eof(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    start = time.monotonic()
+    service.stop_logging(str(fifo.path))
+    assert time.monotonic() - start < 0.5
+    # dockerd may still write after StopLogging; nothing of it is lost.
+    fifo.write(encode_entries(entries(500)))
+    fifo.close()
+    wait_for(lambda: not service.drivers())
+    assert len(read(service)) == 500
+    assert not service.store.is_active(CID)
+
+
+def test_container_exiting_mid_line_loses_nothing(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    chunk = Entry("stdout", 5, b"a" * 16384, complete=False)
+    tail = Entry("stdout", 5, b"no newline", complete=False)
+    fifo.write(encode_entries([Entry("stdout", 4, b"first"), chunk, tail]))
+    fifo.close()
+    wait_for(lambda: not service.drivers())
+    assert [e.line for e in read(service)] == [b"first\n", b"a" * 16384, b"no newline"]
+
+
+def test_corrupt_frames_are_counted_not_fatal(
+    service: LoggingService, make_fifo: Callable[[str], Fifo], caplog: pytest.LogCaptureFixture
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    good = encode_entries(entries(3))
+    fifo.write(good + b"\x00\x00\x00\x03\xff\xff\xff" + good + b"\xff\xff\xff\xffgarbage" + good)
+    wait_for(lambda: len(read(service)) == 9)
+    (driver,) = service.drivers()
+    assert driver.frame_errors.corrupt == 1
+    assert driver.frame_errors.oversize == 1
+    fifo.write(b"\x00\x00\x00\x03\xff\xff\xff")
+    wait_for(lambda: driver.frame_errors.corrupt == 2)
+    assert sum("corrupt frame" in r.message for r in caplog.records) == 1
+
+
+def test_bad_log_opt_fails_start_with_its_name(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    with pytest.raises(RequestError, match="'max-sise'"):
+        service.start_logging(str(fifo.path), info(**{"max-sise": "1m"}))
+    assert not service.drivers()
+    assert not service.store.is_active(CID)
+
+
+@pytest.mark.parametrize(
+    "file", ["/etc/passwd", "relative", "", None, 5, "{root}/../x", "{root}/sub/f", "{root}/.."]
+)
+def test_fifo_must_be_directly_under_the_logging_root(
+    service: LoggingService, file: object
+) -> None:
+    if isinstance(file, str):
+        file = file.format(root=service.settings.fifo_root)
+    with pytest.raises(RequestError):
+        service.start_logging(file, info())
+
+
+def test_missing_fifo_is_a_clear_error(service: LoggingService) -> None:
+    with pytest.raises(RequestError, match="cannot start logging"):
+        service.start_logging(str(service.settings.fifo_root / "nope"), info())
+    assert not service.store.is_active(CID)
+
+
+def test_same_fifo_twice_is_refused(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    with pytest.raises(RequestError, match="already"):
+        service.start_logging(str(fifo.path), info())
+
+
+def test_two_fifos_of_one_container_share_its_log(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    # dockerd restarted with live-restore: a new FIFO before the old one reaches EOF.
+    old, new = make_fifo("old"), make_fifo("new")
+    service.start_logging(str(old.path), info())
+    old.write(encode_entries(entries(10)))
+    service.start_logging(str(new.path), info())
+    old.close()
+    new.write(encode_entries(entries(10, t0=5000)))
+    wait_for(lambda: len(read(service)) == 20)
+    assert service.store.is_active(CID)
+    new.close()
+    wait_for(lambda: not service.store.is_active(CID))
+
+
+def test_logs_found_by_container_id_after_the_fifo_is_gone(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("run1")
+    service.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries(entries(5)))
+    fifo.close()
+    wait_for(lambda: not service.drivers())
+    # `docker logs` of a stopped container: a fresh FIFO that carries nothing.
+    fresh = make_fifo("reader")
+    service.start_logging(str(fresh.path), info())
+    assert [e.line for e in read(service, Tail=2)] == [b"line 3\n", b"line 4\n"]
+    service.stop_logging(str(fresh.path))
+    fresh.close()
+    wait_for(lambda: not service.drivers())
+    assert [e.line for e in read(service)] == [f"line {i}\n".encode() for i in range(5)]
+
+
+def test_follow_ends_when_logging_stops(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries(entries(3)))
+    wait_for(lambda: len(read(service)) == 3)
+    stream = service.read_logs({"ContainerID": CID}, {"Follow": True, "Tail": -1})
+    first = next(stream)
+    fifo.write(encode_entries(entries(2, t0=9000)))
+    service.stop_logging(str(fifo.path))
+    fifo.close()
+    rest = b"".join(stream)  # returns once the FIFO hit EOF
+    got = FrameDecoder().feed(first + rest)
+    assert [e.time_ns for e in got] == [1000, 1001, 1002, 9000, 9001]
+
+
+def test_reading_an_unknown_container_is_empty(service: LoggingService) -> None:
+    assert read(service, cid="d" * 64) == []
+    assert read(service, cid="d" * 64, Follow=True) == []
+
+
+def test_info_and_attrs_are_recorded(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info(labels="app", env="REGION", tag="{{.Name}}"))
+    fifo.write(encode_entries(entries(1)))
+    d = service.store.directory(CID)
+    wait_for(lambda: (d / "json.log").exists() and (d / "json.log").stat().st_size > 0)
+    rec = json.loads((d / "json.log").read_bytes())
+    assert rec["attrs"] == {"app": "shop", "REGION": "eu", "tag": "web"}
+    assert json.loads((d / "info.json").read_text())["ContainerName"] == "/web"
+
+
+def test_cleanup_removes_only_unused_containers(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("live")
+    service.start_logging(str(fifo.path), info("a" * 64))
+    fifo.write(encode_entries(entries(1)))
+    for cid, age in (("b" * 64, 7200), ("e" * 64, 60)):
+        d = service.store.directory(cid)
+        d.mkdir(parents=True)
+        for name in ("json.log", "info.json"):
+            (d / name).write_text("{}\n")
+            old = time.time() - age
+            os.utime(d / name, (old, old))
+    # The live container's files are old too, but it is being logged: kept.
+    for p in service.store.directory("a" * 64).iterdir():
+        os.utime(p, (0, 0))
+    assert service.cleanup() == ["b" * 64]
+    assert sorted(service.store.containers()) == ["a" * 64, "e" * 64]
+
+
+def test_shutdown_stops_readers_and_leaves_the_rest_in_the_pipe(
+    settings: object, make_fifo: Callable[[str], Fifo]
+) -> None:
+    svc = LoggingService(settings)  # type: ignore[arg-type]
+    svc.startup()
+    fifo = make_fifo("f1")
+    svc.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries(entries(10)))
+    wait_for(lambda: len(read(svc)) == 10)
+    svc.shutdown(timeout=5)
+    assert not svc.drivers()
+    fifo.write(encode_entries(entries(3, t0=7000)))
+    # The bytes written after shutdown are still in the pipe for the next pylog process.
+    os.set_blocking(fifo.fd, False)  # type: ignore[arg-type]
+    leftover = os.read(fifo.fd, 1 << 16)  # type: ignore[arg-type]
+    assert len(FrameDecoder().feed(leftover)) == 3
+    with pytest.raises(RequestError, match="shutting down"):
+        svc.start_logging(str(fifo.path), info())
+    svc.shutdown()  # twice is fine
+
+
+def test_state_dir_layout(service: LoggingService, make_fifo: Callable[[str], Fifo]) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    assert service.store.directory(CID) == Path(service.settings.state_dir) / "containers" / CID
