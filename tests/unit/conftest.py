@@ -4,7 +4,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from pylog.config import Settings
 from pylog.service import LoggingService
 

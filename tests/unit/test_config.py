@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from pylog.config import (
     DEFAULT_COMPRESS,
     DEFAULT_MAX_FILE,

@@ -2,7 +2,6 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from pylog.framing import FrameDecoder, encode_entries, encode_entry
 from pylog.models import Entry
 from pylog.wire.entry_pb2 import LogEntry

@@ -1,5 +1,4 @@
 import pytest
-
 from pylog.models import ContainerInfo, ReadConfig, RequestError
 
 

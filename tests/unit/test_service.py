@@ -5,7 +5,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from pylog.framing import FrameDecoder, encode_entries
 from pylog.models import Entry, RequestError
 from pylog.service import LoggingService

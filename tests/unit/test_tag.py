@@ -1,5 +1,4 @@
 import pytest
-
 from pylog.models import ContainerInfo
 from pylog.tag import TagTemplate, TemplateError
 

@@ -2,7 +2,6 @@ import calendar
 import time
 
 import pytest
-
 from pylog.timefmt import format_rfc3339nano, parse_go_time, parse_record_time, parse_rfc3339
 
 BASE = calendar.timegm((2024, 2, 29, 23, 59, 58, 0, 0, 0)) * 1_000_000_000

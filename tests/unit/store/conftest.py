@@ -2,7 +2,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from pylog.config import RotationPolicy
 from pylog.models import Entry
 from pylog.store.logfile import LogFile

@@ -4,7 +4,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from pylog.config import RotationPolicy
 from pylog.store.logfile import LogFile, StoreError
 

@@ -2,11 +2,10 @@
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from pylog.config import RotationPolicy
 from pylog.store.logfile import LogFile
 from pylog.store.reader import Position, ReadOptions, follow_from, read_records
