@@ -45,6 +45,27 @@ OPT_ENV = "env"
 OPT_ENV_REGEX = "env-regex"
 OPT_TAG = "tag"
 
+# Kafka shipping, per container (see KafkaOptions and the README).
+OPT_KAFKA = "kafka"
+OPT_KAFKA_TOPIC = "kafka-topic"
+OPT_KAFKA_KEY = "kafka-key"
+OPT_KAFKA_BROKERS = "kafka-brokers"
+OPT_KAFKA_JSON = "kafka-json"
+OPT_KAFKA_MULTILINE_PATTERN = "kafka-multiline-pattern"
+OPT_KAFKA_MULTILINE_MAX_LINES = "kafka-multiline-max-lines"
+OPT_KAFKA_MULTILINE_TIMEOUT = "kafka-multiline-timeout"
+
+KAFKA_OPTS = (
+    OPT_KAFKA,
+    OPT_KAFKA_TOPIC,
+    OPT_KAFKA_KEY,
+    OPT_KAFKA_BROKERS,
+    OPT_KAFKA_JSON,
+    OPT_KAFKA_MULTILINE_PATTERN,
+    OPT_KAFKA_MULTILINE_MAX_LINES,
+    OPT_KAFKA_MULTILINE_TIMEOUT,
+)
+
 PYLOG_OPTS = (
     OPT_MAX_SIZE,
     OPT_MAX_FILE,
@@ -54,6 +75,7 @@ PYLOG_OPTS = (
     OPT_ENV,
     OPT_ENV_REGEX,
     OPT_TAG,
+    *KAFKA_OPTS,
 )
 
 #: Keys dockerd itself puts in (or reads from) every logger's config: accepted, ignored.
@@ -111,6 +133,29 @@ def _split_keys(text: str) -> tuple[str, ...]:
     return tuple(k for k in (p.strip() for p in text.split(",")) if k)
 
 
+#: Lines merged into one multiline record at most, unless kafka-multiline-max-lines says otherwise.
+DEFAULT_MULTILINE_MAX_LINES = 500
+#: An unfinished multiline record is shipped after this many seconds without a new line.
+DEFAULT_MULTILINE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class KafkaOptions:
+    """A container's Kafka log-opts; ``None`` means "not set here, use the plugin's"."""
+
+    enabled: bool | None = None
+    """``kafka=false`` turns shipping off for the container even when brokers are set."""
+    topic: TagTemplate | None = None
+    key: TagTemplate | None = None
+    brokers: tuple[str, ...] | None = None
+    json: bool = False
+    """Lines that are JSON objects are also shipped parsed, in the record's ``fields``."""
+    multiline_pattern: re.Pattern[str] | None = None
+    """A line matching this starts a new record; other lines are appended to the current one."""
+    multiline_max_lines: int = DEFAULT_MULTILINE_MAX_LINES
+    multiline_timeout: float = DEFAULT_MULTILINE_TIMEOUT
+
+
 @dataclass(frozen=True)
 class LogOptions:
     """A container's validated log-opts."""
@@ -123,25 +168,30 @@ class LogOptions:
     env: tuple[str, ...] = ()
     env_regex: re.Pattern[str] | None = None
     tag: TagTemplate | None = None
+    kafka: KafkaOptions = field(default_factory=KafkaOptions)
+
+    def selected_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """The labels named by ``labels`` or matched by ``labels-regex``."""
+        return _select(labels, self.labels, self.labels_regex)
+
+    def selected_env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The env variables named by ``env`` or matched by ``env-regex``; none by default."""
+        return _select(env, self.env, self.env_regex)
 
     def extra_attributes(self, labels: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
         """Labels and env selected by the options, as json-file puts them in ``attrs``."""
-        attrs: dict[str, str] = {}
-        for key in self.labels:
-            if key in labels:
-                attrs[key] = labels[key]
-        if self.labels_regex is not None:
-            for key, value in labels.items():
-                if self.labels_regex.search(key):
-                    attrs[key] = value
-        for key in self.env:
-            if key in env:
-                attrs[key] = env[key]
-        if self.env_regex is not None:
-            for key, value in env.items():
-                if self.env_regex.search(key):
-                    attrs[key] = value
+        attrs = self.selected_labels(labels)
+        attrs.update(self.selected_env(env))
         return attrs
+
+
+def _select(
+    source: Mapping[str, str], keys: tuple[str, ...], regex: re.Pattern[str] | None
+) -> dict[str, str]:
+    out = {key: source[key] for key in keys if key in source}
+    if regex is not None:
+        out.update((key, value) for key, value in source.items() if regex.search(key))
+    return out
 
 
 def _accepted() -> str:
@@ -199,6 +249,7 @@ def parse_log_opts(opts: Mapping[str, str]) -> LogOptions:
         except TemplateError as exc:
             raise OptionError(f"invalid log opt '{OPT_TAG}': {exc}") from None
     return LogOptions(
+        kafka=_parse_kafka_opts(opts),
         rotation=RotationPolicy(max_size, max_file, compress),
         labels=_split_keys(opts.get(OPT_LABELS, "")),
         labels_regex=_compile(OPT_LABELS_REGEX, opts[OPT_LABELS_REGEX])
@@ -208,6 +259,96 @@ def parse_log_opts(opts: Mapping[str, str]) -> LogOptions:
         env_regex=_compile(OPT_ENV_REGEX, opts[OPT_ENV_REGEX]) if opts.get(OPT_ENV_REGEX) else None,
         tag=tag,
     )
+
+
+def _template(name: str, text: str) -> TagTemplate:
+    try:
+        return TagTemplate(text)
+    except TemplateError as exc:
+        raise OptionError(f"invalid log opt '{name}': {exc}") from None
+
+
+def _parse_kafka_opts(opts: Mapping[str, str]) -> KafkaOptions:
+    enabled = None
+    if OPT_KAFKA in opts:
+        try:
+            enabled = parse_bool(opts[OPT_KAFKA])
+        except ValueError:
+            raise OptionError(
+                f"invalid value for log opt '{OPT_KAFKA}': {opts[OPT_KAFKA]!r} "
+                "(expected true or false)"
+            ) from None
+    json_fields = False
+    if OPT_KAFKA_JSON in opts:
+        try:
+            json_fields = parse_bool(opts[OPT_KAFKA_JSON])
+        except ValueError:
+            raise OptionError(
+                f"invalid value for log opt '{OPT_KAFKA_JSON}': {opts[OPT_KAFKA_JSON]!r} "
+                "(expected true or false)"
+            ) from None
+    brokers = None
+    if opts.get(OPT_KAFKA_BROKERS):
+        brokers = parse_brokers(opts[OPT_KAFKA_BROKERS], f"log opt '{OPT_KAFKA_BROKERS}'")
+    max_lines = DEFAULT_MULTILINE_MAX_LINES
+    if OPT_KAFKA_MULTILINE_MAX_LINES in opts:
+        text = opts[OPT_KAFKA_MULTILINE_MAX_LINES]
+        try:
+            max_lines = int(text)
+        except ValueError:
+            max_lines = 0
+        if max_lines < 1:
+            raise OptionError(
+                f"invalid value for log opt '{OPT_KAFKA_MULTILINE_MAX_LINES}': {text!r} "
+                "(expected an integer >= 1)"
+            )
+    timeout = DEFAULT_MULTILINE_TIMEOUT
+    if OPT_KAFKA_MULTILINE_TIMEOUT in opts:
+        text = opts[OPT_KAFKA_MULTILINE_TIMEOUT]
+        try:
+            timeout = parse_duration(text)
+        except ValueError:
+            timeout = 0
+        if timeout <= 0:
+            raise OptionError(
+                f"invalid value for log opt '{OPT_KAFKA_MULTILINE_TIMEOUT}': {text!r} "
+                "(expected a positive duration such as 500ms or 2s)"
+            )
+    pattern = None
+    if opts.get(OPT_KAFKA_MULTILINE_PATTERN):
+        pattern = _compile(
+            f"log opt '{OPT_KAFKA_MULTILINE_PATTERN}'", opts[OPT_KAFKA_MULTILINE_PATTERN]
+        )
+    return KafkaOptions(
+        enabled=enabled,
+        topic=_template(OPT_KAFKA_TOPIC, opts[OPT_KAFKA_TOPIC])
+        if opts.get(OPT_KAFKA_TOPIC)
+        else None,
+        key=_template(OPT_KAFKA_KEY, opts[OPT_KAFKA_KEY]) if opts.get(OPT_KAFKA_KEY) else None,
+        brokers=brokers,
+        json=json_fields,
+        multiline_pattern=pattern,
+        multiline_max_lines=max_lines,
+        multiline_timeout=timeout,
+    )
+
+
+_BROKER = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]+)):(\d{1,5})$")
+
+
+def parse_brokers(text: str, what: str) -> tuple[str, ...]:
+    """``host:port,host:port`` (IPv6 as ``[::1]:9092``), validated, order kept."""
+    brokers: list[str] = []
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        m = _BROKER.match(item)
+        if m is None or not 0 < int(m.group(3)) < 65536:
+            raise OptionError(f"invalid broker {item!r} in {what} (expected host:port)")
+        brokers.append(item)
+    if not brokers:
+        raise OptionError(f"{what} names no broker (expected host:port[,host:port...])")
+    return tuple(brokers)
 
 
 # -- plugin-wide settings ------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from .models import SOURCES, Entry
+from .models import Entry
 from .wire.entry_pb2 import LogEntry
 
 _LEN = struct.Struct(">I")
@@ -58,54 +58,60 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Entry]:
         """Append ``data`` and return every entry completed by it, in order."""
-        buf = self._buf
-        buf += data
+        buf: bytes = bytes(self._buf) + data if self._buf else data
         out: list[Entry] = []
+        append = out.append
         pos = 0
         end = len(buf)
         max_frame = self.max_frame
         parse = LogEntry.FromString
+        unpack = _LEN.unpack_from
+        errors = self.errors
         while True:
             if self._resync:
                 found = self._find_sync(buf, pos)
                 if found < 0:
                     # Keep what could still begin a header (4) + sync pattern (8).
                     keep_from = max(pos, end - 11)
-                    self.errors.skipped_bytes += keep_from - pos
+                    errors.skipped_bytes += keep_from - pos
                     pos = keep_from
                     break
-                self.errors.skipped_bytes += found - pos
+                errors.skipped_bytes += found - pos
                 pos = found
                 self._resync = False
             if end - pos < 4:
                 break
-            (length,) = _LEN.unpack_from(buf, pos)
+            (length,) = unpack(buf, pos)
             if length > max_frame:
-                self.errors.oversize += 1
+                errors.oversize += 1
+                errors.skipped_bytes += 1
                 self._resync = True
-                self.errors.skipped_bytes += 1
                 pos += 1
                 continue
-            if end - pos - 4 < length:
+            start = pos + 4
+            stop = start + length
+            if stop > end:
                 break
-            body = bytes(buf[pos + 4 : pos + 4 + length])
-            pos += 4 + length
+            pos = stop
             try:
-                msg = parse(body)
+                msg = parse(buf[start:stop])
             except DecodeError:
-                self.errors.corrupt += 1
-                self.errors.skipped_bytes += 4 + length
+                errors.corrupt += 1
+                errors.skipped_bytes += 4 + length
                 continue
-            if msg.source not in SOURCES:
-                self.errors.corrupt += 1
-                self.errors.skipped_bytes += 4 + length
+            source = msg.source
+            if source != "stdout" and source != "stderr":
+                errors.corrupt += 1
+                errors.skipped_bytes += 4 + length
                 continue
-            complete = not msg.partial or msg.partial_log_metadata.last
-            out.append(Entry(msg.source, msg.time_nano, msg.line, complete))
-        del buf[:pos]
+            if msg.partial:
+                append(Entry(source, msg.time_nano, msg.line, msg.partial_log_metadata.last))
+            else:
+                append(Entry(source, msg.time_nano, msg.line))
+        self._buf = bytearray(buf[pos:]) if pos < end else bytearray()
         return out
 
-    def _find_sync(self, buf: bytearray, start: int) -> int:
+    def _find_sync(self, buf: bytes, start: int) -> int:
         """Offset of the next plausible frame header at or after ``start``, or -1."""
         i = start + 4
         while True:

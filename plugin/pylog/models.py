@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .timefmt import parse_go_time
 
@@ -164,12 +164,12 @@ class ReadConfig:
         return cls(since_ns=since, until_ns=until, tail=tail, follow=follow)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One decoded ``LogEntry``: a line or a 16 KiB chunk of one.
 
     ``complete`` is false for every chunk of a split line but the last, and for
-    a final line the container wrote without a newline.
+    a final line the container wrote without a newline. (A tuple: millions are
+    made per second on the ingest path.)
     """
 
     source: str

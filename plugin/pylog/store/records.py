@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..models import Entry
-from ..timefmt import format_rfc3339nano, parse_record_time
+from ..timefmt import NS_PER_SECOND, format_rfc3339nano, parse_record_time
 
 
 def _go_replace(err: UnicodeError) -> tuple[str, int]:
@@ -32,31 +33,50 @@ codecs.register_error("pylog-go-replace", _go_replace)
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+#: Bytes that JSON strings must escape; a line without them (and pure ASCII) is
+#: copied into the record as it is, the common case on the hot path.
+_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
+
+
 class RecordEncoder:
     """Turns entries into record lines; ``attrs`` (labels, env, tag) are fixed per container."""
 
     def __init__(self, attrs: Mapping[str, str] | None = None) -> None:
         if attrs:
-            self._middle = '","attrs":' + _dumps(dict(sorted(attrs.items()))) + ',"time":"'
+            middle = '","attrs":' + _dumps(dict(sorted(attrs.items()))) + ',"time":"'
         else:
-            self._middle = '","time":"'
+            middle = '","time":"'
+        self._tails = {
+            (source, complete): (
+                ('\\n"' if complete else '"') + ',"stream":"' + source + middle
+            ).encode()
+            for source in ("stdout", "stderr")
+            for complete in (True, False)
+        }
+        self._last_second = -1
+        self._second_prefix = b""
+
+    def _time(self, ns: int) -> bytes:
+        seconds, frac = divmod(ns, NS_PER_SECOND)
+        if seconds != self._last_second:
+            self._last_second = seconds
+            self._second_prefix = format_rfc3339nano(seconds * NS_PER_SECOND)[:-1].encode()
+        if frac == 0:
+            return self._second_prefix + b'Z"}\n'
+        return self._second_prefix + (f".{frac:09d}".rstrip("0") + 'Z"}\n').encode()
 
     def encode(self, entry: Entry) -> bytes:
-        text = entry.line.decode("utf-8", "pylog-go-replace")
-        if entry.complete:
-            text += "\n"
-        return (
-            '{"log":'
-            + _dumps(text)
-            + ',"stream":"'
-            + entry.source
-            + self._middle
-            + format_rfc3339nano(entry.time_ns)
-            + '"}\n'
-        ).encode()
+        source, time_ns, line, complete = entry
+        if line.isascii() and _NEEDS_ESCAPE.search(line) is None:
+            body = line
+        else:
+            text = line.decode("utf-8", "pylog-go-replace")
+            body = _dumps(text)[1:-1].encode()
+        return b'{"log":"' + body + self._tails[source, complete] + self._time(time_ns)
 
     def encode_all(self, entries: list[Entry]) -> list[bytes]:
-        return [self.encode(e) for e in entries]
+        encode = self.encode
+        return [encode(e) for e in entries]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,7 @@
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pylog.models import Entry
 from pylog.store.records import RecordEncoder, decode_record, record_time
 
@@ -38,3 +40,15 @@ def test_round_trip_and_fast_time() -> None:
         assert rec.log == line + b"\n"
         assert rec.time_ns == record_time(raw) == 1_234_567_890_123_456_789
         assert raw.count(b"\n") == 1
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200), st.booleans(), st.integers(0, 2**62))
+def test_any_bytes_round_trip_as_valid_json(line: bytes, complete: bool, t: int) -> None:
+    raw = RecordEncoder({"a": "b"}).encode(Entry("stderr", t, line, complete))
+    obj = json.loads(raw)
+    expected = line.decode("utf-8", "pylog-go-replace") + ("\n" if complete else "")
+    assert obj["log"] == expected
+    assert obj["stream"] == "stderr"
+    assert decode_record(raw).time_ns == t
+    assert raw.endswith(b"}\n") and raw.count(b"\n") == 1
