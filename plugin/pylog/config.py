@@ -361,6 +361,198 @@ ENV_THREADS = "PYLOG_THREADS"
 ENV_RETENTION = "PYLOG_RETENTION"
 ENV_MAX_FRAME = "PYLOG_MAX_FRAME"
 
+ENV_KAFKA_BROKERS = "KAFKA_BROKERS"
+ENV_KAFKA_CLIENT_ID = "KAFKA_CLIENT_ID"
+ENV_KAFKA_COMPRESSION = "KAFKA_COMPRESSION"
+ENV_KAFKA_ACKS = "KAFKA_ACKS"
+ENV_KAFKA_LINGER_MS = "KAFKA_LINGER_MS"
+ENV_KAFKA_BATCH_SIZE = "KAFKA_BATCH_SIZE"
+ENV_KAFKA_IDEMPOTENCE = "KAFKA_IDEMPOTENCE"
+ENV_KAFKA_TOPIC = "KAFKA_TOPIC"
+ENV_KAFKA_KEY = "KAFKA_KEY"
+ENV_KAFKA_MAX_LINE = "KAFKA_MAX_LINE"
+ENV_KAFKA_TLS = "KAFKA_TLS"
+ENV_KAFKA_TLS_CA = "KAFKA_TLS_CA"
+ENV_KAFKA_TLS_CERT = "KAFKA_TLS_CERT"
+ENV_KAFKA_TLS_KEY = "KAFKA_TLS_KEY"
+ENV_KAFKA_SASL_MECHANISM = "KAFKA_SASL_MECHANISM"
+ENV_KAFKA_SASL_USERNAME = "KAFKA_SASL_USERNAME"
+ENV_KAFKA_SASL_PASSWORD = "KAFKA_SASL_PASSWORD"
+ENV_KAFKA_SASL_PASSWORD_FILE = "KAFKA_SASL_PASSWORD_FILE"
+
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+ACKS = ("all", "1", "0")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: Topic of a container that names none (no label, log-opt or KAFKA_TOPIC).
+DEFAULT_KAFKA_TOPIC = "docker-logs"
+#: Record key of a container that names none: its full ID, so its lines share a partition.
+DEFAULT_KAFKA_KEY = "{{.FullID}}"
+#: A line longer than this (bytes of the message, after joining 16 KiB chunks) is
+#: shipped in pieces of this size, each marked with ``part``.
+DEFAULT_KAFKA_MAX_LINE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Plugin-wide Kafka settings (env ``KAFKA_*``); no brokers means local-only.
+
+    The SASL password is kept out of ``repr`` so it never reaches a log line.
+    """
+
+    brokers: tuple[str, ...] = ()
+    client_id: str = "pylog"
+    compression: str = "lz4"
+    acks: str = "all"
+    linger_ms: int = 20
+    batch_size: int = 256 * 1024
+    idempotence: bool = True
+    topic: TagTemplate = field(default_factory=lambda: TagTemplate(DEFAULT_KAFKA_TOPIC))
+    key: TagTemplate = field(default_factory=lambda: TagTemplate(DEFAULT_KAFKA_KEY))
+    max_line: int = DEFAULT_KAFKA_MAX_LINE
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
+        """Validate every ``KAFKA_*`` variable; :class:`OptionError` names the bad one."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() if value is not None and value.strip() else None
+
+        d = cls()
+        brokers = parse_brokers(b, ENV_KAFKA_BROKERS) if (b := get(ENV_KAFKA_BROKERS)) else ()
+        compression = (get(ENV_KAFKA_COMPRESSION) or d.compression).lower()
+        if compression not in COMPRESSIONS:
+            raise OptionError(f"{ENV_KAFKA_COMPRESSION} must be one of {', '.join(COMPRESSIONS)}")
+        acks = (get(ENV_KAFKA_ACKS) or d.acks).lower()
+        if acks == "-1":
+            acks = "all"
+        if acks not in ACKS:
+            raise OptionError(f"{ENV_KAFKA_ACKS} must be one of all, 1, 0")
+        idempotence = _env_bool(env, ENV_KAFKA_IDEMPOTENCE, d.idempotence)
+        if idempotence and acks != "all":
+            raise OptionError(
+                f"{ENV_KAFKA_IDEMPOTENCE}=true needs {ENV_KAFKA_ACKS}=all "
+                f"(or set {ENV_KAFKA_IDEMPOTENCE}=false)"
+            )
+        linger = _env_int(env, ENV_KAFKA_LINGER_MS, d.linger_ms, 0, 60_000)
+        batch = _env_size(env, ENV_KAFKA_BATCH_SIZE, d.batch_size, 1024, 64 << 20)
+        max_line = _env_size(env, ENV_KAFKA_MAX_LINE, d.max_line, 1024, 16 << 20)
+        tls_ca = _env_file(env, ENV_KAFKA_TLS_CA)
+        tls_cert = _env_file(env, ENV_KAFKA_TLS_CERT)
+        tls_key = _env_file(env, ENV_KAFKA_TLS_KEY)
+        if (tls_cert is None) != (tls_key is None):
+            raise OptionError(f"{ENV_KAFKA_TLS_CERT} and {ENV_KAFKA_TLS_KEY} go together")
+        tls = _env_bool(env, ENV_KAFKA_TLS, False) or any((tls_ca, tls_cert, tls_key))
+        mechanism = get(ENV_KAFKA_SASL_MECHANISM)
+        username = get(ENV_KAFKA_SASL_USERNAME)
+        password = env.get(ENV_KAFKA_SASL_PASSWORD) or None
+        password_file = _env_file(env, ENV_KAFKA_SASL_PASSWORD_FILE)
+        if password is not None and password_file is not None:
+            raise OptionError(
+                f"set {ENV_KAFKA_SASL_PASSWORD} or {ENV_KAFKA_SASL_PASSWORD_FILE}, not both"
+            )
+        if password_file is not None:
+            password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        if mechanism is not None:
+            mechanism = mechanism.upper()
+            if mechanism not in SASL_MECHANISMS:
+                raise OptionError(
+                    f"{ENV_KAFKA_SASL_MECHANISM} must be one of {', '.join(SASL_MECHANISMS)}"
+                )
+            if username is None or not password:
+                raise OptionError(
+                    f"{ENV_KAFKA_SASL_MECHANISM} needs {ENV_KAFKA_SASL_USERNAME} and "
+                    f"{ENV_KAFKA_SASL_PASSWORD} or {ENV_KAFKA_SASL_PASSWORD_FILE}"
+                )
+        elif username is not None or password is not None:
+            raise OptionError(
+                f"{ENV_KAFKA_SASL_USERNAME}/password are set but {ENV_KAFKA_SASL_MECHANISM} is not"
+            )
+        return cls(
+            brokers=brokers,
+            client_id=get(ENV_KAFKA_CLIENT_ID) or d.client_id,
+            compression=compression,
+            acks=acks,
+            linger_ms=linger,
+            batch_size=batch,
+            idempotence=idempotence,
+            topic=_env_template(env, ENV_KAFKA_TOPIC, d.topic),
+            key=_env_template(env, ENV_KAFKA_KEY, d.key),
+            max_line=max_line,
+            tls=tls,
+            tls_ca=tls_ca,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            sasl_mechanism=mechanism,
+            sasl_username=username,
+            sasl_password=password,
+        )
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return default
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise OptionError(f"{name} must be true or false, got {value!r}") from None
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = low - 1
+    if not low <= n <= high:
+        raise OptionError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return n
+
+
+def _env_size(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return default
+    try:
+        n = parse_size(value)
+    except ValueError:
+        n = low - 1
+    if not low <= n <= high:
+        raise OptionError(f"{name} must be a size from {low} to {high} bytes, got {value!r}")
+    return n
+
+
+def _env_file(env: Mapping[str, str], name: str) -> Path | None:
+    """A file named by a setting: must exist and be readable now (messages name the path only)."""
+    value = (env.get(name) or "").strip()
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise OptionError(f"{name}: {value} is not a readable file")
+    return path
+
+
+def _env_template(env: Mapping[str, str], name: str, default: TagTemplate) -> TagTemplate:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return default
+    try:
+        return TagTemplate(value)
+    except TemplateError as exc:
+        raise OptionError(f"invalid {name}: {exc}") from None
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _LEVELS = ("debug", "info", "warning", "error")
@@ -394,6 +586,7 @@ class Settings:
     retention_seconds: float = 7 * 86400
     """Logs of a container not logged to for this long are deleted; 0 keeps them forever."""
     max_frame: int = 1 << 20
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -429,4 +622,5 @@ class Settings:
             threads=threads,
             retention_seconds=retention,
             max_frame=max_frame,
+            kafka=KafkaSettings.from_env(env),
         )

@@ -117,3 +117,13 @@ class TagTemplate:
 
     def render(self, info: TagSource) -> str:
         return "".join(p(info) for p in self._parts)
+
+    # Templates compare by their text, so settings holding them compare by value.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TagTemplate) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"TagTemplate({self.text!r})"
