@@ -18,6 +18,7 @@ from . import framing
 from .config import LogOptions, OptionError, Settings, parse_log_opts
 from .driver import ContainerDriver
 from .models import ContainerInfo, ReadConfig, RequestError
+from .shipper import RoutingError, ShipperManager
 from .store import Store
 from .store.reader import ReadOptions, read_batches
 from .store.records import RecordError, decode_record
@@ -37,6 +38,8 @@ class LoggingService:
         self._stopped = threading.Event()
         self._cleanup_thread: threading.Thread | None = None
         self._started = False
+        #: Kafka shipping; idle (no thread, no producer) unless a container is routed to Kafka.
+        self.shipping = ShipperManager(settings, self.store)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -51,6 +54,9 @@ class LoggingService:
         )
         self._cleanup_thread.start()
         log.info("pylog started: state in %s", self.settings.state_dir)
+        if self.settings.kafka.brokers:
+            log.info("shipping to Kafka at %s", ",".join(self.settings.kafka.brokers))
+        self.shipping.resume_backlogs()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop reading every FIFO, store what was read, close the logs; safe to call twice."""
@@ -62,6 +68,8 @@ class LoggingService:
         for d in drivers:
             if not d.join(timeout):
                 log.warning("container %s: reader did not stop in time", d.info.short_id)
+        # The logs are closed now: shippers send what is left, then stop.
+        self.shipping.shutdown(timeout)
         if drivers:
             log.info("pylog stopped: %d containers were being logged", len(drivers))
 
@@ -91,6 +99,10 @@ class LoggingService:
             options = parse_log_opts(info.config)
         except OptionError as exc:
             raise RequestError(str(exc)) from None
+        try:
+            route = self.shipping.route(info, options)
+        except RoutingError as exc:
+            raise RequestError(str(exc)) from None
         with self._lock:
             if self._stopped.is_set():
                 raise RequestError("pylog is shutting down")
@@ -114,6 +126,8 @@ class LoggingService:
                 self.store.release(info.container_id)
                 raise
             self._drivers[fifo] = driver
+            if route is not None:
+                self.shipping.attach(info, options, logfile, route)
         driver.start()
         log.debug("logging container %s from %s", info.short_id, fifo.name)
 

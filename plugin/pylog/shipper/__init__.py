@@ -1,0 +1,33 @@
+"""Shipping container logs from the local store to Kafka (issue 3).
+
+Modules, one job each:
+
+``errors``    the error hierarchy
+``schema``    the record value (schema v1) and headers
+``assemble``  stored records -> whole lines (chunks joined, multiline merged)
+``routing``   brokers, topic and key of a container, and their precedence
+``producer``  the asyncio loop thread and one producer per cluster configuration
+``position``  the acknowledged position on the host mount
+``shipper``   one container's shipping thread
+``manager``   what the service calls: attach, resume backlogs, shutdown
+"""
+
+from .errors import (
+    DeliveryError,
+    PositionError,
+    ProducerUnavailable,
+    RoutingError,
+    ShipperError,
+)
+from .manager import ShipperManager
+from .routing import Route
+
+__all__ = [
+    "DeliveryError",
+    "PositionError",
+    "ProducerUnavailable",
+    "Route",
+    "RoutingError",
+    "ShipperError",
+    "ShipperManager",
+]

@@ -1,0 +1,206 @@
+"""The service's view of shipping: which containers ship, their shippers, startup and shutdown.
+
+With no brokers configured anywhere (no ``KAFKA_BROKERS``, no container with
+``kafka-brokers``) nothing here starts: no loop thread, no producer, no
+position files.
+
+One shipper per container ID, shared by every FIFO of that container (like
+its LogFile). A shipper ends by itself once its container's log is closed and
+everything in it is acknowledged; a new one for the same container (the
+container started again, or ``docker logs`` of a stopped one) waits for the
+old one to stop and carries on from its acknowledged position.
+
+At startup, containers whose ``kafka.position`` lies before the end of their
+log (pylog was stopped or killed with lines unshipped) get a shipper on a
+read-only view of their log, so their backlog still reaches Kafka.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+from ..config import LogOptions, OptionError, Settings, parse_log_opts
+from ..models import ContainerInfo, RequestError
+from ..store import LogFile, Store
+from ..store.reader import Position
+from .assemble import LineAssembler
+from .position import load_position, position_path
+from .producer import KafkaRuntime, cluster_key
+from .routing import Route, resolve
+from .schema import ValueBuilder
+from .shipper import ContainerShipper
+
+log = logging.getLogger(__name__)
+
+
+class ShipperManager:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._lock = threading.Lock()
+        self._runtime: KafkaRuntime | None = None
+        self._shippers: dict[str, ContainerShipper] = {}
+        self._closed = False
+
+    # -- routing -------------------------------------------------------------------
+
+    def route(self, info: ContainerInfo, options: LogOptions) -> Route | None:
+        """The container's route, or None for local-only; RoutingError if it is invalid."""
+        return resolve(info, options, self.settings.kafka)
+
+    # -- shippers ------------------------------------------------------------------
+
+    def attach(
+        self, info: ContainerInfo, options: LogOptions, logfile: LogFile, route: Route
+    ) -> None:
+        """Ship the container's live log (StartLogging). Never waits on a broker."""
+        with self._lock:
+            if self._closed:
+                return
+            current = self._shippers.get(info.container_id)
+            if current is not None and current.logfile is logfile and not current.done:
+                return  # another FIFO of the same container: already shipped
+            directory = self.store.directory(info.container_id)
+            start = load_position(directory)
+            if start is None:
+                # First time this container ships: from where its log ends now, so
+                # lines logged before Kafka was configured are not sent.
+                state = logfile.state()
+                start = Position(state.generation, state.size)
+            shipper = self._new_shipper(info, options, logfile, route, directory, start, current)
+            logfile.on_discard = shipper.on_discard
+            self._shippers[info.container_id] = shipper
+        shipper.start()
+
+    def resume_backlogs(self) -> list[str]:
+        """At startup: ship what stopped containers left unshipped. Returns their IDs."""
+        resumed: list[str] = []
+        for container_id in self.store.containers():
+            try:
+                directory = self.store.directory(container_id)
+            except RequestError:
+                continue
+            if not position_path(directory).exists() or self.store.is_active(container_id):
+                continue
+            start = load_position(directory)
+            info = self._load_info(directory)
+            if start is None or info is None:
+                continue
+            try:
+                options = parse_log_opts(info.config)
+                route = self.route(info, options)
+            except (OptionError, ValueError) as exc:
+                log.warning("container %s: not resuming Kafka shipping: %s", info.short_id, exc)
+                continue
+            if route is None:
+                continue
+            logfile = self.store.reader(container_id, options.rotation)
+            state = logfile.state()
+            if start >= Position(state.generation, state.size):
+                continue
+            with self._lock:
+                if self._closed or container_id in self._shippers:
+                    continue
+                shipper = self._new_shipper(info, options, logfile, route, directory, start, None)
+                self._shippers[container_id] = shipper
+            shipper.start()
+            resumed.append(container_id)
+            log.info(
+                "container %s: resuming Kafka shipping of its backlog to %s",
+                info.short_id,
+                route.topic,
+            )
+        return resumed
+
+    def shippers(self) -> list[ContainerShipper]:
+        with self._lock:
+            return list(self._shippers.values())
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Let shippers finish what their (closed) logs hold for up to ``timeout``, then stop."""
+        with self._lock:
+            self._closed = True
+            shippers = list(self._shippers.values())
+            runtime = self._runtime
+        per = timeout / max(1, len(shippers))
+        for s in shippers:
+            if not s.join(max(per, 0.5)):
+                s.halt()
+        for s in shippers:
+            if not s.join(5):
+                log.warning("container %s: Kafka shipper did not stop in time", s.short_id)
+        if runtime is not None:
+            runtime.close(timeout=5)
+        unshipped = sum(1 for s in shippers if not s.done or s.acked < _end(s.logfile))
+        if unshipped:
+            log.info("%d containers have lines left to ship to Kafka at next start", unshipped)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _new_shipper(
+        self,
+        info: ContainerInfo,
+        options: LogOptions,
+        logfile: LogFile,
+        route: Route,
+        directory: Path,
+        start: Position,
+        after: ContainerShipper | None,
+    ) -> ContainerShipper:
+        if self._runtime is None:
+            self._runtime = KafkaRuntime()
+        kafka = self.settings.kafka
+        producer = self._runtime.producer(cluster_key(kafka, route.brokers))
+        tag = options.tag.render(info) if options.tag is not None else info.short_id
+        builder = ValueBuilder(
+            info,
+            tag=tag,
+            labels=options.selected_labels(info.container_labels),
+            env=options.selected_env(info.env),
+            parse_json=options.kafka.json,
+        )
+        ko = options.kafka
+
+        def make_assembler(pos: Position) -> LineAssembler:
+            return LineAssembler(
+                pos,
+                max_line=kafka.max_line,
+                multiline=ko.multiline_pattern,
+                multiline_max_lines=ko.multiline_max_lines,
+                multiline_timeout=ko.multiline_timeout,
+            )
+
+        return ContainerShipper(
+            container_id=info.container_id,
+            directory=directory,
+            logfile=logfile,
+            route=route,
+            builder=builder,
+            make_assembler=make_assembler,
+            runtime=self._runtime,
+            producer=producer,
+            start=start,
+            after=after,
+            on_done=self._shipper_done,
+        )
+
+    def _shipper_done(self, shipper: ContainerShipper) -> None:
+        with self._lock:
+            if self._shippers.get(shipper.container_id) is shipper:
+                del self._shippers[shipper.container_id]
+
+    @staticmethod
+    def _load_info(directory: Path) -> ContainerInfo | None:
+
+        try:
+            return ContainerInfo.from_json(json.loads((directory / "info.json").read_text()))
+        except (OSError, ValueError):
+            return None
+
+
+def _end(logfile: LogFile) -> Position:
+    state = logfile.state()
+    return Position(state.generation, state.size)

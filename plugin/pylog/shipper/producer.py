@@ -1,0 +1,270 @@
+"""Kafka producers: one per distinct cluster configuration, on one asyncio thread.
+
+:class:`KafkaRuntime` owns an event loop in a daemon thread (started only when
+a container is actually shipped, so a local-only pylog runs nothing of this)
+and the :class:`ClusterProducer` of each cluster configuration (the brokers
+plus the plugin-wide producer settings), shared by every container that ships
+there. Shipper threads hand batches over with :meth:`KafkaRuntime.submit` and
+wait on the returned ``concurrent.futures.Future``.
+
+A producer is started lazily on first use; if the brokers cannot be reached
+the send fails with :class:`ProducerUnavailable` and the next one tries again.
+After delivery failures a shipper calls :meth:`ClusterProducer.reset`: the
+aiokafka producer is replaced by a fresh one (a new idempotent producer ID, so
+no sequence-number state from before an outage can wedge it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import ssl
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
+from aiokafka.helpers import create_ssl_context
+
+from ..config import KafkaSettings
+from .errors import DeliveryError, ProducerUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How long a batch may wait for the broker before it is failed (and shipped again).
+REQUEST_TIMEOUT_MS = 30_000
+#: The largest request; a record above it is rejected locally (see ``rejected``).
+MAX_REQUEST_SIZE = 4 << 20
+
+#: Errors that sending again cannot fix: the records are dropped and counted.
+REJECTED = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
+
+
+def cluster_key(settings: KafkaSettings, brokers: tuple[str, ...]) -> KafkaSettings:
+    """What makes two containers share a producer: brokers and producer settings."""
+    return dataclasses.replace(settings, brokers=brokers)
+
+
+def producer_kwargs(cfg: KafkaSettings) -> dict[str, Any]:
+    """aiokafka keyword arguments for a cluster configuration (secrets included)."""
+    kw: dict[str, Any] = {
+        "bootstrap_servers": list(cfg.brokers),
+        "client_id": cfg.client_id,
+        "acks": "all" if cfg.acks == "all" else int(cfg.acks),
+        "enable_idempotence": cfg.idempotence,
+        "compression_type": None if cfg.compression == "none" else cfg.compression,
+        "linger_ms": cfg.linger_ms,
+        "max_batch_size": cfg.batch_size,
+        "max_request_size": max(MAX_REQUEST_SIZE, cfg.batch_size),
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "retry_backoff_ms": 500,
+        "metadata_max_age_ms": 60_000,
+    }
+    protocol = "PLAINTEXT"
+    if cfg.tls:
+        kw["ssl_context"] = tls_context(cfg)
+        protocol = "SSL"
+    if cfg.sasl_mechanism is not None:
+        protocol = "SASL_SSL" if cfg.tls else "SASL_PLAINTEXT"
+        kw["sasl_mechanism"] = cfg.sasl_mechanism
+        kw["sasl_plain_username"] = cfg.sasl_username
+        kw["sasl_plain_password"] = cfg.sasl_password
+    kw["security_protocol"] = protocol
+    return kw
+
+
+def tls_context(cfg: KafkaSettings) -> ssl.SSLContext:
+    """A verifying client context: KAFKA_TLS_CA (else the system CAs), optional client cert."""
+    ctx: ssl.SSLContext = create_ssl_context(
+        cafile=str(cfg.tls_ca) if cfg.tls_ca else None,
+        certfile=str(cfg.tls_cert) if cfg.tls_cert else None,
+        keyfile=str(cfg.tls_key) if cfg.tls_key else None,
+    )
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    timestamp_ms: int
+
+
+@dataclass
+class SendGroup:
+    """The batches one shipper has in flight since its last rewind.
+
+    Sends of a group are appended to the producer strictly in submission order
+    (one asyncio lock, FIFO); once one fails, the later ones fail without
+    sending, so a retry re-sends in order instead of interleaving.
+    """
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class SendResult:
+    generation: int
+    """The producer generation used (to reset the right one after a failure)."""
+    rejected: int
+    """Records the broker can never take (too large...), dropped."""
+
+
+class ClusterProducer:
+    def __init__(self, cfg: KafkaSettings) -> None:
+        self.cfg = cfg
+        self.generation = 0
+        self._producer: AIOKafkaProducer | None = None
+        self._lock: asyncio.Lock | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def describe(self) -> str:
+        return ",".join(self.cfg.brokers)
+
+    async def _get(self) -> tuple[AIOKafkaProducer, int]:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**producer_kwargs(self.cfg))
+                try:
+                    await producer.start()
+                except Exception as exc:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(producer.stop(), 5)
+                    raise ProducerUnavailable(
+                        f"cannot reach Kafka at {self.describe()}: {type(exc).__name__}: {exc}"
+                    ) from None
+                self._producer = producer
+                self.generation += 1
+                log.info("Kafka producer for %s started", self.describe())
+            return self._producer, self.generation
+
+    async def send(self, group: SendGroup, records: list[OutRecord]) -> SendResult:
+        """Append the records in order, then wait until the broker acknowledged them all."""
+        futures: list[asyncio.Future[Any]] = []
+        rejected = 0
+        generation = -1
+        async with group.lock:
+            if group.failed:
+                raise DeliveryError("an earlier batch failed")
+            try:
+                producer, generation = await self._get()
+                for r in records:
+                    try:
+                        fut = await producer.send(
+                            r.topic,
+                            value=r.value,
+                            key=r.key,
+                            headers=r.headers,
+                            timestamp_ms=r.timestamp_ms,
+                        )
+                    except REJECTED:
+                        rejected += 1
+                        continue
+                    futures.append(fut)
+            except ProducerUnavailable as exc:
+                group.failed = True
+                raise DeliveryError(str(exc)) from None
+            except (TimeoutError, KafkaError) as exc:
+                group.failed = True
+                raise DeliveryError(
+                    f"send to {self.describe()} failed: {exc!r}", generation
+                ) from None
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for res in results:
+            if isinstance(res, REJECTED):
+                rejected += 1
+            elif isinstance(res, BaseException):
+                group.failed = True
+                raise DeliveryError(f"delivery to {self.describe()} failed: {res!r}", generation)
+        return SendResult(generation, rejected)
+
+    async def reset(self, generation: int) -> None:
+        """Replace the producer if it is still the one that failed."""
+        if self._producer is None or generation != self.generation:
+            return
+        old, self._producer = self._producer, None
+        task = asyncio.get_running_loop().create_task(_stop_quietly(old))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self, timeout: float) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _stop_quietly(producer, timeout)
+        for task in list(self._closing):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout)
+
+
+async def _stop_quietly(producer: AIOKafkaProducer, timeout: float = 10.0) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), timeout)
+    except Exception as exc:
+        log.debug("stopping a Kafka producer: %r", exc)
+
+
+class KafkaRuntime:
+    """The asyncio loop thread and the producers of every cluster in use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._producers: dict[KafkaSettings, ClusterProducer] = {}
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="pylog-kafka", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    def producer(self, cfg: KafkaSettings) -> ClusterProducer:
+        with self._lock:
+            p = self._producers.get(cfg)
+            if p is None:
+                p = self._producers[cfg] = ClusterProducer(cfg)
+            return p
+
+    def producers(self) -> list[ClusterProducer]:
+        with self._lock:
+            return list(self._producers.values())
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def new_group(self) -> SendGroup:
+        # asyncio.Lock binds to a loop on first use (3.10+): safe to make here.
+        return SendGroup()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the producers (flushing what they hold, up to ``timeout``) and the loop."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            producers = list(self._producers.values())
+
+        async def stop_all() -> None:
+            await asyncio.gather(*(p.close(timeout) for p in producers))
+
+        with contextlib.suppress(Exception):
+            self.submit(stop_all()).result(timeout + 5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()

@@ -1,0 +1,135 @@
+"""Kafka record value, schema version 1: one JSON object per log line.
+
+``v``         1, bumped on any incompatible change
+``message``   the line, without its trailing newline (chunks of a long line joined)
+``stream``    ``stdout`` or ``stderr``
+``time``      RFC 3339 UTC with 9 fraction digits (``2026-11-27T10:08:19.123456789Z``):
+              the time dockerd read the line (for a joined or merged line, its first part)
+``container`` ``{"id", "name", "image", "image_id"}`` (name without the leading ``/``)
+``host``      the Docker host's name
+``tag``       the ``tag`` log-opt rendered (default ``{{.ID}}``, the short container ID)
+``labels``    labels selected with ``labels``/``labels-regex`` (always present, maybe ``{}``)
+``env``       env selected with ``env``/``env-regex`` (always present, ``{}`` unless asked)
+
+Present only when they apply:
+
+``fields``    with ``kafka-json=true``, the line parsed, when it is a JSON object
+``lines``     with multiline merging, how many lines were merged (when more than one)
+``part``      a line longer than ``KAFKA_MAX_LINE`` is shipped in pieces of that many
+              bytes, numbered from 1; ``last`` is true on the final piece
+
+Headers: ``container_name`` and ``stream`` (UTF-8), so consumers can filter
+without parsing the value.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from ..models import ContainerInfo
+
+SCHEMA_VERSION = 1
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@lru_cache(maxsize=1024)
+def _second_prefix(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def format_time_ns(ns: int) -> str:
+    """RFC 3339 UTC with all nine fraction digits (fixed width, sorts as text)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return _second_prefix(seconds) + f".{frac:09d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A whole log line (or merged lines) ready to become a Kafka record."""
+
+    stream: str
+    time_ns: int
+    message: str
+    lines: int = 1
+    part: int = 0
+    """0 for a line shipped whole; else the piece number of an over-long line."""
+    last: bool = True
+
+
+class ValueBuilder:
+    """Builds record values for one container; the container part is encoded once."""
+
+    def __init__(
+        self,
+        info: ContainerInfo,
+        *,
+        tag: str,
+        labels: Mapping[str, str],
+        env: Mapping[str, str],
+        parse_json: bool = False,
+        host: str | None = None,
+    ) -> None:
+        fixed = {
+            "container": {
+                "id": info.container_id,
+                "name": info.name,
+                "image": info.container_image_name,
+                "image_id": info.container_image_id,
+            },
+            "host": host if host is not None else socket.gethostname(),
+            "tag": tag,
+            "labels": dict(sorted(labels.items())),
+            "env": dict(sorted(env.items())),
+        }
+        # '{"container":...,"env":{...}' without the closing brace, appended after the line.
+        self._fixed = _dumps(fixed)[1:-1]
+        self._parse_json = parse_json
+        self.headers_name = info.name.encode()
+
+    def value(self, line: Line) -> bytes:
+        head = (
+            '{"v":'
+            + str(SCHEMA_VERSION)
+            + ',"message":'
+            + _dumps(line.message)
+            + ',"stream":'
+            + _dumps(line.stream)
+            + ',"time":"'
+            + format_time_ns(line.time_ns)
+            + '",'
+            + self._fixed
+        )
+        extra: dict[str, Any] = {}
+        if self._parse_json and line.part == 0:
+            fields = _json_object(line.message)
+            if fields is not None:
+                extra["fields"] = fields
+        if line.lines > 1:
+            extra["lines"] = line.lines
+        if line.part:
+            extra["part"] = line.part
+            extra["last"] = line.last
+        if extra:
+            head += "," + _dumps(extra)[1:-1]
+        return (head + "}").encode()
+
+    def headers(self, line: Line) -> list[tuple[str, bytes]]:
+        return [("container_name", self.headers_name), ("stream", line.stream.encode())]
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return None
+    try:
+        obj = json.loads(stripped)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None

@@ -1,0 +1,329 @@
+"""One container's shipper: its log, from the acknowledged position on, into Kafka.
+
+A thread per container reads the store with ``follow_from`` (woken on every
+append, never polling), turns records into lines (:mod:`.assemble`) and Kafka
+records (:mod:`.schema`), and hands them in batches to the cluster's producer.
+Acknowledgements are taken strictly in order; the position of the last one is
+stored in the container's directory (:mod:`.position`).
+
+Failure model: the local log is the write-ahead log, so nothing is kept in
+memory that is not also on disk. When a batch fails (broker down, timeout,
+producer restart) every batch after it is dropped too, the producer is
+replaced, and reading starts again at the acknowledged position after a
+capped exponential backoff -- forever, until the broker takes the lines. Lines
+that were in flight may thus reach Kafka twice (at least once). Ingest never
+waits on any of this: it only appends to the log.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gzip
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..store import LogFile
+from ..store.reader import Position, follow_from
+from .assemble import LineAssembler
+from .errors import DeliveryError, PositionError
+from .position import save_position
+from .producer import ClusterProducer, KafkaRuntime, OutRecord, SendResult
+from .routing import Route
+from .schema import Line, ValueBuilder
+
+log = logging.getLogger(__name__)
+
+#: Records per producer hand-over.
+BATCH_RECORDS = 2000
+#: Lines read ahead of the broker's acknowledgements, at most (bounds memory).
+MAX_IN_FLIGHT = 50_000
+#: Backoff between retries after a failure: doubles from MIN to MAX.
+BACKOFF_MIN = 0.5
+BACKOFF_MAX = 30.0
+#: The acknowledged position is written at most this often (and at the end).
+SAVE_INTERVAL = 0.5
+#: Warnings about the same kind of trouble are repeated at most this often.
+WARN_INTERVAL = 60.0
+
+
+@dataclass
+class ShipperStats:
+    lines_sent: int = 0
+    lines_acked: int = 0
+    lines_rejected: int = 0
+    """Lines the broker can never take (too large), dropped."""
+    lines_lost_rotation: int = 0
+    """Lines rotation deleted before they were read for shipping."""
+    retries: int = 0
+    bad_records: int = 0
+
+
+class _Rewind(Exception):
+    """Internal: a delivery failed, start again from the acknowledged position."""
+
+
+class ContainerShipper:
+    def __init__(
+        self,
+        *,
+        container_id: str,
+        directory: Path,
+        logfile: LogFile,
+        route: Route,
+        builder: ValueBuilder,
+        make_assembler: Callable[[Position], LineAssembler],
+        runtime: KafkaRuntime,
+        producer: ClusterProducer,
+        start: Position,
+        after: ContainerShipper | None = None,
+        on_done: Callable[[ContainerShipper], None] | None = None,
+    ) -> None:
+        self.container_id = container_id
+        self.short_id = container_id[:12]
+        self.directory = directory
+        self.logfile = logfile
+        self.route = route
+        self.stats = ShipperStats()
+        self._builder = builder
+        self._make_assembler = make_assembler
+        self._runtime = runtime
+        self._producer = producer
+        self._acked = start
+        self._saved: Position | None = None
+        self._saved_at = 0.0
+        self._read = start
+        self._after = after
+        self._on_done = on_done
+        self._halt = threading.Event()
+        self._done = threading.Event()
+        self._warned: dict[str, float] = {}
+        self._thread = threading.Thread(
+            target=self._run, name=f"pylog-ship-{self.short_id}", daemon=True
+        )
+
+    # -- control -------------------------------------------------------------------
+
+    @property
+    def acked(self) -> Position:
+        return self._acked
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def halt(self) -> None:
+        """Stop now; what was acknowledged is stored, the rest ships on the next start."""
+        self._halt.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            if self._after is not None:
+                # A shipper this one replaces (same container): take over where it stopped.
+                self._after.halt()
+                self._after.join()
+                self._acked = self._read = max(self._acked, self._after.acked)
+                self._after = None
+            self._save(force=True)
+            backoff = BACKOFF_MIN
+            while not self._halt.is_set():
+                try:
+                    self._ship_once()
+                    break
+                except _Rewind as exc:
+                    if self._halt.is_set():
+                        break
+                    self.stats.retries += 1
+                    self._warn(
+                        "delivery",
+                        "container %s: shipping to Kafka topic %s failed, retrying from the "
+                        "last acknowledged line (%s)",
+                        self.short_id,
+                        self.route.topic,
+                        exc,
+                    )
+                    self._halt.wait(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+        except Exception:
+            log.exception("container %s: Kafka shipper crashed", self.short_id)
+        finally:
+            self._save(force=True)
+            self._done.set()
+            if self._on_done is not None:
+                self._on_done(self)
+
+    def _ship_once(self) -> None:
+        """Ship from the acknowledged position until the log is closed and all is acked."""
+        start = self._acked
+        self._read = start
+        assembler = self._make_assembler(start)
+        group = self._runtime.new_group()
+        inflight: deque[tuple[concurrent.futures.Future[SendResult], Position, int]] = deque()
+        pending: list[int] = [0]  # lines in flight
+
+        def submit(items: list[tuple[Line, Position]]) -> None:
+            for i in range(0, len(items), BATCH_RECORDS):
+                part = items[i : i + BATCH_RECORDS]
+                records = [self._record(line) for line, _ in part]
+                fut = self._runtime.submit(self._producer.send(group, records))
+                inflight.append((fut, part[-1][1], len(part)))
+                pending[0] += len(part)
+                self.stats.lines_sent += len(part)
+
+        def reap(block: bool) -> None:
+            while inflight:
+                fut, commit, count = inflight[0]
+                if not fut.done():
+                    if not block:
+                        return
+                    try:
+                        fut.result(0.2)
+                    except concurrent.futures.TimeoutError:
+                        if self._halt.is_set():
+                            raise _Rewind("halted") from None
+                        continue
+                    except Exception:
+                        pass
+                inflight.popleft()
+                pending[0] -= count
+                try:
+                    result = fut.result()
+                except DeliveryError as exc:
+                    self._fail(inflight, exc.generation)
+                    raise _Rewind(str(exc)) from None
+                except Exception as exc:
+                    self._fail(inflight, -1)
+                    raise _Rewind(repr(exc)) from None
+                if result.rejected:
+                    self.stats.lines_rejected += result.rejected
+                    self._warn(
+                        "rejected",
+                        "container %s: Kafka rejected %d records for good (too large?), "
+                        "dropped (%d in total)",
+                        self.short_id,
+                        result.rejected,
+                        self.stats.lines_rejected,
+                    )
+                self.stats.lines_acked += count - result.rejected
+                self._acked = max(self._acked, commit)
+            # Nothing in flight: records that made no line (unreadable) are done too.
+            self._acked = max(self._acked, assembler.safe())
+            self._save()
+
+        def alive() -> bool:
+            # Called by follow_from after about a second without new records.
+            if self._halt.is_set():
+                return False
+            submit(assembler.expire(time.monotonic()))
+            reap(block=False)
+            self.stats.bad_records = assembler.bad_records
+            return True
+
+        for batch, end in follow_from(self.logfile, start, alive):
+            if self._halt.is_set():
+                raise _Rewind("halted")
+            self._read = end
+            now = time.monotonic()
+            submit(assembler.feed(batch, end, now))
+            submit(assembler.expire(now))
+            reap(block=False)
+            while pending[0] > MAX_IN_FLIGHT:
+                reap(block=True)
+                # reap(block=True) returns once everything in flight is acked
+        if self._halt.is_set():
+            raise _Rewind("halted")
+        submit(assembler.finish())
+        self.stats.bad_records = assembler.bad_records
+        reap(block=True)
+        self._acked = max(self._acked, assembler.safe())
+
+    def _fail(
+        self,
+        inflight: deque[tuple[concurrent.futures.Future[SendResult], Position, int]],
+        generation: int,
+    ) -> None:
+        """Forget the batches after a failed one and replace the producer that failed."""
+        for later, _, _ in inflight:
+            later.cancel()
+        inflight.clear()
+        if generation >= 0:
+            self._runtime.submit(self._producer.reset(generation))
+
+    def _record(self, line: Line) -> OutRecord:
+        b = self._builder
+        return OutRecord(
+            topic=self.route.topic,
+            key=self.route.key,
+            value=b.value(line),
+            headers=b.headers(line),
+            timestamp_ms=line.time_ns // 1_000_000,
+        )
+
+    # -- position and discards -----------------------------------------------------
+
+    def _save(self, force: bool = False) -> None:
+        if self._acked == self._saved:
+            return
+        now = time.monotonic()
+        if not force and now - self._saved_at < SAVE_INTERVAL:
+            return
+        try:
+            save_position(self.directory, self._acked)
+        except PositionError as exc:
+            self._warn("position", "container %s: %s", self.short_id, exc)
+            return
+        self._saved, self._saved_at = self._acked, now
+
+    def on_discard(self, generation: int, path: Path) -> None:
+        """LogFile hook, under the log's lock: count lines deleted before they were read.
+
+        A file the shipper has already opened stays readable after it is
+        deleted, so only generations past the one being read are lost.
+        """
+        if generation <= self._read.generation or self._done.is_set():
+            return
+        try:
+            lost = _count_lines(path)
+        except OSError:
+            return
+        if not lost:
+            return
+        self.stats.lines_lost_rotation += lost
+        self._warn(
+            "rotation",
+            "container %s: rotation deleted %d lines before they were shipped to Kafka "
+            "(%d in total); raise max-size/max-file or check the brokers",
+            self.short_id,
+            lost,
+            self.stats.lines_lost_rotation,
+        )
+
+    def _warn(self, kind: str, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(kind, -WARN_INTERVAL) >= WARN_INTERVAL:
+            self._warned[kind] = now
+            log.warning(msg, *args)
+        else:
+            log.debug(msg, *args)
+
+
+def _count_lines(path: Path) -> int:
+    opener = gzip.open if path.suffix == ".gz" else open
+    count = 0
+    with opener(path, "rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+    return count
