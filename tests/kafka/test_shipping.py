@@ -9,12 +9,14 @@ from broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper.position import load_position
+from pylog.tag import TagTemplate
 from shipping_helpers import (
     Fifo,
     cid,
     consume,
     info,
     make_settings,
+    messages,
     new_topic,
     values,
     wait_for,
@@ -108,3 +110,102 @@ def test_no_brokers_is_local_only(tmp_path: Path) -> None:
         assert data.count(b"l9") == 1
     finally:
         svc.shutdown()
+
+
+def test_label_and_template_routing(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    """pylog.topic label > kafka-topic log-opt > KAFKA_TOPIC; templates over name/labels."""
+    suffix = new_topic("r")
+    svc = LoggingService(
+        make_settings(
+            tmp_path,
+            brokers=(kafka_broker.bootstrap,),
+            topic=TagTemplate("plugin-{{.Name}}-" + suffix),
+        )
+    )
+    svc.startup()
+    cases = {
+        # container: (labels, log-opts, expected topic, expected key)
+        "label": (
+            {"app": "shop", "pylog.topic": 'lbl-{{index .ContainerLabels "app"}}-' + suffix},
+            {"kafka-topic": "opt-" + suffix},
+            f"lbl-shop-{suffix}",
+        ),
+        "opt": ({"app": "cart"}, {"kafka-topic": "opt-{{.ImageName}}-" + suffix}, None),
+        "plugin": (
+            {"app": "cart"},
+            {"kafka-key": '{{index .ContainerLabels "app"}}'},
+            f"plugin-c3-{suffix}",
+        ),
+    }
+    fifos: list[Fifo] = []
+    ids: dict[str, str] = {}
+    try:
+        for n, (name, (labels, opts, _)) in enumerate(cases.items()):
+            ids[name] = cid(10 + n)
+            fifo = Fifo(svc.settings.fifo_root / name)
+            fifos.append(fifo)
+            svc.start_logging(
+                str(fifo.path),
+                info(ids[name], name=f"/c{n + 1}", ContainerLabels=labels, Config=opts),
+            )
+            fifo.entries([Entry("stdout", T0 + i, f"{name} {i}".encode()) for i in range(20)])
+            fifo.close()
+        wait_for(lambda: not svc.drivers())
+        label = consume(kafka_broker.bootstrap, f"lbl-shop-{suffix}", 20)
+        opt = consume(kafka_broker.bootstrap, f"opt-busybox_latest-{suffix}", 20)
+        plugin = consume(kafka_broker.bootstrap, f"plugin-c3-{suffix}", 20)
+    finally:
+        for f in fifos:
+            f.close()
+        svc.shutdown()
+    assert messages(label) == [f"label {i}" for i in range(20)]
+    assert messages(opt) == [f"opt {i}" for i in range(20)]
+    assert messages(plugin) == [f"plugin {i}" for i in range(20)]
+    assert {r.key for r in label} == {ids["label"].encode()}
+    assert {r.key for r in opt} == {ids["opt"].encode()}
+    assert {r.key for r in plugin} == {b"cart"}
+
+
+def test_json_fields_and_multiline(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    topic = new_topic("ml")
+    svc = LoggingService(make_settings(tmp_path, brokers=(kafka_broker.bootstrap,)))
+    svc.startup()
+    fifo = Fifo(svc.settings.fifo_root / "f")
+    lines = [
+        '{"level":"info","msg":"hello","n":1}',
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1',
+        "ValueError: boom",
+        "2026-01-01 next record",
+        "2026-01-01 last record",
+    ]
+    try:
+        svc.start_logging(
+            str(fifo.path),
+            info(
+                cid(20),
+                Config={
+                    "kafka-topic": topic,
+                    "kafka-json": "true",
+                    "kafka-multiline-pattern": r"^(\{|Traceback|\d{4}-)",
+                    "kafka-multiline-timeout": "500ms",
+                },
+            ),
+        )
+        fifo.entries([Entry("stdout", T0 + i, s.encode()) for i, s in enumerate(lines)])
+        # The container keeps running: the last record ships after the flush timeout.
+        got = consume(kafka_broker.bootstrap, topic, 4, timeout=20)
+    finally:
+        fifo.close()
+        svc.shutdown()
+    vals = values(got)
+    assert [v["message"] for v in vals] == [
+        lines[0],
+        "\n".join(lines[1:4]),
+        lines[4],
+        lines[5],
+    ]
+    assert vals[0]["fields"] == {"level": "info", "msg": "hello", "n": 1}
+    assert "fields" not in vals[1] and vals[1]["lines"] == 3
+    assert "lines" not in vals[0] and "lines" not in vals[3]
+    assert [v["time"][-4:] for v in vals] == ["789Z", "790Z", "793Z", "794Z"]
