@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 from broker import KafkaBroker
+from pylog.config import RotationPolicy
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper.position import load_position
+from pylog.store import LogFile
+from pylog.store.reader import ReadOptions, read_records
+from pylog.store.records import decode_record
 from pylog.tag import TagTemplate
 from shipping_helpers import (
     Fifo,
     cid,
     consume,
+    dedupe_in_order,
     info,
     make_settings,
     messages,
@@ -22,6 +32,7 @@ from shipping_helpers import (
     wait_for,
 )
 
+HERE = Path(__file__).resolve().parent
 T0 = 1_764_237_000_123_456_789
 
 
@@ -209,3 +220,157 @@ def test_json_fields_and_multiline(kafka_broker: KafkaBroker, tmp_path: Path) ->
     assert "fields" not in vals[1] and vals[1]["lines"] == 3
     assert "lines" not in vals[0] and "lines" not in vals[3]
     assert [v["time"][-4:] for v in vals] == ["789Z", "790Z", "793Z", "794Z"]
+
+
+class Writer(threading.Thread):
+    """A container writing numbered lines steadily; records how long each write took."""
+
+    def __init__(self, fifo: Fifo, prefix: str, per_tick: int = 20, tick: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.fifo, self.prefix, self.per_tick, self.tick = fifo, prefix, per_tick, tick
+        self.stop = threading.Event()
+        self.count = 0
+        self.max_write = 0.0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            batch = [
+                Entry("stdout", time.time_ns(), f"{self.prefix} {i:07d}".encode())
+                for i in range(self.count, self.count + self.per_tick)
+            ]
+            t = time.monotonic()
+            self.fifo.entries(batch)
+            self.max_write = max(self.max_write, time.monotonic() - t)
+            self.count += self.per_tick
+            time.sleep(self.tick)
+
+    def expected(self) -> list[str]:
+        return [f"{self.prefix} {i:07d}" for i in range(self.count)]
+
+
+OUTAGE = float(os.environ.get("PYLOG_KAFKA_OUTAGE_SECONDS", "60"))
+
+
+def test_broker_down_for_a_minute_loses_nothing(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    """Broker stopped mid-stream for 60 s: the container never stalls, docker logs keeps
+    working, and once the broker is back every line arrives, in order."""
+    topic = new_topic("outage")
+    svc = LoggingService(make_settings(tmp_path, brokers=(kafka_broker.bootstrap,), linger_ms=5))
+    svc.startup()
+    container = cid(30)
+    fifo = Fifo(svc.settings.fifo_root / "f")
+    writer = Writer(fifo, "outage")
+    try:
+        svc.start_logging(str(fifo.path), info(container, Config={"kafka-topic": topic}))
+        writer.start()
+        wait_for(lambda: writer.count >= 2000)
+        kafka_broker.stop()
+        try:
+            down_at = writer.count
+            time.sleep(OUTAGE)
+            # The container kept writing and docker logs served it, broker or not.
+            assert writer.count > down_at + 1000
+            stored = b"".join(svc.read_logs({"ContainerID": container}, {"Tail": 1}))
+            assert b"outage" in stored
+        finally:
+            kafka_broker.start()
+        time.sleep(2)
+        writer.stop.set()
+        writer.join()
+        fifo.close()
+        wait_for(lambda: not svc.drivers())
+        expected = writer.expected()
+        got = messages(consume(kafka_broker.bootstrap, topic, len(expected), timeout=180))
+    finally:
+        writer.stop.set()
+        fifo.close()
+        svc.shutdown()
+    assert writer.max_write < 1.0, f"a FIFO write blocked for {writer.max_write:.1f} s"
+    assert dedupe_in_order(got) == expected
+    assert_resends_only_in_flight(got, expected)
+
+
+def assert_resends_only_in_flight(got: list[str], expected: list[str]) -> None:
+    """At least once: a re-send goes back to an earlier line and repeats in order from there.
+
+    So ``got`` is ``expected`` split into runs, each run starting at or before where
+    the previous one ended, with no gaps.
+    """
+    index = {m: i for i, m in enumerate(expected)}
+    high = -1
+    for m in got:
+        i = index[m]
+        assert i <= high + 1, f"gap before {m!r}"
+        high = max(high, i)
+    assert high == len(expected) - 1
+    dups = len(got) - len(expected)
+    assert dups < 60_000, f"{dups} duplicates: more than what can be in flight"
+
+
+def test_sigkill_mid_stream_resumes_from_acked_position(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """pylog's process SIGKILLed while shipping: after restart every stored line ships;
+    repeats only of what was in flight."""
+    topic = new_topic("kill")
+    state, fifo_root = tmp_path / "state", tmp_path / "logging"
+    fifo_root.mkdir()
+    container = cid(40)
+    fifo = Fifo(fifo_root / "f")
+    start_args = [str(fifo.path), json.dumps(info(container, Config={"kafka-topic": topic}))]
+
+    def spawn(*extra: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "service_main.py"), str(state), str(fifo_root),
+             kafka_broker.bootstrap, *extra],
+            stdout=subprocess.PIPE,
+            stderr=open(tmp_path / "service.log", "a"),  # noqa: SIM115
+            text=True,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        return proc
+
+    writer = Writer(fifo, "kill", per_tick=50)
+    proc = spawn(*start_args)
+    try:
+        writer.start()
+        directory = state / "containers" / container
+
+        def shipped() -> int:
+            pos = load_position(directory)
+            return pos.offset if pos is not None else 0
+
+        wait_for(lambda: shipped() > 200_000, what="some lines acknowledged")
+        proc.kill()
+        proc.wait()
+        killed_at = writer.count
+        time.sleep(1)
+        # Restarted: the backlog resumes at startup, then logging the same FIFO again.
+        proc = spawn(*start_args)
+        wait_for(lambda: writer.count > killed_at + 2000, what="writing again")
+        writer.stop.set()
+        writer.join()
+        fifo.close()
+        proc.terminate()
+        assert proc.wait(30) == 0
+        proc = spawn()  # nothing to log: ships any leftover backlog
+        stored = read_store(state, container)
+        got = messages(consume(kafka_broker.bootstrap, topic, len(stored), timeout=120))
+    finally:
+        writer.stop.set()
+        fifo.close()
+        proc.kill()
+        proc.wait()
+    written = writer.expected()
+    # What pylog stored is what the writer wrote, but for what the killed process had
+    # read from the pipe and not yet stored (one read, at most 64 KiB).
+    assert len(written) - len(stored) < 2000
+    assert stored == [m for m in written if m in set(stored)]
+    assert dedupe_in_order(got) == stored
+    assert_resends_only_in_flight(got, stored)
+
+
+def read_store(state: Path, container: str) -> list[str]:
+    """Every line the store holds for the container (rotation is off in these tests)."""
+    lf = LogFile(state / "containers" / container, RotationPolicy(-1, 1, False), writable=False)
+    return [decode_record(r).log.decode().rstrip("\n") for r in read_records(lf, ReadOptions())]

@@ -184,6 +184,13 @@ class ContainerShipper:
                 self.stats.lines_sent += len(part)
 
         def reap(block: bool) -> None:
+            try:
+                take_acks(block)
+            finally:
+                self._save()
+
+        def take_acks(block: bool) -> None:
+            """Advance the acknowledged position over the batches done, in order."""
             while inflight:
                 fut, commit, count = inflight[0]
                 if not fut.done():
@@ -221,7 +228,6 @@ class ContainerShipper:
                 self._acked = max(self._acked, commit)
             # Nothing in flight: records that made no line (unreadable) are done too.
             self._acked = max(self._acked, assembler.safe())
-            self._save()
 
         def alive() -> bool:
             # Called by follow_from after about a second without new records.
