@@ -86,7 +86,7 @@ start() {
         log "dockerd (pid $pid) is running but not answering yet; waiting"
     else
         [[ -e "$PIDFILE" ]] && { log "removing stale $PIDFILE"; rm -f "$PIDFILE"; }
-        mkdir -p "$(dirname "$LOG")" "$DATA_ROOT"
+        mkdir -p "$(dirname "$LOG")"
         log "starting dockerd (log: $LOG)"
         # setsid + nohup: the daemon must outlive this script and make's shell.
         setsid nohup dockerd \
