@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,6 +451,8 @@ class KafkaSettings:
         if (tls_cert is None) != (tls_key is None):
             raise OptionError(f"{ENV_KAFKA_TLS_CERT} and {ENV_KAFKA_TLS_KEY} go together")
         tls = _env_bool(env, ENV_KAFKA_TLS, False) or any((tls_ca, tls_cert, tls_key))
+        if tls:
+            _check_tls_files(tls_ca, tls_cert, tls_key)
         mechanism = get(ENV_KAFKA_SASL_MECHANISM)
         username = get(ENV_KAFKA_SASL_USERNAME)
         password = env.get(ENV_KAFKA_SASL_PASSWORD) or None
@@ -541,6 +544,27 @@ def _env_file(env: Mapping[str, str], name: str) -> Path | None:
     if not path.is_file() or not os.access(path, os.R_OK):
         raise OptionError(f"{name}: {value} is not a readable file")
     return path
+
+
+def _check_tls_files(ca: Path | None, cert: Path | None, key: Path | None) -> None:
+    """Load the PEM files once now, so a bad one fails startup, not every send."""
+    ctx = ssl.create_default_context()
+    if ca is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(ca))
+        except (ssl.SSLError, OSError) as exc:
+            raise OptionError(
+                f"{ENV_KAFKA_TLS_CA}: {ca} holds no usable CA certificate "
+                f"({exc.__class__.__name__})"
+            ) from None
+    if cert is not None and key is not None:
+        try:
+            ctx.load_cert_chain(str(cert), str(key))
+        except (ssl.SSLError, OSError) as exc:
+            raise OptionError(
+                f"{ENV_KAFKA_TLS_CERT}/{ENV_KAFKA_TLS_KEY}: {cert} and {key} are not a usable "
+                f"certificate and unencrypted key ({exc.__class__.__name__})"
+            ) from None
 
 
 def _env_template(env: Mapping[str, str], name: str, default: TagTemplate) -> TagTemplate:

@@ -1,0 +1,118 @@
+import json
+import re
+
+from pylog.models import Entry
+from pylog.shipper.assemble import LineAssembler, lines_only
+from pylog.store.reader import Position
+from pylog.store.records import RecordEncoder
+
+ENC = RecordEncoder()
+
+
+def recs(*entries: Entry) -> list[bytes]:
+    return ENC.encode_all(list(entries))
+
+
+def feed(a: LineAssembler, batch: list[bytes], gen: int = 0, base: int = 0, now: float = 0.0):
+    end = Position(gen, base + sum(map(len, batch)))
+    return a.feed(batch, end, now)
+
+
+def test_whole_lines_pass_through_with_commit_after_each() -> None:
+    a = LineAssembler(Position(0, 0), max_line=1000)
+    batch = recs(Entry("stdout", 1, b"one"), Entry("stderr", 2, b"two"))
+    out = feed(a, batch)
+    assert [(x.stream, x.time_ns, x.message) for x in lines_only(out)] == [
+        ("stdout", 1, "one"),
+        ("stderr", 2, "two"),
+    ]
+    assert [c for _, c in out] == [
+        Position(0, len(batch[0])),
+        Position(0, len(batch[0]) + len(batch[1])),
+    ]
+    assert a.safe() == Position(0, len(batch[0]) + len(batch[1]))
+
+
+def test_chunks_are_joined_and_hold_the_commit_at_their_start() -> None:
+    a = LineAssembler(Position(3, 100), max_line=1 << 20)
+    first = recs(Entry("stdout", 5, b"a" * 16384, complete=False))
+    out = feed(a, first, gen=3, base=100)
+    assert out == []
+    assert a.safe() == Position(3, 100)  # restart re-reads the chunk
+    # an stderr line in between does not disturb the stdout line being joined
+    mid = recs(Entry("stderr", 6, b"err"))
+    out = feed(a, mid, gen=3, base=100 + len(first[0]))
+    assert lines_only(out)[0].message == "err"
+    assert out[0][1] == Position(3, 100)
+    last = recs(Entry("stdout", 5, b"b" * 10))
+    out = feed(a, last, gen=3, base=100 + len(first[0]) + len(mid[0]))
+    (line,) = lines_only(out)
+    assert line.message == "a" * 16384 + "b" * 10 and line.time_ns == 5
+    assert out[0][1] == a.safe() == Position(3, 100 + len(first[0]) + len(mid[0]) + len(last[0]))
+
+
+def test_over_long_lines_ship_in_numbered_pieces() -> None:
+    a = LineAssembler(Position(0, 0), max_line=1000)
+    chunks = [Entry("stdout", 9, b"x" * 700, complete=False) for _ in range(3)]
+    chunks.append(Entry("stdout", 9, b"y" * 50))
+    out = feed(a, recs(*chunks))
+    lines = lines_only(out)
+    assert [(x.part, x.last) for x in lines] == [(1, False), (2, False), (3, True)]
+    assert "".join(x.message for x in lines) == "x" * 2100 + "y" * 50
+    assert all(len(x.message) <= 1000 for x in lines)
+    assert out[0][1] == Position(0, 0) and out[-1][1] == a.safe()
+
+
+def test_pieces_never_split_a_utf8_character() -> None:
+    a = LineAssembler(Position(0, 0), max_line=1001)
+    text = "é" * 1500  # 2 bytes each: 1001 falls inside a character
+    out = feed(a, recs(Entry("stdout", 1, text.encode())))
+    assert "".join(x.message for x in lines_only(out)) == text
+    assert "\ufffd" not in "".join(x.message for x in lines_only(out))
+
+
+def test_unfinished_line_is_flushed_at_finish() -> None:
+    a = LineAssembler(Position(0, 0), max_line=1000)
+    batch = recs(Entry("stdout", 1, b"partial", complete=False))
+    assert feed(a, batch) == []
+    out = a.finish()
+    assert [x.message for x in lines_only(out)] == ["partial"]
+    assert out[0][1] == Position(0, len(batch[0]))
+
+
+def test_multiline_merges_until_the_next_first_line() -> None:
+    a = LineAssembler(
+        Position(0, 0), max_line=10_000, multiline=re.compile(r"^\S"), multiline_timeout=2.0
+    )
+    text = ["Exception: x", "  at a", "  at b", "next", "  more"]
+    batch = recs(*(Entry("stdout", i, t.encode()) for i, t in enumerate(text)))
+    out = feed(a, batch, now=10.0)
+    assert [(x.message, x.lines, x.time_ns) for x in lines_only(out)] == [
+        ("Exception: x\n  at a\n  at b", 3, 0)
+    ]
+    # the commit stops before "next", which is held in the open group
+    assert out[0][1] == Position(0, sum(map(len, batch[:3])))
+    assert a.safe() == Position(0, sum(map(len, batch[:3])))
+    assert a.expire(11.0) == []
+    assert a.next_deadline() == 12.0
+    out = a.expire(12.0)
+    assert [(x.message, x.lines) for x in lines_only(out)] == [("next\n  more", 2)]
+    assert out[0][1] == a.safe() == Position(0, sum(map(len, batch)))
+
+
+def test_multiline_max_lines() -> None:
+    a = LineAssembler(
+        Position(0, 0), max_line=10_000, multiline=re.compile("^S"), multiline_max_lines=2
+    )
+    batch = recs(*(Entry("stdout", i, t.encode()) for i, t in enumerate(["S", "a", "b", "c"])))
+    out = feed(a, batch)
+    assert [x.message for x in lines_only(out)] == ["S\na", "b\nc"]
+
+
+def test_unreadable_records_are_counted_and_skipped() -> None:
+    a = LineAssembler(Position(0, 0), max_line=1000)
+    batch = [b"not json\n", *recs(Entry("stdout", 1, b"ok"))]
+    out = feed(a, batch)
+    assert [x.message for x in lines_only(out)] == ["ok"]
+    assert a.bad_records == 1
+    assert json.loads(batch[1])["log"] == "ok\n"

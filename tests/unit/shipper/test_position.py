@@ -1,0 +1,52 @@
+import gzip
+from pathlib import Path
+
+from pylog.config import RotationPolicy
+from pylog.models import Entry
+from pylog.shipper.position import load_position, position_path, save_position
+from pylog.shipper.shipper import _count_lines
+from pylog.store import LogFile
+from pylog.store.reader import Position, follow_from
+from pylog.store.records import RecordEncoder
+
+
+def test_position_roundtrip_and_atomic(tmp_path: Path) -> None:
+    assert load_position(tmp_path) is None
+    save_position(tmp_path, Position(7, 12345))
+    assert load_position(tmp_path) == Position(7, 12345)
+    save_position(tmp_path, Position(8, 0))
+    assert load_position(tmp_path) == Position(8, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kafka.position"]
+
+
+def test_unreadable_position_is_none(tmp_path: Path) -> None:
+    for text in ("", "{", '{"generation": -1, "offset": 0}', '{"generation": "1", "offset": 2}'):
+        position_path(tmp_path).write_text(text)
+        assert load_position(tmp_path) is None
+
+
+def test_positions_are_ordered_across_generations() -> None:
+    assert Position(1, 10_000) < Position(2, 0) < Position(2, 1)
+
+
+def test_count_lines_plain_and_gzip(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"1\n2\n3\n")
+    with gzip.open(tmp_path / "b.gz", "wb") as f:
+        f.write(b"1\n" * 1000)
+    assert _count_lines(tmp_path / "a") == 3
+    assert _count_lines(tmp_path / "b.gz") == 1000
+
+
+def test_a_stored_position_resumes_reading_after_rotation(tmp_path: Path) -> None:
+    """The contract the shipper relies on: a saved Position means the same place later."""
+    enc = RecordEncoder()
+    log = LogFile(tmp_path, RotationPolicy(200, 10, True))
+    recs = enc.encode_all([Entry("stdout", i, f"line {i}".encode()) for i in range(30)])
+    log.append(recs[:10])
+    batches = list(follow_from(log, Position(0, 0), lambda: False))
+    mid = batches[0][1]
+    log.append(recs[10:])
+    log.close()
+    reopened = LogFile(tmp_path, RotationPolicy(200, 10, True), writable=False)
+    rest = [r for b, _ in follow_from(reopened, mid) for r in b]
+    assert rest == recs[len(batches[0][0]) :]

@@ -1,0 +1,52 @@
+import json
+
+from pylog.models import ContainerInfo
+from pylog.shipper.schema import Line, ValueBuilder, format_time_ns
+
+INFO = ContainerInfo(
+    container_id="c" * 64,
+    container_name="/web",
+    container_image_name="nginx:1",
+    container_image_id="sha256:" + "1" * 64,
+)
+
+
+def test_time_is_rfc3339_with_nine_digits() -> None:
+    assert format_time_ns(0) == "1970-01-01T00:00:00.000000000Z"
+    assert format_time_ns(1_764_237_000_000_000_001) == "2025-11-27T09:50:00.000000001Z"
+
+
+def test_value_v1() -> None:
+    b = ValueBuilder(INFO, tag="t", labels={"b": "2", "a": "1"}, env={}, host="h")
+    v = json.loads(b.value(Line("stderr", 5, 'say "hi" ✓')))
+    assert v == {
+        "v": 1,
+        "message": 'say "hi" ✓',
+        "stream": "stderr",
+        "time": "1970-01-01T00:00:00.000000005Z",
+        "container": {
+            "id": "c" * 64,
+            "name": "web",
+            "image": "nginx:1",
+            "image_id": "sha256:" + "1" * 64,
+        },
+        "host": "h",
+        "tag": "t",
+        "labels": {"a": "1", "b": "2"},
+        "env": {},
+    }
+    assert b.headers(Line("stderr", 5, "x")) == [("container_name", b"web"), ("stream", b"stderr")]
+
+
+def test_optional_fields() -> None:
+    b = ValueBuilder(INFO, tag="t", labels={}, env={"E": "1"}, parse_json=True, host="h")
+    v = json.loads(b.value(Line("stdout", 1, '{"level": "warn", "n": [1]}')))
+    assert v["fields"] == {"level": "warn", "n": [1]} and v["env"] == {"E": "1"}
+    v = json.loads(b.value(Line("stdout", 1, "[1, 2]")))
+    assert "fields" not in v
+    v = json.loads(b.value(Line("stdout", 1, "{not json}")))
+    assert "fields" not in v
+    v = json.loads(b.value(Line("stdout", 1, "a\nb", lines=2)))
+    assert v["lines"] == 2 and v["message"] == "a\nb"
+    v = json.loads(b.value(Line("stdout", 1, "{}", part=2, last=True)))
+    assert (v["part"], v["last"]) == (2, True) and "fields" not in v
