@@ -1,0 +1,157 @@
+"""pylog shipping to a real Kafka broker from real containers, through the Docker engine.
+
+The plugin is reconfigured for this module (``docker plugin disable``, ``set
+KAFKA_BROKERS=...``, ``enable``) and put back to local-only afterwards. The
+broker is the test broker of tests/kafka, on 127.0.0.1 (the plugin uses the
+host's network; the containers themselves run with ``--network none``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import IMAGE, LABEL, PLUGIN, Docker, docker_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kafka"))
+from broker import KafkaBroker
+from shipping_helpers import consume, dedupe_in_order
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+OUTAGE = float(os.environ.get("PYLOG_KAFKA_OUTAGE_SECONDS", "60"))
+
+
+def set_plugin(*env: str) -> None:
+    docker_cli(["plugin", "disable", "-f", PLUGIN], check=False, timeout=120)
+    docker_cli(["plugin", "set", PLUGIN, *env])
+    docker_cli(["plugin", "enable", "--timeout", "0", PLUGIN], timeout=120)
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[KafkaBroker]:
+    with KafkaBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def kafka_plugin(docker: Docker, broker: KafkaBroker) -> Iterator[KafkaBroker]:
+    set_plugin(f"KAFKA_BROKERS={broker.bootstrap}", "KAFKA_LINGER_MS=5")
+    try:
+        yield broker
+    finally:
+        set_plugin("KAFKA_BROKERS=", "KAFKA_LINGER_MS=20")
+
+
+def topic(prefix: str) -> str:
+    return f"e2e-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def run(cmd: str, *args: str) -> str:
+    proc = docker_cli(
+        ["run", "-d", "--network", "none", "--label", f"{LABEL}=1", "--log-driver", PLUGIN,
+         *args, IMAGE, "sh", "-c", cmd]
+    )  # fmt: skip
+    return proc.stdout.decode().strip()
+
+
+def wait(cid: str, timeout: float = 300) -> int:
+    return int(docker_cli(["wait", cid], timeout=timeout).stdout.decode().strip())
+
+
+def values(records: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(r.value) for r in records]
+
+
+def test_every_line_in_order_with_fields(kafka_plugin: KafkaBroker) -> None:
+    t = topic("lines")
+    n = 5000
+    name = f"pylog-e2e-{uuid.uuid4().hex[:8]}"
+    cmd = (
+        f"seq 1 {n}; head -c 40000 /dev/zero | tr '\\0' 'x'; echo; "
+        "echo 'to stderr' >&2; printf 'no newline'"
+    )
+    cid = run(
+        cmd,
+        "--name", name,
+        "--label", "app=shop",
+        "--env", "REGION=eu",
+        "--env", "SECRET=hunter2",
+        "--log-opt", f"kafka-topic={t}",
+        "--log-opt", "labels=app",
+        "--log-opt", "env=REGION",
+    )  # fmt: skip
+    assert wait(cid) == 0
+    got = values(consume(kafka_plugin.bootstrap, t, n + 3, timeout=120))
+    stdout = [v["message"] for v in got if v["stream"] == "stdout"]
+    assert stdout == [str(i) for i in range(1, n + 1)] + ["x" * 40000, "no newline"]
+    assert [v["message"] for v in got if v["stream"] == "stderr"] == ["to stderr"]
+    image_id = docker_cli(["inspect", "--format", "{{.Image}}", cid]).stdout.decode().strip()
+    for v in got:
+        assert v["v"] == 1
+        assert v["container"] == {"id": cid, "name": name, "image": IMAGE, "image_id": image_id}
+        assert v["labels"] == {"app": "shop"} and v["env"] == {"REGION": "eu"}
+        assert v["tag"] == cid[:12] and v["host"]
+    times = [v["time"] for v in got if v["stream"] == "stdout"]
+    assert times == sorted(times)
+    assert "hunter2" not in json.dumps(got)
+    # docker logs still serves the same lines from the local log
+    logs = docker_cli(["logs", cid]).stdout
+    assert logs.splitlines()[:n] == [str(i).encode() for i in range(1, n + 1)]
+
+
+def test_label_and_template_routing(kafka_plugin: KafkaBroker) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    a = run(
+        "seq 1 100",
+        "--label", f"pylog.topic=lbl-{{{{index .ContainerLabels \"team\"}}}}-{suffix}",
+        "--label", "team=red",
+        "--log-opt", f"kafka-topic=ignored-{suffix}",
+    )  # fmt: skip
+    name = f"tpl-{suffix}"
+    b = run("seq 101 200", "--name", name, "--log-opt", "kafka-topic=app-{{.Name}}")
+    assert wait(a) == 0 and wait(b) == 0
+    got_a = values(consume(kafka_plugin.bootstrap, f"lbl-red-{suffix}", 100))
+    got_b = values(consume(kafka_plugin.bootstrap, f"app-{name}", 100))
+    assert [v["message"] for v in got_a] == [str(i) for i in range(1, 101)]
+    assert [v["message"] for v in got_b] == [str(i) for i in range(101, 201)]
+    assert {v["container"]["id"] for v in got_a} == {a}
+
+
+def test_broker_outage_never_stalls_containers(kafka_plugin: KafkaBroker) -> None:
+    """The broker is stopped for a minute while a container logs: the container runs at
+    its own pace, docker logs works, and every line reaches Kafka once it is back."""
+    t = topic("outage")
+    ticks = int((OUTAGE + 20) / 0.1)
+    per_tick = 20
+    cmd = (
+        f"i=0; while [ $i -lt {ticks} ]; do "
+        f'j=0; while [ $j -lt {per_tick} ]; do echo "$i.$j"; j=$((j+1)); done; '
+        "i=$((i+1)); usleep 100000; done"
+    )
+    started = time.monotonic()
+    cid = run(cmd, "--log-opt", f"kafka-topic={t}")
+    time.sleep(5)
+    kafka_plugin.stop()
+    try:
+        time.sleep(OUTAGE)
+        logs = docker_cli(["logs", "--tail", "1", cid]).stdout
+        assert logs.strip(), "docker logs served nothing during the outage"
+    finally:
+        kafka_plugin.start()
+    assert wait(cid) == 0
+    wall = time.monotonic() - started
+    expected = [f"{i}.{j}" for i in range(ticks) for j in range(per_tick)]
+    got = [
+        v["message"] for v in values(consume(kafka_plugin.bootstrap, t, len(expected), timeout=240))
+    ]
+    assert dedupe_in_order(got) == expected
+    # usleep alone takes ticks * 0.1 s; a container blocked on logging would take far longer.
+    assert wall < ticks * 0.1 * 1.5 + 15, f"container took {wall:.0f} s"
