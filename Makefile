@@ -1,6 +1,6 @@
 # pylog: Docker logging-driver managed plugin.
 #
-#   make test      venv + lint + unit tests + e2e tests (the one "run every test" command)
+#   make test      venv + lint + unit, Kafka and e2e tests (the one "run every test" command)
 #   make demo      engine + plugin installed + a container logging through pylog
 #   make install   (re)build the rootfs and (re)install the managed plugin `pylog`
 #
@@ -24,11 +24,11 @@ PYTEST_ARGS ?=
 export DOCKER
 
 .PHONY: help venv proto engine engine-stop busybox-image rootfs install uninstall demo \
-	lint test-unit test-e2e test bench
+	lint test-unit test-kafka test-e2e test bench
 
 help:
 	@echo "targets: venv proto engine engine-stop busybox-image rootfs install uninstall"
-	@echo "         demo lint test-unit test-e2e test bench"
+	@echo "         demo lint test-unit test-kafka test-e2e test bench"
 
 # ------------------------------------------------------------------ python env
 venv: $(VENV)/.installed
@@ -97,11 +97,16 @@ lint: venv
 test-unit: venv
 	$(VBIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# A real Kafka broker (jars fetched from Maven Central by scripts/kafka/fetch.sh, run on
+# the machine's java); no Docker needed.
+test-kafka: venv
+	$(VBIN)/pytest tests/kafka $(PYTEST_ARGS)
+
 # install has just run: the e2e fixtures need not install again.
 test-e2e: venv engine busybox-image install
 	PYLOG_E2E_SKIP_INSTALL=1 $(VBIN)/pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
-test: venv lint test-unit test-e2e
+test: venv lint test-unit test-kafka test-e2e
 
 bench: venv engine busybox-image install
 	$(VBIN)/python scripts/bench.py
