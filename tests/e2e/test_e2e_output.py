@@ -21,7 +21,7 @@ def fill(n: int, ch: str, err: bool = False) -> str:
 # dockerd copies stdout and stderr in two goroutines: writes to the two streams close
 # in time may reach the driver in either order, and --tail counts records of both
 # streams together. So the last 63 records (from "leading and trailing" on) are written
-# 5 ms apart, after a pause, and --tail up to 63 is deterministic and independent of
+# 20 ms apart, after a pause, and --tail up to 63 is deterministic and independent of
 # how lines above 16 KiB, which sit above them, are split into records.
 VARIED = "\n".join(
     [
@@ -41,9 +41,10 @@ VARIED = "\n".join(
         fill(16384, "g", err=True),
         "echo",
         "sleep 0.2",
-        "echo '   leading and trailing spaces   '; usleep 5000",
-        "echo >&2; usleep 5000",
-        'for i in $(seq 1 30); do echo "out $i"; usleep 5000; echo "err $i" >&2; usleep 5000; done',
+        "echo '   leading and trailing spaces   '; usleep 20000",
+        "echo >&2; usleep 20000",
+        'for i in $(seq 1 30); do echo "out $i"; usleep 20000;',
+        '  echo "err $i" >&2; usleep 20000; done',
         "printf 'last line without newline'",
     ]
 )
