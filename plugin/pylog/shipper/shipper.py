@@ -146,6 +146,8 @@ class ContainerShipper:
                 except _Rewind as exc:
                     if self._halt.is_set():
                         break
+                    # What was read since the acknowledged position must be read again.
+                    self._read = self._acked
                     self.stats.retries += 1
                     self._warn(
                         "delivery",

@@ -118,3 +118,17 @@ def test_unshipped_backlog_resumes_at_startup(
         assert third.shipping.shippers() == []
     finally:
         third.shutdown(timeout=1)
+
+
+def test_lines_rotated_away_before_shipping_are_counted(
+    kservice: LoggingService, make_fifo: Callable[[str], Fifo], caplog: pytest.LogCaptureFixture
+) -> None:
+    fifo = make_fifo("f")
+    kservice.start_logging(str(fifo.path), info(**{"max-size": "1k", "max-file": "2"}))
+    fifo.write(encode_entries([Entry("stdout", i, b"first") for i in range(5)]))
+    (shipper,) = kservice.shipping.shippers()
+    wait_for(lambda: shipper.stats.retries >= 1, timeout=15)
+    fifo.write(encode_entries([Entry("stdout", i, b"y" * 100) for i in range(500)]))
+    wait_for(lambda: shipper.stats.lines_lost_rotation > 0, timeout=15)
+    assert shipper.stats.lines_lost_rotation <= 505
+    assert "rotation deleted" in caplog.text
