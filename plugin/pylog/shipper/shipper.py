@@ -263,9 +263,12 @@ class ContainerShipper:
         inflight: deque[tuple[concurrent.futures.Future[SendResult], Position, int]],
         generation: int,
     ) -> None:
-        """Forget the batches after a failed one and replace the producer that failed."""
-        for later, _, _ in inflight:
-            later.cancel()
+        """Forget the batches after a failed one and replace the producer that failed.
+
+        The later batches are not cancelled (that would cancel aiokafka's own
+        delivery futures): the group is marked failed, so those not yet handed
+        to the producer fail at once, and the others are simply not waited for.
+        """
         inflight.clear()
         if generation >= 0:
             self._runtime.submit(self._producer.reset(generation))
