@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from broker import KafkaBroker
@@ -344,6 +345,8 @@ def test_sigkill_mid_stream_resumes_from_acked_position(
         proc.kill()
         proc.wait()
         killed_at = writer.count
+        acked_at_kill = load_position(directory)
+        assert acked_at_kill is not None
         time.sleep(1)
         # Restarted: the backlog resumes at startup, then logging the same FIFO again.
         proc = spawn(*start_args)
@@ -365,9 +368,23 @@ def test_sigkill_mid_stream_resumes_from_acked_position(
     # What pylog stored is what the writer wrote, but for what the killed process had
     # read from the pipe and not yet stored (one read, at most 64 KiB).
     assert len(written) - len(stored) < 2000
-    assert stored == [m for m in written if m in set(stored)]
+    kept = set(stored)
+    assert stored == [m for m in written if m in kept]
     assert dedupe_in_order(got) == stored
     assert_resends_only_in_flight(got, stored)
+    # Lines acknowledged before the kill were not sent again: the restart resumed from
+    # the stored position, not from the start of the log.
+    acked_lines = count_before(state, container, acked_at_kill.offset)
+    assert acked_lines > 1000
+    assert len(got) - len(set(got)) <= len(stored) - acked_lines
+    counts = Counter(got)
+    assert all(counts[m] == 1 for m in stored[:acked_lines])
+
+
+def count_before(state: Path, container: str, offset: int) -> int:
+    """How many records of generation 0 end at or before ``offset``."""
+    data = (state / "containers" / container / "json.log").read_bytes()[:offset]
+    return data.count(b"\n")
 
 
 def read_store(state: Path, container: str) -> list[str]:
