@@ -21,6 +21,11 @@ PLUGIN_DIR := rootfs-build/out/plugin
 STATE_DIR := /var/lib/pylog
 TEST_IMAGE := pylog-test/busybox:latest
 PYTEST_ARGS ?=
+# Suites that use no hypothesis skip its pytest plugin: it imports hypothesis lazily
+# at the end of the session, and on CPython 3.11 an import (AST build) racing another
+# thread's import can fail with "SystemError: AST constructor recursion depth
+# mismatch" (cpython gh-106905) -- seen once after tests/kafka, in a fresh venv.
+NO_HYPOTHESIS := -p no:hypothesispytest
 export DOCKER
 
 .PHONY: help venv proto engine engine-stop busybox-image rootfs install uninstall demo \
@@ -100,11 +105,11 @@ test-unit: venv
 # A real Kafka broker (jars fetched from Maven Central by scripts/kafka/fetch.sh, run on
 # the machine's java); no Docker needed.
 test-kafka: venv
-	$(VBIN)/pytest tests/kafka $(PYTEST_ARGS)
+	$(VBIN)/pytest $(NO_HYPOTHESIS) tests/kafka $(PYTEST_ARGS)
 
 # install has just run: the e2e fixtures need not install again.
 test-e2e: venv engine busybox-image install
-	PYLOG_E2E_SKIP_INSTALL=1 $(VBIN)/pytest tests/e2e -m e2e $(PYTEST_ARGS)
+	PYLOG_E2E_SKIP_INSTALL=1 $(VBIN)/pytest $(NO_HYPOTHESIS) tests/e2e -m e2e $(PYTEST_ARGS)
 
 test: venv lint test-unit test-kafka test-e2e
 
