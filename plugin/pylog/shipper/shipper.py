@@ -180,7 +180,9 @@ class ContainerShipper:
             for i in range(0, len(items), BATCH_RECORDS):
                 part = items[i : i + BATCH_RECORDS]
                 records = [self._record(line) for line, _ in part]
-                fut = self._runtime.submit(self._producer.send(group, records))
+                fut = self._runtime.submit(
+                    self._producer.send(group, self.route.topic, self.route.key, records)
+                )
                 inflight.append((fut, part[-1][1], len(part)))
                 pending[0] += len(part)
                 self.stats.lines_sent += len(part)
@@ -276,8 +278,6 @@ class ContainerShipper:
     def _record(self, line: Line) -> OutRecord:
         b = self._builder
         return OutRecord(
-            topic=self.route.topic,
-            key=self.route.key,
             value=b.value(line),
             headers=b.headers(line),
             timestamp_ms=line.time_ns // 1_000_000,
