@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ..store.reader import Position
 from ..store.records import RecordError, decode_record
+from ..timefmt import parse_record_time
 from .schema import Line
 
 
@@ -60,11 +61,14 @@ class LineAssembler:
         start: Position,
         *,
         max_line: int,
+        raw_text: bool = True,
         multiline: re.Pattern[str] | None = None,
         multiline_max_lines: int = 500,
         multiline_timeout: float = 2.0,
     ) -> None:
         self.max_line = max_line
+        # Plain whole lines skip decoding when nothing needs their text.
+        self._fast = raw_text and multiline is None
         self.multiline = multiline
         self.multiline_max_lines = multiline_max_lines
         self.multiline_timeout = multiline_timeout
@@ -91,10 +95,17 @@ class LineAssembler:
         out: list[tuple[Line, Position]] = []
         offset = end.offset - sum(map(len, batch))
         gen = end.generation
+        fast = self._fast
         for raw in batch:
             start = Position(gen, offset)
             offset += len(raw)
             self._end = Position(gen, offset)
+            if fast and not self._chunks:
+                plain = _plain_line(raw)
+                if plain is not None and len(plain[2]) <= self.max_line:
+                    line = Line(plain[0], plain[1], "", escaped=plain[2])
+                    out.append((line, self._end))
+                    continue
             try:
                 rec = decode_record(raw)
             except RecordError:
@@ -238,6 +249,44 @@ class LineAssembler:
                 self._line(stream, chunks.time_ns, data, chunks.start, 0.0, out)
                 self._flush_group(stream, out)
         return out
+
+
+_LOG = b'{"log":"'
+_STREAM = b'","stream":"'
+_TIME = b'"time":"'
+_STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
+
+
+def _plain_line(raw: bytes) -> tuple[str, int, bytes] | None:
+    """(stream, time, escaped text) of a stored whole line, without decoding its JSON.
+
+    pylog's records start with the ``log`` string; it holds no raw ``"``, so the
+    first ``","stream":"`` ends it. Anything unusual (a chunk, a line without
+    newline, another layout) returns None and takes the decoding path.
+    """
+    if not raw.startswith(_LOG) or not raw.endswith(b'"}\n'):
+        return None
+    j = raw.find(_STREAM, 8)
+    if j < 0 or raw[j - 2 : j] != b"\\n":
+        return None
+    # The final \n must be a newline escape, not an escaped backslash and an "n".
+    i, slashes = j - 2, 0
+    while i >= 8 and raw[i] == 0x5C:
+        slashes += 1
+        i -= 1
+    if not slashes % 2:
+        return None
+    k = j + len(_STREAM)
+    q = raw.find(b'"', k)
+    stream = _STREAMS.get(raw[k:q])
+    t = raw.rfind(_TIME, q)
+    if stream is None or t < 0:
+        return None
+    try:
+        time_ns = parse_record_time(raw[t + len(_TIME) : -3].decode())
+    except ValueError:
+        return None
+    return stream, time_ns, raw[8 : j - 2]
 
 
 def lines_only(items: Iterable[tuple[Line, Position]]) -> list[Line]:

@@ -168,6 +168,7 @@ class ShipperManager:
             return LineAssembler(
                 pos,
                 max_line=kafka.max_line,
+                raw_text=not ko.json,
                 multiline=ko.multiline_pattern,
                 multiline_max_lines=ko.multiline_max_lines,
                 multiline_timeout=ko.multiline_timeout,

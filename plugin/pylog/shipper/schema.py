@@ -61,6 +61,17 @@ class Line:
     part: int = 0
     """0 for a line shipped whole; else the piece number of an over-long line."""
     last: bool = True
+    escaped: bytes | None = None
+    """The message already JSON-escaped (no quotes), taken as is from the stored record;
+    when set, ``message`` is not used (the fast path for plain whole lines)."""
+
+    @property
+    def text(self) -> str:
+        """The message, whichever way it is held."""
+        if self.escaped is None:
+            return self.message
+        text: str = json.loads(b'"' + self.escaped + b'"')
+        return text
 
 
 class ValueBuilder:
@@ -90,10 +101,28 @@ class ValueBuilder:
         }
         # '{"container":...,"env":{...}' without the closing brace, appended after the line.
         self._fixed = _dumps(fixed)[1:-1]
+        self._fixed_tail = ('",' + self._fixed + "}").encode()
         self._parse_json = parse_json
         self.headers_name = info.name.encode()
+        self._headers = {
+            stream: [("container_name", self.headers_name), ("stream", stream.encode())]
+            for stream in ("stdout", "stderr")
+        }
 
     def value(self, line: Line) -> bytes:
+        if line.escaped is not None:
+            # Whole plain line: splice the stored, already escaped text in; no JSON work.
+            return b"".join(
+                (
+                    b'{"v":1,"message":"',
+                    line.escaped,
+                    b'","stream":"',
+                    line.stream.encode(),
+                    b'","time":"',
+                    format_time_ns(line.time_ns).encode(),
+                    self._fixed_tail,
+                )
+            )
         head = (
             '{"v":'
             + str(SCHEMA_VERSION)
@@ -121,7 +150,11 @@ class ValueBuilder:
         return (head + "}").encode()
 
     def headers(self, line: Line) -> list[tuple[str, bytes]]:
-        return [("container_name", self.headers_name), ("stream", line.stream.encode())]
+        """The record headers (shared lists: aiokafka only reads them)."""
+        h = self._headers.get(line.stream)
+        if h is None:
+            h = [("container_name", self.headers_name), ("stream", line.stream.encode())]
+        return h
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

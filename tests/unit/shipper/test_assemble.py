@@ -22,7 +22,8 @@ def test_whole_lines_pass_through_with_commit_after_each() -> None:
     a = LineAssembler(Position(0, 0), max_line=1000)
     batch = recs(Entry("stdout", 1, b"one"), Entry("stderr", 2, b"two"))
     out = feed(a, batch)
-    assert [(x.stream, x.time_ns, x.message) for x in lines_only(out)] == [
+    assert all(x.escaped is not None for x in lines_only(out))  # the no-decode path
+    assert [(x.stream, x.time_ns, x.text) for x in lines_only(out)] == [
         ("stdout", 1, "one"),
         ("stderr", 2, "two"),
     ]
@@ -47,7 +48,7 @@ def test_chunks_are_joined_and_hold_the_commit_at_their_start() -> None:
     last = recs(Entry("stdout", 5, b"b" * 10))
     out = feed(a, last, gen=3, base=100 + len(first[0]) + len(mid[0]))
     (line,) = lines_only(out)
-    assert line.message == "a" * 16384 + "b" * 10 and line.time_ns == 5
+    assert line.text == "a" * 16384 + "b" * 10 and line.time_ns == 5
     assert out[0][1] == a.safe() == Position(3, 100 + len(first[0]) + len(mid[0]) + len(last[0]))
 
 
@@ -58,8 +59,8 @@ def test_over_long_lines_ship_in_numbered_pieces() -> None:
     out = feed(a, recs(*chunks))
     lines = lines_only(out)
     assert [(x.part, x.last) for x in lines] == [(1, False), (2, False), (3, True)]
-    assert "".join(x.message for x in lines) == "x" * 2100 + "y" * 50
-    assert all(len(x.message) <= 1000 for x in lines)
+    assert "".join(x.text for x in lines) == "x" * 2100 + "y" * 50
+    assert all(len(x.text) <= 1000 for x in lines)
     assert out[0][1] == Position(0, 0) and out[-1][1] == a.safe()
 
 
@@ -67,8 +68,8 @@ def test_pieces_never_split_a_utf8_character() -> None:
     a = LineAssembler(Position(0, 0), max_line=1001)
     text = "é" * 1500  # 2 bytes each: 1001 falls inside a character
     out = feed(a, recs(Entry("stdout", 1, text.encode())))
-    assert "".join(x.message for x in lines_only(out)) == text
-    assert "\ufffd" not in "".join(x.message for x in lines_only(out))
+    assert "".join(x.text for x in lines_only(out)) == text
+    assert "\ufffd" not in "".join(x.text for x in lines_only(out))
 
 
 def test_unfinished_line_is_flushed_at_finish() -> None:
@@ -76,7 +77,7 @@ def test_unfinished_line_is_flushed_at_finish() -> None:
     batch = recs(Entry("stdout", 1, b"partial", complete=False))
     assert feed(a, batch) == []
     out = a.finish()
-    assert [x.message for x in lines_only(out)] == ["partial"]
+    assert [x.text for x in lines_only(out)] == ["partial"]
     assert out[0][1] == Position(0, len(batch[0]))
 
 
@@ -87,7 +88,7 @@ def test_multiline_merges_until_the_next_first_line() -> None:
     text = ["Exception: x", "  at a", "  at b", "next", "  more"]
     batch = recs(*(Entry("stdout", i, t.encode()) for i, t in enumerate(text)))
     out = feed(a, batch, now=10.0)
-    assert [(x.message, x.lines, x.time_ns) for x in lines_only(out)] == [
+    assert [(x.text, x.lines, x.time_ns) for x in lines_only(out)] == [
         ("Exception: x\n  at a\n  at b", 3, 0)
     ]
     # the commit stops before "next", which is held in the open group
@@ -96,7 +97,7 @@ def test_multiline_merges_until_the_next_first_line() -> None:
     assert a.expire(11.0) == []
     assert a.next_deadline() == 12.0
     out = a.expire(12.0)
-    assert [(x.message, x.lines) for x in lines_only(out)] == [("next\n  more", 2)]
+    assert [(x.text, x.lines) for x in lines_only(out)] == [("next\n  more", 2)]
     assert out[0][1] == a.safe() == Position(0, sum(map(len, batch)))
 
 
@@ -106,13 +107,51 @@ def test_multiline_max_lines() -> None:
     )
     batch = recs(*(Entry("stdout", i, t.encode()) for i, t in enumerate(["S", "a", "b", "c"])))
     out = feed(a, batch)
-    assert [x.message for x in lines_only(out)] == ["S\na", "b\nc"]
+    assert [x.text for x in lines_only(out)] == ["S\na", "b\nc"]
 
 
 def test_unreadable_records_are_counted_and_skipped() -> None:
     a = LineAssembler(Position(0, 0), max_line=1000)
     batch = [b"not json\n", *recs(Entry("stdout", 1, b"ok"))]
     out = feed(a, batch)
-    assert [x.message for x in lines_only(out)] == ["ok"]
+    assert [x.text for x in lines_only(out)] == ["ok"]
     assert a.bad_records == 1
     assert json.loads(batch[1])["log"] == "ok\n"
+
+
+TRICKY = [
+    "plain",
+    'quote " and backslash \\ end',
+    "ends with a backslash-n literal \\n",
+    "ends with a backslash \\",
+    "tab\there \u0001 control, <html> & 'single'",
+    "unicode h\u00e9llo \u2713 \U0001f389",
+    "",
+    "\\\\n",
+]
+
+
+def test_no_decode_path_gives_the_same_values_as_decoding() -> None:
+    from pylog.models import ContainerInfo
+    from pylog.shipper.schema import ValueBuilder
+
+    b = ValueBuilder(ContainerInfo(container_id="c" * 64), tag="t", labels={}, env={}, host="h")
+    entries = [
+        Entry("stderr", 1_700_000_000_000_000_000 + i, t.encode()) for i, t in enumerate(TRICKY)
+    ]
+    batch = recs(*entries)
+    fast = lines_only(feed(LineAssembler(Position(0, 0), max_line=1000), batch))
+    slow = lines_only(feed(LineAssembler(Position(0, 0), max_line=1000, raw_text=False), batch))
+    assert all(x.escaped is not None for x in fast)
+    assert all(x.escaped is None for x in slow)
+    assert [x.text for x in fast] == [x.text for x in slow] == TRICKY
+    for f, s in zip(fast, slow, strict=True):
+        assert json.loads(b.value(f)) == json.loads(b.value(s))
+        assert b.headers(f) == b.headers(s)
+
+
+def test_a_chunk_ending_in_a_literal_backslash_n_is_not_taken_for_a_line() -> None:
+    a = LineAssembler(Position(0, 0), max_line=1000)
+    batch = recs(Entry("stdout", 1, b"abc\\n", complete=False), Entry("stdout", 1, b"def"))
+    out = feed(a, batch)
+    assert [x.text for x in lines_only(out)] == ["abc\\ndef"]
