@@ -102,7 +102,7 @@ def test_every_line_in_order_with_every_field(kafka_broker: KafkaBroker, tmp_pat
     assert vals[501]["message"] == "no newline at exit"
     assert vals[501]["stream"] == "stderr"
     assert "SECRET" not in json.dumps(vals)
-    assert {r.partition for r in got} == {0}
+    assert len({r.partition for r in got}) == 1  # one key, one partition: in order
 
 
 def test_no_brokers_is_local_only(tmp_path: Path) -> None:
