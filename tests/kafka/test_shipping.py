@@ -391,3 +391,32 @@ def read_store(state: Path, container: str) -> list[str]:
     """Every line the store holds for the container (rotation is off in these tests)."""
     lf = LogFile(state / "containers" / container, RotationPolicy(-1, 1, False), writable=False)
     return [decode_record(r).log.decode().rstrip("\n") for r in read_records(lf, ReadOptions())]
+
+
+def test_one_producer_per_cluster_configuration(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
+    topic = new_topic("shared")
+    svc = LoggingService(make_settings(tmp_path, brokers=(kafka_broker.bootstrap,)))
+    svc.startup()
+    other = f"localhost:{kafka_broker.port}"  # same broker, another cluster configuration
+    configs = [{}, {}, {"kafka-brokers": other}]
+    fifos = []
+    try:
+        for n, extra in enumerate(configs):
+            fifo = Fifo(svc.settings.fifo_root / f"f{n}")
+            fifos.append(fifo)
+            svc.start_logging(
+                str(fifo.path), info(cid(60 + n), Config={"kafka-topic": topic, **extra})
+            )
+            fifo.entries([Entry("stdout", T0 + i, f"c{n} {i}".encode()) for i in range(50)])
+        got = messages(consume(kafka_broker.bootstrap, topic, 150))
+        runtime = svc.shipping._runtime
+        assert runtime is not None
+        assert sorted(p.describe() for p in runtime.producers()) == sorted(
+            [kafka_broker.bootstrap, other]
+        )
+    finally:
+        for f in fifos:
+            f.close()
+        svc.shutdown()
+    for n in range(3):
+        assert [m for m in got if m.startswith(f"c{n} ")] == [f"c{n} {i}" for i in range(50)]
