@@ -140,12 +140,15 @@ class ContainerShipper:
             self._save(force=True)
             backoff = BACKOFF_MIN
             while not self._halt.is_set():
+                before = self._acked
                 try:
                     self._ship_once()
                     break
                 except _Rewind as exc:
                     if self._halt.is_set():
                         break
+                    if self._acked > before:
+                        backoff = BACKOFF_MIN  # it was working: a fresh failure
                     # What was read since the acknowledged position must be read again.
                     self._read = self._acked
                     self.stats.retries += 1
@@ -243,16 +246,21 @@ class ContainerShipper:
             return True
 
         for batch, end in follow_from(self.logfile, start, alive):
-            if self._halt.is_set():
-                raise _Rewind("halted")
             self._read = end
-            now = time.monotonic()
-            submit(assembler.feed(batch, end, now))
-            submit(assembler.expire(now))
-            reap(block=False)
-            while pending[0] > MAX_IN_FLIGHT:
-                reap(block=True)
-                # reap(block=True) returns once everything in flight is acked
+            # A backlog can come as one large batch: take it in slices, so that what
+            # is held in memory stays bounded by MAX_IN_FLIGHT.
+            rest = sum(map(len, batch))
+            for i in range(0, len(batch), BATCH_RECORDS):
+                if self._halt.is_set():
+                    raise _Rewind("halted")
+                part = batch[i : i + BATCH_RECORDS]
+                rest -= sum(map(len, part))
+                now = time.monotonic()
+                submit(assembler.feed(part, Position(end.generation, end.offset - rest), now))
+                submit(assembler.expire(now))
+                reap(block=False)
+                if pending[0] > MAX_IN_FLIGHT:
+                    reap(block=True)  # returns once everything in flight is acknowledged
         if self._halt.is_set():
             raise _Rewind("halted")
         submit(assembler.finish())
