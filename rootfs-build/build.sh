@@ -103,8 +103,11 @@ build_base() {
     m=$(mirror)
     log "debootstrap $SUITE ($INCLUDE) from $m -- about a minute"
     local t0=$SECONDS
+    # Its stage lines ("Installing core packages...") as progress; the full log is kept.
     if ! debootstrap --variant=minbase --include="$INCLUDE" --cache-dir="$CACHE/debs" \
-        "$SUITE" "$root" "$m" >"$tmp/debootstrap.log" 2>&1; then
+        "$SUITE" "$root" "$m" 2>&1 | tee "$tmp/debootstrap.log" \
+        | awk '/^I: .*(\.\.\.|successfully\.)$/ && !/^I: [A-Za-z]+ [^ ]+\.\.\.$/ {
+            print "[rootfs]   " substr($0, 4); fflush() }' >&2; then
         tail -n 30 "$tmp/debootstrap.log" >&2
         [[ -f "$root/debootstrap/debootstrap.log" ]] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
         die "debootstrap failed (full log: $tmp/debootstrap.log)"
