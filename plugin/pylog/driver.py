@@ -45,8 +45,11 @@ class ContainerDriver:
         logfile: LogFile,
         *,
         max_frame: int,
-        on_done: Callable[[ContainerDriver], None],
+        on_done: Callable[[ContainerDriver, bool], None],
+        resync: bool = False,
     ) -> None:
+        """``resync``: the FIFO was being read by a process that died, so the
+        stream may start mid-frame; decoding begins by looking for a frame start."""
         self.fifo = fifo
         self.info = info
         self.options = options
@@ -54,7 +57,7 @@ class ContainerDriver:
         self.stats = DriverStats()
         self.stopping = False
         self._on_done = on_done
-        self._decoder = FrameDecoder(max_frame)
+        self._decoder = FrameDecoder(max_frame, resync=resync)
         self._reported_errors = FrameErrors()
         self._store_failing = False
         attrs = options.extra_attributes(info.container_labels, info.env)
@@ -133,4 +136,4 @@ class ContainerDriver:
         if eof:
             self._decoder.close()
             self._report_frame_errors()
-        self._on_done(self)
+        self._on_done(self, eof)

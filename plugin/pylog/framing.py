@@ -48,13 +48,15 @@ class FrameErrors:
 class FrameDecoder:
     """Incremental decoder: feed it bytes in any chunking, get whole entries."""
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, *, resync: bool = False) -> None:
+        """``resync=True`` for a stream that may begin mid-frame (reattaching to a FIFO
+        another process was reading): decoding starts at the first plausible frame."""
         if max_frame < 16:
             raise ValueError("max_frame too small")
         self.max_frame = max_frame
         self.errors = FrameErrors()
         self._buf = bytearray()
-        self._resync = False
+        self._resync = resync
 
     def feed(self, data: bytes) -> list[Entry]:
         """Append ``data`` and return every entry completed by it, in order."""

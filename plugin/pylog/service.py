@@ -9,6 +9,8 @@ endpoint; the API layer only decodes requests and encodes replies.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from .driver import ContainerDriver
 from .models import ContainerInfo, ReadConfig, RequestError
 from .shipper import RoutingError, ShipperManager
 from .store import Store
+from .store.attachments import Attachments
 from .store.reader import ReadOptions, read_batches
 from .store.records import RecordError, decode_record
 
@@ -33,6 +36,7 @@ class LoggingService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.state_dir)
+        self.attachments = Attachments(settings.state_dir / "fifos")
         self._lock = threading.Lock()
         self._drivers: dict[Path, ContainerDriver] = {}
         self._stopped = threading.Event()
@@ -56,6 +60,7 @@ class LoggingService:
         log.info("pylog started: state in %s", self.settings.state_dir)
         if self.settings.kafka.brokers:
             log.info("shipping to Kafka at %s", ",".join(self.settings.kafka.brokers))
+        self._reattach()
         self.shipping.resume_backlogs()
 
     def shutdown(self, timeout: float = 10.0) -> None:
@@ -93,8 +98,9 @@ class LoggingService:
     # -- endpoints -------------------------------------------------------------
 
     def start_logging(self, file: Any, info_json: Any) -> None:
-        fifo = self._fifo_path(file)
-        info = ContainerInfo.from_json(info_json)
+        self._start(self._fifo_path(file), ContainerInfo.from_json(info_json))
+
+    def _start(self, fifo: Path, info: ContainerInfo, *, reattach: bool = False) -> None:
         try:
             options = parse_log_opts(info.config)
         except OptionError as exc:
@@ -118,7 +124,9 @@ class LoggingService:
                     logfile,
                     max_frame=self.settings.max_frame,
                     on_done=self._driver_done,
+                    resync=reattach,
                 )
+                self.attachments.record(fifo, info.to_json())
             except OSError as exc:
                 self.store.release(info.container_id)
                 raise RequestError(f"cannot start logging: {exc}") from None
@@ -130,6 +138,22 @@ class LoggingService:
                 self.shipping.attach(info, options, logfile, route)
         driver.start()
         log.debug("logging container %s from %s", info.short_id, fifo.name)
+
+    def _reattach(self) -> None:
+        """Read again every FIFO a previous pylog process was reading (see store.attachments)."""
+        for fifo, info_json in self.attachments.recorded():
+            try:
+                if fifo.parent != self.settings.fifo_root or not stat.S_ISFIFO(
+                    os.stat(fifo).st_mode
+                ):
+                    raise FileNotFoundError(fifo)
+                info = ContainerInfo.from_json(info_json)
+                self._start(fifo, info, reattach=True)
+            except (OSError, RequestError) as exc:
+                log.info("not reattaching %s: %s", fifo.name, exc)
+                self.attachments.forget(fifo)
+                continue
+            log.info("reattached container %s to %s", info.short_id, fifo.name)
 
     def stop_logging(self, file: Any) -> None:
         """Never fails: the driver finishes by itself when dockerd closes the FIFO."""
@@ -197,10 +221,14 @@ class LoggingService:
             raise RequestError(f"File must be a FIFO directly under {root}, got {file!r}")
         return path
 
-    def _driver_done(self, driver: ContainerDriver) -> None:
+    def _driver_done(self, driver: ContainerDriver, eof: bool) -> None:
         with self._lock:
             if self._drivers.get(driver.fifo) is driver:
                 del self._drivers[driver.fifo]
+        if eof:
+            # dockerd closed it: logging is over. Otherwise (shutdown) the next
+            # pylog process reattaches to it.
+            self.attachments.forget(driver.fifo)
         self.store.release(driver.info.container_id)
         self.store.touch(driver.info.container_id)
         errors = driver.frame_errors

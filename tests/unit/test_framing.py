@@ -123,3 +123,13 @@ def test_valid_streams_decode_exactly(items: list[tuple[str, int, bytes]]) -> No
     dec = FrameDecoder()
     assert dec.feed(encode_entries(entries)) == entries
     assert dec.errors.total() == 0
+
+
+def test_resync_mode_starts_at_the_first_whole_frame() -> None:
+    data = encode_entries(ENTRIES)
+    dec = FrameDecoder(resync=True)
+    assert dec.feed(data[5:]) == ENTRIES[1:]
+    assert dec.errors.skipped_bytes > 0
+    dec = FrameDecoder(resync=True)
+    assert dec.feed(data) == ENTRIES
+    assert dec.errors.skipped_bytes == 0

@@ -243,3 +243,59 @@ def test_state_dir_layout(service: LoggingService, make_fifo: Callable[[str], Fi
     fifo = make_fifo("f1")
     service.start_logging(str(fifo.path), info())
     assert service.store.directory(CID) == Path(service.settings.state_dir) / "containers" / CID
+
+
+def test_a_new_process_reattaches_to_fifos_the_old_one_was_reading(
+    settings: object, make_fifo: Callable[[str], Fifo]
+) -> None:
+    first = LoggingService(settings)  # type: ignore[arg-type]
+    first.startup()
+    fifo = make_fifo("f1")
+    first.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries(entries(10)))
+    wait_for(lambda: len(read(first)) == 10)
+    first.shutdown()  # like a crash: dockerd never calls StartLogging again
+    # While no one reads, the container goes on writing; a frame is cut in half
+    # to stand for bytes the dead process had taken out of the pipe.
+    later = encode_entries(entries(5, t0=5000))
+    fifo.write(later[7:])
+    fifo.write(encode_entries(entries(5, t0=9000)))
+    second = LoggingService(settings)  # type: ignore[arg-type]
+    second.startup()
+    try:
+        wait_for(lambda: len(read(second)) == 10 + 4 + 5)
+        (driver,) = second.drivers()
+        assert driver.frame_errors.skipped_bytes > 0
+        fifo.write(encode_entries(entries(3, t0=12000)))
+        fifo.close()
+        wait_for(lambda: not second.drivers())
+        times = [e.time_ns for e in read(second)]
+        assert times == [
+            *range(1000, 1010),
+            *range(5001, 5005),
+            *range(9000, 9005),
+            *range(12000, 12003),
+        ]
+        # EOF: the FIFO is forgotten, a third process has nothing to reattach.
+        assert second.attachments.recorded() == []
+    finally:
+        second.shutdown()
+
+
+def test_records_of_vanished_fifos_are_dropped(
+    settings: object, make_fifo: Callable[[str], Fifo]
+) -> None:
+    first = LoggingService(settings)  # type: ignore[arg-type]
+    first.startup()
+    fifo = make_fifo("gone")
+    first.start_logging(str(fifo.path), info())
+    first.shutdown()
+    fifo.close()
+    fifo.path.unlink()
+    second = LoggingService(settings)  # type: ignore[arg-type]
+    second.startup()
+    try:
+        assert second.drivers() == []
+        assert second.attachments.recorded() == []
+    finally:
+        second.shutdown()
