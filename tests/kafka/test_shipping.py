@@ -348,8 +348,10 @@ def test_sigkill_mid_stream_resumes_from_acked_position(
         acked_at_kill = load_position(directory)
         assert acked_at_kill is not None
         time.sleep(1)
-        # Restarted: the backlog resumes at startup, then logging the same FIFO again.
-        proc = spawn(*start_args)
+        # Restarted: pylog reattaches the FIFO it was reading (as after a crash of the
+        # plugin, when dockerd does not call StartLogging again) and resumes shipping
+        # from the stored position.
+        proc = spawn()
         wait_for(lambda: writer.count > killed_at + 2000, what="writing again")
         writer.stop.set()
         writer.join()

@@ -111,16 +111,25 @@ LARGE_RECORD = 256 * 1024
 
 
 @dataclass
+class _Pending:
+    records: list[OutRecord]
+    done: asyncio.Future[SendResult]
+
+
+@dataclass
 class SendGroup:
     """The batches one shipper has in flight since its last rewind.
 
     Sends of a group are appended to the producer strictly in submission order
     (one asyncio lock, FIFO); once one fails, the later ones fail without
-    sending, so a retry re-sends in order instead of interleaving.
+    sending, so a retry re-sends in order instead of interleaving. Sends that
+    queue up while the producer is busy are appended together, as large
+    batches (see :meth:`ClusterProducer.send`).
     """
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     failed: bool = False
+    queue: list[_Pending] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,7 @@ class ClusterProducer:
         self._producer: AIOKafkaProducer | None = None
         self._lock: asyncio.Lock | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Future[None]] = set()
 
     def describe(self) -> str:
         return ",".join(self.cfg.brokers)
@@ -166,24 +176,42 @@ class ClusterProducer:
     ) -> SendResult:
         """Append the records in order, then wait until the broker acknowledged them all.
 
-        Records are put into batches here and handed over whole (aiokafka's batch
-        API, several times faster than a ``send()`` per record). They all share
-        the key, so they go to one partition, chosen like the Java client does
-        (murmur2 of the key; a random one for no key).
+        aiokafka keeps one batch per partition waiting while another is in flight,
+        so handing it many small batches would cap a container at one small batch
+        per broker round trip. Instead, records wait in the group's queue, and
+        whoever holds the group's lock appends everything queued so far, cut into
+        batches of ``KAFKA_BATCH_SIZE`` (aiokafka's batch API, several times faster
+        than a ``send()`` per record). All records of a group share the key, so
+        they go to one partition, chosen like the Java client does (murmur2 of
+        the key; a random one for no key).
         """
-        batches: list[tuple[asyncio.Future[Any], int]] = []
-        rejected = 0
-        generation = -1
+        item = _Pending(records, asyncio.get_running_loop().create_future())
+        group.queue.append(item)
         async with group.lock:
-            if group.failed:
-                raise DeliveryError("an earlier batch failed")
-            try:
-                producer, generation = await self._get()
-                partitions = sorted(await producer.partitions_for(topic))
-                partition = _PARTITIONER(key, partitions, partitions)
-                batch = producer.create_batch()
-                count = 0
-                for r in records:
+            if group.queue:
+                items, group.queue = group.queue, []
+                await self._append(group, topic, key, items)
+        return await item.done
+
+    async def _append(
+        self, group: SendGroup, topic: str, key: bytes | None, items: list[_Pending]
+    ) -> None:
+        if group.failed:
+            for it in items:
+                _settle_error(it.done, DeliveryError("an earlier batch failed"))
+            return
+        generation = -1
+        # For each item, how many of its records went into which batch.
+        shares: list[dict[int, int]] = [{} for _ in items]
+        batches: list[asyncio.Future[Any]] = []
+        try:
+            producer, generation = await self._get()
+            partitions = sorted(await producer.partitions_for(topic))
+            partition = _PARTITIONER(key, partitions, partitions)
+            batch = producer.create_batch()
+            count = 0
+            for n, it in enumerate(items):
+                for r in it.records:
                     big = len(r.value) >= LARGE_RECORD
                     if count and (
                         big
@@ -192,37 +220,59 @@ class ClusterProducer:
                         )
                         is None
                     ):
-                        fut = await producer.send_batch(batch, topic, partition=partition)
-                        batches.append((fut, count))
+                        batches.append(await producer.send_batch(batch, topic, partition=partition))
                         batch, count = producer.create_batch(), 0
                     if count == 0:
                         batch.append(
                             key=key, value=r.value, timestamp=r.timestamp_ms, headers=r.headers
                         )
                     count += 1
+                    share = shares[n]
+                    share[len(batches)] = share.get(len(batches), 0) + 1
                     if big:
-                        fut = await producer.send_batch(batch, topic, partition=partition)
-                        batches.append((fut, count))
+                        batches.append(await producer.send_batch(batch, topic, partition=partition))
                         batch, count = producer.create_batch(), 0
-                if count:
-                    fut = await producer.send_batch(batch, topic, partition=partition)
-                    batches.append((fut, count))
-            except ProducerUnavailable as exc:
-                group.failed = True
-                raise DeliveryError(str(exc)) from None
-            except (TimeoutError, KafkaError) as exc:
-                group.failed = True
-                raise DeliveryError(
-                    f"send to {self.describe()} failed: {exc!r}", generation
-                ) from None
-        results = await asyncio.gather(*(f for f, _ in batches), return_exceptions=True)
-        for res, (_, count) in zip(results, batches, strict=True):
+            if count:
+                batches.append(await producer.send_batch(batch, topic, partition=partition))
+        except (ProducerUnavailable, TimeoutError, KafkaError) as exc:
+            group.failed = True
+            if isinstance(exc, ProducerUnavailable):
+                error = DeliveryError(str(exc))
+            else:
+                error = DeliveryError(f"send to {self.describe()} failed: {exc!r}", generation)
+            for it in items:
+                _settle_error(it.done, error)
+            return
+        for it, share in zip(items, shares, strict=True):
+            task = asyncio.ensure_future(
+                self._settle(
+                    group, it.done, [(batches[i], c) for i, c in share.items()], generation
+                )
+            )
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+
+    async def _settle(
+        self,
+        group: SendGroup,
+        done: asyncio.Future[SendResult],
+        parts: list[tuple[asyncio.Future[Any], int]],
+        generation: int,
+    ) -> None:
+        results = await asyncio.gather(*(f for f, _ in parts), return_exceptions=True)
+        rejected = 0
+        for res, (_, count) in zip(results, parts, strict=True):
             if isinstance(res, REJECTED):
                 rejected += count
             elif isinstance(res, BaseException):
                 group.failed = True
-                raise DeliveryError(f"delivery to {self.describe()} failed: {res!r}", generation)
-        return SendResult(generation, rejected)
+                _settle_error(
+                    done,
+                    DeliveryError(f"delivery to {self.describe()} failed: {res!r}", generation),
+                )
+                return
+        if not done.done():
+            done.set_result(SendResult(generation, rejected))
 
     async def reset(self, generation: int) -> None:
         """Replace the producer if it is still the one that failed."""
@@ -240,6 +290,11 @@ class ClusterProducer:
         for task in list(self._closing):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout)
+
+
+def _settle_error(done: asyncio.Future[SendResult], error: DeliveryError) -> None:
+    if not done.done():
+        done.set_exception(error)
 
 
 async def _stop_quietly(producer: AIOKafkaProducer, timeout: float = 10.0) -> None:
