@@ -3,7 +3,8 @@
 
 Starts the test broker (tests/kafka/broker.py), sets the installed plugin's
 KAFKA_BROKERS to it (disable, set, enable; put back to local-only at the end),
-then for each round runs the same container under json-file and under pylog:
+then for each round runs the same container under json-file, under pylog with
+``kafka=false`` (local-only) and under pylog shipping to Kafka:
 
     yes '<100-byte line>' | head -n LINES
 
@@ -132,6 +133,7 @@ def main() -> None:
             rows = []
             for r in range(1, args.rounds + 1):
                 json_wall = run_container("json-file", args.lines)
+                local_wall = run_container(PLUGIN, args.lines, "--log-opt", "kafka=false")
                 topic = f"bench-{uuid.uuid4().hex[:8]}"
                 asyncio.run(create_topic(broker.bootstrap, topic))
                 pylog_wall = run_container(PLUGIN, args.lines, "--log-opt", f"kafka-topic={topic}")
@@ -140,9 +142,10 @@ def main() -> None:
                     sys.exit(f"round {r}: only {len(got)} of {args.lines} lines reached Kafka")
                 lat = [ack_ms - log_ns / 1e6 for log_ns, ack_ms in got]
                 span = (max(a for _, a in got) - min(t for t, _ in got) / 1e6) / 1000
-                rows.append((json_wall, pylog_wall, args.lines / span, lat))
+                rows.append((json_wall, pylog_wall, args.lines / span, lat, local_wall))
                 print(
-                    f"round {r}: json-file {json_wall:.2f}s  pylog {pylog_wall:.2f}s  "
+                    f"round {r}: json-file {json_wall:.2f}s  pylog local-only {local_wall:.2f}s  "
+                    f"pylog+kafka {pylog_wall:.2f}s  "
                     f"kafka {args.lines / span:,.0f} lines/s  latency p50 {pct(lat, 50):.0f} ms "
                     f"p99 {pct(lat, 99):.0f} ms",
                     flush=True,
@@ -156,6 +159,7 @@ def main() -> None:
     med = statistics.median
     print(f"\n{args.lines:,} lines of {len(LINE) + 1} bytes, {args.rounds} rounds (medians)")
     print(f"container wall time  json-file {med(r[0] for r in rows):.2f}s   "
+          f"pylog local-only {med(r[4] for r in rows):.2f}s   "
           f"pylog+kafka {med(r[1] for r in rows):.2f}s")  # fmt: skip
     print(f"into Kafka           {med(r[2] for r in rows):,.0f} lines/s")
     print(f"latency log->ack     p50 {pct(lat_all, 50):.0f} ms   p99 {pct(lat_all, 99):.0f} ms   "
