@@ -19,6 +19,7 @@ from .framing import FrameDecoder, FrameErrors
 from .ingest import FifoReader
 from .models import ContainerInfo
 from .store import LogFile, StoreError
+from .store.reader import ReadOptions, read_records
 from .store.records import RecordEncoder
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class ContainerDriver:
         self.stopping = False
         self._on_done = on_done
         self._decoder = FrameDecoder(max_frame, resync=resync)
+        self._check_replay = resync
         self._reported_errors = FrameErrors()
         self._store_failing = False
         attrs = options.extra_attributes(info.container_labels, info.env)
@@ -88,15 +90,50 @@ class ContainerDriver:
     def join(self, timeout: float | None = None) -> bool:
         return self._reader.join(timeout)
 
-    def _on_data(self, data: bytes) -> None:
-        entries = self._decoder.feed(data)
+    def _on_data(self, data: bytes, final: bool) -> int:
+        """Store the whole frames at the start of ``data``; returns the bytes they took."""
+        entries, used = self._decoder.decode(data, final=final)
         self._report_frame_errors()
         if not entries:
+            return used
+        stats = self.stats
+        records = self._encoder.encode_all(entries)
+        if self._check_replay:
+            self._check_replay = False
+            records = self._without_replay(records)
+        stats.lines_received += len(records)
+        stats.bytes_received += sum(len(e.line) for e in entries)
+        self._store(records)
+        return used
+
+    def _without_replay(self, records: list[bytes]) -> list[bytes]:
+        """Drop the head of ``records`` that the log already ends with.
+
+        A process killed after storing a batch but before taking it out of the
+        FIFO leaves it there; the next process reads it again. Records carry
+        nanosecond timestamps, so an exact match is the same line.
+        """
+        tail = list(read_records(self.logfile, ReadOptions(tail=len(records))))
+        start = 0
+        while True:
+            try:
+                j = tail.index(records[0], start)
+            except ValueError:
+                return records
+            if tail[j:] == records[: len(tail) - j]:
+                dropped = len(tail) - j
+                log.info(
+                    "container %s: %d lines were stored before the restart, not storing again",
+                    self.info.short_id,
+                    dropped,
+                )
+                return records[dropped:]
+            start = j + 1
+
+    def _store(self, records: list[bytes]) -> None:
+        if not records:
             return
         stats = self.stats
-        stats.lines_received += len(entries)
-        stats.bytes_received += sum(len(e.line) for e in entries)
-        records = self._encoder.encode_all(entries)
         try:
             written = self.logfile.append(records)
         except StoreError as exc:
@@ -133,7 +170,5 @@ class ContainerDriver:
                 )
 
     def _on_end(self, eof: bool) -> None:
-        if eof:
-            self._decoder.close()
-            self._report_frame_errors()
+        self._report_frame_errors()
         self._on_done(self, eof)

@@ -59,8 +59,24 @@ class FrameDecoder:
         self._resync = resync
 
     def feed(self, data: bytes) -> list[Entry]:
-        """Append ``data`` and return every entry completed by it, in order."""
+        """Append ``data`` and return every entry completed by it, in order.
+
+        A frame cut by the end of ``data`` is kept until the next call.
+        """
         buf: bytes = bytes(self._buf) + data if self._buf else data
+        out, used = self.decode(buf)
+        self._buf = bytearray(buf[used:])
+        return out
+
+    def decode(self, buf: bytes, *, final: bool = False) -> tuple[list[Entry], int]:
+        """Decode the whole frames at the start of ``buf``; returns them and the bytes used.
+
+        Nothing is buffered: bytes past the last whole frame are left for the
+        caller to pass again with more data (the FIFO reader leaves them in the
+        pipe). ``final`` says no more bytes can ever complete a trailing frame
+        (end of stream, or a pipe full of one frame bigger than the pipe): that
+        frame is then given up, counted, and decoding resynchronises after it.
+        """
         out: list[Entry] = []
         append = out.append
         pos = 0
@@ -74,7 +90,7 @@ class FrameDecoder:
                 found = self._find_sync(buf, pos)
                 if found < 0:
                     # Keep what could still begin a header (4) + sync pattern (8).
-                    keep_from = max(pos, end - 11)
+                    keep_from = end if final else max(pos, end - 11)
                     errors.skipped_bytes += keep_from - pos
                     pos = keep_from
                     break
@@ -82,6 +98,10 @@ class FrameDecoder:
                 pos = found
                 self._resync = False
             if end - pos < 4:
+                if final and pos < end:
+                    errors.truncated += 1
+                    errors.skipped_bytes += end - pos
+                    pos = end
                 break
             (length,) = unpack(buf, pos)
             if length > max_frame:
@@ -93,6 +113,12 @@ class FrameDecoder:
             start = pos + 4
             stop = start + length
             if stop > end:
+                if final:
+                    errors.truncated += 1
+                    errors.skipped_bytes += 1
+                    self._resync = True
+                    pos += 1
+                    continue
                 break
             pos = stop
             try:
@@ -110,8 +136,7 @@ class FrameDecoder:
                 append(Entry(source, msg.time_nano, msg.line, msg.partial_log_metadata.last))
             else:
                 append(Entry(source, msg.time_nano, msg.line))
-        self._buf = bytearray(buf[pos:]) if pos < end else bytearray()
-        return out
+        return out, pos
 
     def _find_sync(self, buf: bytes, start: int) -> int:
         """Offset of the next plausible frame header at or after ``start``, or -1."""
@@ -126,13 +151,14 @@ class FrameDecoder:
                     return j - 4
             i = j + 1
 
-    def close(self) -> None:
-        """Note the end of the stream; leftover bytes count as a truncated frame."""
+    def close(self) -> list[Entry]:
+        """End of stream: a trailing cut frame is counted as truncated; returns any
+        entries found after it while resynchronising."""
+        out: list[Entry] = []
         if self._buf:
-            if not self._resync:
-                self.errors.truncated += 1
-            self.errors.skipped_bytes += len(self._buf)
+            out, _ = self.decode(bytes(self._buf), final=True)
             self._buf.clear()
+        return out
 
     @property
     def pending(self) -> int:

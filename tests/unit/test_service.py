@@ -299,3 +299,43 @@ def test_records_of_vanished_fifos_are_dropped(
         assert second.attachments.recorded() == []
     finally:
         second.shutdown()
+
+
+def test_a_batch_stored_but_left_in_the_fifo_is_not_stored_twice(
+    settings: object, make_fifo: Callable[[str], Fifo]
+) -> None:
+    first = LoggingService(settings)  # type: ignore[arg-type]
+    first.startup()
+    fifo = make_fifo("f1")
+    first.start_logging(str(fifo.path), info())
+    batch = entries(10)
+    fifo.write(encode_entries(batch))
+    wait_for(lambda: len(read(first)) == 10)
+    first.shutdown()
+    # Killed after storing the last batch, before taking it out of the pipe:
+    # the next process finds (the end of) it again, followed by new lines.
+    fifo.write(encode_entries(batch[6:]) + encode_entries(entries(3, t0=8000)))
+    second = LoggingService(settings)  # type: ignore[arg-type]
+    second.startup()
+    try:
+        wait_for(lambda: len(read(second)) >= 13)
+        time.sleep(0.2)
+        assert [e.time_ns for e in read(second)] == [*range(1000, 1010), 8000, 8001, 8002]
+    finally:
+        second.shutdown()
+
+
+def test_what_was_not_stored_stays_in_the_fifo(
+    settings: object, make_fifo: Callable[[str], Fifo]
+) -> None:
+    svc = LoggingService(settings)  # type: ignore[arg-type]
+    svc.startup()
+    fifo = make_fifo("f1")
+    svc.start_logging(str(fifo.path), info())
+    data = encode_entries(entries(3))
+    # A frame whose second half has not been written yet stays in the pipe.
+    fifo.write(data[:-5])
+    wait_for(lambda: len(read(svc)) == 2)
+    svc.shutdown()
+    os.set_blocking(fifo.fd, False)  # type: ignore[arg-type]
+    assert os.read(fifo.fd, 1 << 16) == data[len(encode_entries(entries(2))) : -5]  # type: ignore[arg-type]
