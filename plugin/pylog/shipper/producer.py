@@ -345,6 +345,11 @@ class KafkaRuntime:
 
         async def stop_all() -> None:
             await asyncio.gather(*(p.close(timeout) for p in producers))
+            # Sends of halted shippers that nobody waits for any more.
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             self.submit(stop_all()).result(timeout + 5)
