@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ def secure_broker() -> Iterator[KafkaBroker]:
 
 
 def ship(tmp_path: Path, topic: str, lines: int, **kafka: Any) -> LoggingService:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     svc = LoggingService(make_settings(tmp_path, **kafka))
     svc.startup()
     fifo = Fifo(svc.settings.fifo_root / "f")
@@ -108,3 +110,60 @@ def test_wrong_password_retries_and_never_logs_it(
     text = caplog.text + repr(svc.settings)
     assert "failed" in caplog.text
     assert wrong not in text and PASSWORD not in text
+
+
+def client_cert(tls: Path) -> tuple[Path, Path]:
+    """A client certificate signed by the test broker's CA (PEM cert, unencrypted key)."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=tls, check=True, capture_output=True)
+
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=pylog-client",
+        "-keyout", "client.key", "-out", "client.csr")  # fmt: skip
+    (tls / "client.cnf").write_text("extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "client.cnf",
+        "-out", "client.pem")  # fmt: skip
+    return tls / "client.pem", tls / "client.key"
+
+
+def test_mutual_tls_with_client_certificate(tmp_path: Path) -> None:
+    work = tmp_path / "broker"
+    tls = work / "tls"
+    mtls = {
+        "listener.name.ssl.ssl.client.auth": "required",
+        "listener.name.ssl.ssl.truststore.type": "PEM",
+        "listener.name.ssl.ssl.truststore.location": str(tls / "ca.pem"),
+    }
+    with KafkaBroker(ssl=True, workdir=work, extra_config=mtls) as broker:
+        assert broker.ssl_cafile is not None
+        cert, key = client_cert(tls)
+        ca = Path(broker.ssl_cafile)
+        topic = new_topic("mtls")
+        svc = ship(
+            tmp_path / "with",
+            topic,
+            100,
+            brokers=(broker.ssl_bootstrap,),
+            tls=True,
+            tls_ca=ca,
+            tls_cert=cert,
+            tls_key=key,
+        )
+        try:
+            ctx = create_ssl_context(cafile=str(ca), certfile=str(cert), keyfile=str(key))
+            got = consume(
+                broker.ssl_bootstrap, topic, 100, security_protocol="SSL", ssl_context=ctx
+            )
+        finally:
+            svc.shutdown()
+        assert messages(got) == [f"secure {i}" for i in range(100)]
+
+        # Without the client certificate the broker refuses the connection: retried, not shipped.
+        svc = ship(tmp_path / "without", new_topic("mtls-no"), 5,
+                   brokers=(broker.ssl_bootstrap,), tls=True, tls_ca=ca)  # fmt: skip
+        try:
+            wait_for(lambda: any(s.stats.retries for s in svc.shipping.shippers()), what="retry")
+            assert all(s.stats.lines_acked == 0 for s in svc.shipping.shippers())
+        finally:
+            svc.shutdown(timeout=2)
