@@ -1,4 +1,5 @@
-"""Shipping over TLS and SASL/SCRAM to a real broker; the password never shows."""
+"""Shipping over TLS (CA, client certificate) and SASL (SCRAM-SHA-256/512, PLAIN) to a real
+broker; the password never shows."""
 
 from __future__ import annotations
 
@@ -21,7 +22,15 @@ T0 = 1_764_237_000_000_000_000
 
 @pytest.fixture(scope="module")
 def secure_broker() -> Iterator[KafkaBroker]:
-    with KafkaBroker(scram_users={USER: PASSWORD}, ssl=True) as broker:
+    plain = {
+        # SASL/PLAIN beside the broker's SCRAM mechanisms, same user and password.
+        "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{USER}="{PASSWORD}";'
+        ),
+    }
+    with KafkaBroker(scram_users={USER: PASSWORD}, ssl=True, extra_config=plain) as broker:
         yield broker
 
 
@@ -60,8 +69,8 @@ def test_tls_with_ca_file(secure_broker: KafkaBroker, tmp_path: Path) -> None:
     assert messages(got) == [f"secure {i}" for i in range(200)]
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
-def test_sasl_scram(secure_broker: KafkaBroker, tmp_path: Path, mechanism: str) -> None:
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"])
+def test_sasl(secure_broker: KafkaBroker, tmp_path: Path, mechanism: str) -> None:
     topic = new_topic("scram")
     svc = ship(
         tmp_path,
