@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from broker import KafkaBroker
 from pylog.config import RotationPolicy
 from pylog.models import Entry
@@ -32,6 +33,7 @@ from shipping_helpers import (
     values,
     wait_for,
 )
+from test_broker import CODECS, record_batches
 
 HERE = Path(__file__).resolve().parent
 T0 = 1_764_237_000_123_456_789
@@ -422,3 +424,29 @@ def test_one_producer_per_cluster_configuration(kafka_broker: KafkaBroker, tmp_p
         svc.shutdown()
     for n in range(3):
         assert [m for m in got if m.startswith(f"c{n} ")] == [f"c{n} {i}" for i in range(50)]
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_compression_and_idempotence_reach_the_broker(
+    kafka_broker: KafkaBroker, tmp_path: Path, codec: str
+) -> None:
+    """The batches on the broker's disk carry the codec and an idempotent producer ID."""
+    topic = new_topic(f"codec-{codec}")
+    svc = LoggingService(
+        make_settings(tmp_path, brokers=(kafka_broker.bootstrap,), compression=codec)
+    )
+    svc.startup()
+    fifo = Fifo(svc.settings.fifo_root / "f")
+    try:
+        svc.start_logging(str(fifo.path), info(cid(70), Config={"kafka-topic": topic}))
+        fifo.entries([Entry("stdout", T0 + i, f"{codec} {i} ".encode() * 20) for i in range(300)])
+        got = consume(kafka_broker.bootstrap, topic, 300)
+    finally:
+        fifo.close()
+        svc.shutdown()
+    assert [v["message"] for v in values(got)] == [f"{codec} {i} " * 20 for i in range(300)]
+    (partition,) = {r.partition for r in got}
+    batches = list(record_batches(kafka_broker, topic, partition))
+    assert batches and sum(b["count"] for b in batches) == 300
+    assert {b["codec"] for b in batches} == {CODECS[codec]}
+    assert all(b["producer_id"] >= 0 and b["base_sequence"] >= 0 for b in batches)
