@@ -14,13 +14,15 @@ losing it.
 
 from __future__ import annotations
 
+import calendar
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from ..store.reader import Position
 from ..store.records import RecordError, decode_record
-from ..timefmt import parse_record_time
 from .schema import Line
 
 
@@ -90,28 +92,42 @@ class LineAssembler:
 
     # -- input -------------------------------------------------------------------
 
-    def feed(self, batch: list[bytes], end: Position, now: float) -> list[tuple[Line, Position]]:
-        """A batch from ``follow_from`` (all of one file) ending at ``end``."""
-        out: list[tuple[Line, Position]] = []
+    def feed(
+        self, batch: list[bytes], end: Position, now: float
+    ) -> list[tuple[Line, Position | None]]:
+        """A batch from ``follow_from`` (all of one file) ending at ``end``.
+
+        Each line comes with its commit position, except that plain lines taken
+        on the fast path carry None (making a position per line costs as much as
+        the rest of their handling); the last line of a batch always has one.
+        """
+        out: list[tuple[Line, Position | None]] = []
         offset = end.offset - sum(map(len, batch))
         gen = end.generation
         fast = self._fast
+        max_line = self.max_line
         for raw in batch:
+            if fast and not self._chunks:
+                plain = _plain_line(raw)
+                if plain is not None and len(plain[3]) <= max_line:
+                    offset += len(raw)
+                    line = Line(plain[0], plain[1], "", escaped=plain[3], time_text=plain[2])
+                    out.append((line, None))
+                    continue
             start = Position(gen, offset)
             offset += len(raw)
             self._end = Position(gen, offset)
-            if fast and not self._chunks:
-                plain = _plain_line(raw)
-                if plain is not None and len(plain[2]) <= self.max_line:
-                    line = Line(plain[0], plain[1], "", escaped=plain[2])
-                    out.append((line, self._end))
-                    continue
             try:
                 rec = decode_record(raw)
             except RecordError:
                 self.bad_records += 1
                 continue
             self._record(rec.stream, rec.time_ns, rec.log, start, now, out)
+        self._end = Position(gen, offset)
+        if out and out[-1][1] is None:
+            # A fast-path line is only taken with nothing held back: the log is
+            # shipped up to the end of the batch once it is acknowledged.
+            out[-1] = (out[-1][0], self._end)
         return out
 
     def _record(
@@ -121,7 +137,7 @@ class LineAssembler:
         data: bytes,
         start: Position,
         now: float,
-        out: list[tuple[Line, Position]],
+        out: list[tuple[Line, Position | None]],
     ) -> None:
         chunks = self._chunks.get(stream)
         complete = data.endswith(b"\n")
@@ -144,7 +160,7 @@ class LineAssembler:
                 self._piece(stream, chunks, b"".join(chunks.parts), True, out)
 
     def _emit_pieces(
-        self, stream: str, chunks: _Chunks, complete: bool, out: list[tuple[Line, Position]]
+        self, stream: str, chunks: _Chunks, complete: bool, out: list[tuple[Line, Position | None]]
     ) -> None:
         """Ship max_line pieces of an over-long line; keep the rest (at least one byte)."""
         self._flush_group(stream, out)
@@ -163,7 +179,7 @@ class LineAssembler:
         chunks: _Chunks,
         data: bytes,
         last: bool,
-        out: list[tuple[Line, Position]],
+        out: list[tuple[Line, Position | None]],
     ) -> None:
         chunks.pieces += 1
         line = Line(
@@ -184,7 +200,7 @@ class LineAssembler:
         data: bytes,
         start: Position,
         now: float,
-        out: list[tuple[Line, Position]],
+        out: list[tuple[Line, Position | None]],
     ) -> None:
         text = data.decode("utf-8", "replace")
         if self.multiline is None:
@@ -210,7 +226,7 @@ class LineAssembler:
             self._flush_group(stream, out)
 
     def _flush_group(
-        self, stream: str, out: list[tuple[Line, Position]], hold: Position | None = None
+        self, stream: str, out: list[tuple[Line, Position | None]], hold: Position | None = None
     ) -> None:
         group = self._groups.pop(stream, None)
         if group is not None:
@@ -220,9 +236,9 @@ class LineAssembler:
 
     # -- time and end --------------------------------------------------------------
 
-    def expire(self, now: float) -> list[tuple[Line, Position]]:
+    def expire(self, now: float) -> list[tuple[Line, Position | None]]:
         """Ship multiline groups that saw no new line for ``multiline_timeout``."""
-        out: list[tuple[Line, Position]] = []
+        out: list[tuple[Line, Position | None]] = []
         for stream in [
             s for s, g in self._groups.items() if now - g.updated >= self.multiline_timeout
         ]:
@@ -235,9 +251,9 @@ class LineAssembler:
             return None
         return min(g.updated for g in self._groups.values()) + self.multiline_timeout
 
-    def finish(self) -> list[tuple[Line, Position]]:
+    def finish(self) -> list[tuple[Line, Position | None]]:
         """The log closed and was read to its end: ship whatever is held."""
-        out: list[tuple[Line, Position]] = []
+        out: list[tuple[Line, Position | None]] = []
         for stream in list(self._groups):
             self._flush_group(stream, out)
         for stream, chunks in list(self._chunks.items()):
@@ -257,12 +273,13 @@ _TIME = b'"time":"'
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
 
 
-def _plain_line(raw: bytes) -> tuple[str, int, bytes] | None:
-    """(stream, time, escaped text) of a stored whole line, without decoding its JSON.
+def _plain_line(raw: bytes) -> tuple[str, int, bytes, bytes] | None:
+    """(stream, time, time text, escaped text) of a stored whole line, without decoding.
 
     pylog's records start with the ``log`` string; it holds no raw ``"``, so the
     first ``","stream":"`` ends it. Anything unusual (a chunk, a line without
-    newline, another layout) returns None and takes the decoding path.
+    newline, another layout) returns None and takes the decoding path. The time
+    text comes back in the record value's form (9 fraction digits).
     """
     if not raw.startswith(_LOG) or not raw.endswith(b'"}\n'):
         return None
@@ -282,13 +299,30 @@ def _plain_line(raw: bytes) -> tuple[str, int, bytes] | None:
     t = raw.rfind(_TIME, q)
     if stream is None or t < 0:
         return None
+    ts = raw[t + len(_TIME) : -3]  # 2026-11-27T10:15:52.15295867Z (Go trims zeros)
+    if len(ts) == 20:
+        frac = b"000000000"
+    elif 21 < len(ts) <= 30 and ts[19] == 0x2E and ts[20:-1].isdigit():
+        frac = ts[20:-1].ljust(9, b"0")
+    else:
+        return None
+    if ts[-1] != 0x5A:
+        return None
+    seconds = _seconds(ts[:19])
+    if seconds is None:
+        return None
+    time_ns = seconds * 1_000_000_000 + int(frac)
+    return stream, time_ns, ts[:19] + b"." + frac + b"Z", raw[8 : j - 2]
+
+
+@lru_cache(maxsize=4096)
+def _seconds(prefix: bytes) -> int | None:
     try:
-        time_ns = parse_record_time(raw[t + len(_TIME) : -3].decode())
+        return calendar.timegm(time.strptime(prefix.decode(), "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None
-    return stream, time_ns, raw[8 : j - 2]
 
 
-def lines_only(items: Iterable[tuple[Line, Position]]) -> list[Line]:
+def lines_only(items: Iterable[tuple[Line, Position | None]]) -> list[Line]:
     """The lines of an assembler's output (tests and tools)."""
     return [line for line, _ in items]

@@ -50,7 +50,7 @@ def format_time_ns(ns: int) -> str:
     return _second_prefix(seconds) + f".{frac:09d}Z"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Line:
     """A whole log line (or merged lines) ready to become a Kafka record."""
 
@@ -64,6 +64,8 @@ class Line:
     escaped: bytes | None = None
     """The message already JSON-escaped (no quotes), taken as is from the stored record;
     when set, ``message`` is not used (the fast path for plain whole lines)."""
+    time_text: bytes | None = None
+    """``time_ns`` already formatted as in the value, when the fast path had it."""
 
     @property
     def text(self) -> str:
@@ -119,7 +121,7 @@ class ValueBuilder:
                     b'","stream":"',
                     line.stream.encode(),
                     b'","time":"',
-                    format_time_ns(line.time_ns).encode(),
+                    line.time_text or format_time_ns(line.time_ns).encode(),
                     self._fixed_tail,
                 )
             )

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,14 +179,20 @@ class ContainerShipper:
         inflight: deque[tuple[concurrent.futures.Future[SendResult], Position, int]] = deque()
         pending: list[int] = [0]  # lines in flight
 
-        def submit(items: list[tuple[Line, Position]]) -> None:
+        last_commit = [start]
+
+        def submit(items: Sequence[tuple[Line, Position | None]]) -> None:
             for i in range(0, len(items), BATCH_RECORDS):
                 part = items[i : i + BATCH_RECORDS]
                 records = [self._record(line) for line, _ in part]
                 fut = self._runtime.submit(
                     self._producer.send(group, self.route.topic, self.route.key, records)
                 )
-                inflight.append((fut, part[-1][1], len(part)))
+                # Lines without a commit position of their own are covered by a later
+                # one; a part with none at all commits no more than the part before.
+                commit = next((c for _, c in reversed(part) if c is not None), last_commit[0])
+                last_commit[0] = commit
+                inflight.append((fut, commit, len(part)))
                 pending[0] += len(part)
                 self.stats.lines_sent += len(part)
 

@@ -27,10 +27,11 @@ def test_whole_lines_pass_through_with_commit_after_each() -> None:
         ("stdout", 1, "one"),
         ("stderr", 2, "two"),
     ]
-    assert [c for _, c in out] == [
-        Position(0, len(batch[0])),
-        Position(0, len(batch[0]) + len(batch[1])),
-    ]
+    ends = [Position(0, len(batch[0])), Position(0, len(batch[0]) + len(batch[1]))]
+    # fast path: only the batch's last line carries a position (it covers the others)
+    assert [c for _, c in out] == [None, ends[1]]
+    slow = LineAssembler(Position(0, 0), max_line=1000, raw_text=False)
+    assert [c for _, c in feed(slow, batch)] == ends
     assert a.safe() == Position(0, len(batch[0]) + len(batch[1]))
 
 
@@ -136,9 +137,11 @@ def test_no_decode_path_gives_the_same_values_as_decoding() -> None:
     from pylog.shipper.schema import ValueBuilder
 
     b = ValueBuilder(ContainerInfo(container_id="c" * 64), tag="t", labels={}, env={}, host="h")
-    entries = [
-        Entry("stderr", 1_700_000_000_000_000_000 + i, t.encode()) for i, t in enumerate(TRICKY)
-    ]
+    # times with 0 to 9 fraction digits once Go's format trims the zeros
+    t0 = 1_700_000_000_000_000_000
+    times = [t0, t0 + 1, t0 + 10, t0 + 120, t0 + 3_000_000, t0 + 450_000_000, t0 + 999_999_999]
+    times.append(t0 + 100_000_000)
+    entries = [Entry("stderr", times[i], t.encode()) for i, t in enumerate(TRICKY)]
     batch = recs(*entries)
     fast = lines_only(feed(LineAssembler(Position(0, 0), max_line=1000), batch))
     slow = lines_only(feed(LineAssembler(Position(0, 0), max_line=1000, raw_text=False), batch))
@@ -147,6 +150,7 @@ def test_no_decode_path_gives_the_same_values_as_decoding() -> None:
     assert [x.text for x in fast] == [x.text for x in slow] == TRICKY
     for f, s in zip(fast, slow, strict=True):
         assert json.loads(b.value(f)) == json.loads(b.value(s))
+        assert f.time_ns == s.time_ns
         assert b.headers(f) == b.headers(s)
 
 
