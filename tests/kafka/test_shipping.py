@@ -18,7 +18,7 @@ from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper.position import load_position
 from pylog.store import LogFile
-from pylog.store.reader import ReadOptions, read_records
+from pylog.store.reader import Position, ReadOptions, read_records
 from pylog.store.records import decode_record
 from pylog.tag import TagTemplate
 from shipping_helpers import (
@@ -450,3 +450,43 @@ def test_compression_and_idempotence_reach_the_broker(
     assert batches and sum(b["count"] for b in batches) == 300
     assert {b["codec"] for b in batches} == {CODECS[codec]}
     assert all(b["producer_id"] >= 0 and b["base_sequence"] >= 0 for b in batches)
+
+
+def test_backlog_of_a_stopped_container_ships_after_restart(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """The broker is down while a container logs and exits and pylog stops; the next
+    pylog ships that backlog at startup, though nothing logs to the container any more."""
+    topic = new_topic("backlog")
+    settings = make_settings(tmp_path, brokers=(kafka_broker.bootstrap,))
+    container = cid(80)
+    first = LoggingService(settings)
+    first.startup()
+    fifo = Fifo(settings.fifo_root / "f")
+    try:
+        first.start_logging(str(fifo.path), info(container, Config={"kafka-topic": topic}))
+        fifo.entries([Entry("stdout", T0 + i, f"before {i}".encode()) for i in range(100)])
+        wait_for(lambda: first.shipping.shippers()[0].stats.lines_acked == 100)
+        kafka_broker.stop()
+        try:
+            fifo.entries([Entry("stdout", T0 + i, f"during {i}".encode()) for i in range(500)])
+            fifo.close()
+            wait_for(lambda: not first.drivers())
+            first.shutdown(timeout=2)
+        finally:
+            kafka_broker.start()
+        second = LoggingService(settings)
+        second.startup()
+        try:
+            assert [s.container_id for s in second.shipping.shippers()] == [container]
+            got = messages(consume(kafka_broker.bootstrap, topic, 600, timeout=120))
+            wait_for(lambda: not second.shipping.shippers(), what="backlog shipper done")
+        finally:
+            second.shutdown()
+    finally:
+        fifo.close()
+    expected = [f"before {i}" for i in range(100)] + [f"during {i}" for i in range(500)]
+    assert dedupe_in_order(got) == expected
+    assert_resends_only_in_flight(got, expected)
+    directory = settings.state_dir / "containers" / container
+    assert load_position(directory) == Position(0, (directory / "json.log").stat().st_size)
