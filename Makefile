@@ -29,7 +29,7 @@ NO_HYPOTHESIS := -p no:hypothesispytest
 export DOCKER
 
 .PHONY: help venv proto engine engine-stop busybox-image rootfs install uninstall demo \
-	lint test-unit test-kafka test-e2e test bench
+	lint test-unit test-kafka test-e2e test bench bench-kafka
 
 help:
 	@echo "targets: venv proto engine engine-stop busybox-image rootfs install uninstall"
@@ -115,3 +115,6 @@ test: venv lint test-unit test-kafka test-e2e
 
 bench: venv engine busybox-image install
 	$(VBIN)/python scripts/bench.py
+
+bench-kafka: venv engine busybox-image install
+	$(VBIN)/python scripts/bench_kafka.py

@@ -25,6 +25,8 @@ from .records import record_time
 log = logging.getLogger(__name__)
 
 _BLOCK = 1 << 16
+#: The most a follow_from batch holds, roughly, in bytes of records.
+_MAX_BATCH = 1 << 20
 
 #: How often a follower with nothing to read checks that its consumer is still there.
 FOLLOW_CHECK_INTERVAL = 1.0
@@ -251,10 +253,18 @@ def _stream(
                 cur, offset = nxt, 0
                 continue
             if state.size > offset:
+                # Everything appended since the last wake-up, in batches of at most
+                # about _MAX_BATCH bytes so a large backlog is never one list in memory.
                 cur.size = state.size
                 out: list[bytes] = []
+                pending = 0
                 for batch in _iter_batches(cur, offset):
                     out += batch
+                    pending += sum(map(len, batch))
+                    if pending >= _MAX_BATCH:
+                        offset += pending
+                        yield out, Position(cur.generation, offset)
+                        out, pending = [], 0
                 offset = state.size
                 if out:
                     yield out, Position(cur.generation, offset)

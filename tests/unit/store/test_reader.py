@@ -215,3 +215,18 @@ def test_follow_from_mid_file_of_every_kind(tmp_path: Path, policy: RotationPoli
         start = Position(0, sum(map(len, recs[:12])))
     got = [r for b, _ in follow_from(view, start) for r in b]
     assert got == recs[12:]
+
+
+def test_follow_from_hands_a_large_backlog_over_in_bounded_batches(tmp_path: Path) -> None:
+    lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
+    recs = make_records(60_000)
+    lf.append(recs)
+    lf.close()
+    got: list[bytes] = []
+    last = Position(0, 0)
+    for batch, pos in follow_from(lf, Position(0, 0)):
+        assert sum(map(len, batch)) <= (1 << 20) + (2 << 16)
+        assert pos > last and pos.offset == last.offset + sum(map(len, batch))
+        got += batch
+        last = pos
+    assert got == recs
