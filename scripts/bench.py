@@ -7,7 +7,8 @@ load hits every driver alike). The time is from `docker run -d` until `docker wa
 returns: dockerd reports the exit only after its log copier has handed every line to
 the driver (the file for json-file/local, the FIFO for a plugin). Nothing is attached,
 so the client's own copy of the output costs nothing.
-Prints the median per driver and its ratio to json-file.
+Prints the median per driver, its ratio to json-file, and the pylog plugin's CPU
+seconds per million lines (its processes' utime + stime from /proc).
 
     scripts/bench.py [--rounds 3] [--lines 1000000] [--drivers none,json-file,local,pylog]
 
@@ -33,6 +34,27 @@ def docker(*args: str) -> str:
     if proc.returncode != 0:
         sys.exit(f"docker {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
     return proc.stdout.decode().strip()
+
+
+def pylog_cpu_seconds() -> float | None:
+    """CPU time (user + system) used so far by the pylog plugin's processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    found = False
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"pylog.server" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found = True
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total if found else None
 
 
 def run_once(driver: str, lines: int) -> float:
@@ -62,9 +84,14 @@ def main() -> None:
     for d in drivers:
         run_once(d, 1000)
     times: dict[str, list[float]] = {d: [] for d in drivers}
+    cpu: list[float] = []
     for r in range(1, args.rounds + 1):
         for d in drivers:
+            before = pylog_cpu_seconds() if d == "pylog" else None
             times[d].append(run_once(d, args.lines))
+            after = pylog_cpu_seconds() if d == "pylog" else None
+            if before is not None and after is not None:
+                cpu.append((after - before) * 1_000_000 / args.lines)
         print(f"round {r}: " + "  ".join(f"{d} {times[d][-1]:.2f}s" for d in drivers), flush=True)
 
     ref = statistics.median(times["json-file"]) if "json-file" in times else None
@@ -73,6 +100,8 @@ def main() -> None:
         med = statistics.median(times[d])
         ratio = f"{med / ref:.2f}x" if ref else "-"
         print(f"{d:<10} {med:>7.2f}s {min(times[d]):>7.2f}s {max(times[d]):>7.2f}s {ratio:>13}")
+    if cpu:
+        print(f"\npylog CPU per million lines (median): {statistics.median(cpu):.2f}s")
 
 
 if __name__ == "__main__":
