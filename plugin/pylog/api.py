@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .models import RequestError
 from .service import LoggingService
 
@@ -100,5 +101,9 @@ def create_app(service: LoggingService) -> Flask:
             body.get("Info"), body.get("Config"), _peer_alive(request.environ)
         )
         return Response(frames, status=200, content_type=STREAM_CONTENT_TYPE)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(service.metrics(), status=200, content_type=METRICS_CONTENT_TYPE)
 
     return app

@@ -19,6 +19,7 @@ from typing import Any
 from . import framing
 from .config import LogOptions, OptionError, Settings, parse_log_opts
 from .driver import ContainerDriver
+from .metrics import exposition, make_registry
 from .models import ContainerInfo, ReadConfig, RequestError
 from .shipper import RoutingError, ShipperManager
 from .store import Store
@@ -44,6 +45,9 @@ class LoggingService:
         self._started = False
         #: Kafka shipping; idle (no thread, no producer) unless a container is routed to Kafka.
         self.shipping = ShipperManager(settings, self.store)
+        #: FIFOs of a previous process read again at startup (see _reattach).
+        self.reattached = 0
+        self._metrics = make_registry(self)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -153,6 +157,7 @@ class LoggingService:
                 log.info("not reattaching %s: %s", fifo.name, exc)
                 self.attachments.forget(fifo)
                 continue
+            self.reattached += 1
             log.info("reattached container %s to %s", info.short_id, fifo.name)
 
     def stop_logging(self, file: Any) -> None:
@@ -209,6 +214,10 @@ class LoggingService:
                 yield b"".join(out)
         if bad:
             log.warning("container %s: skipped %d unreadable records", short_id, bad)
+
+    def metrics(self) -> bytes:
+        """The Prometheus text exposition, read from the live counters now."""
+        return exposition(self._metrics)
 
     # -- internals -------------------------------------------------------------
 

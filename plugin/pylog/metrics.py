@@ -1,0 +1,211 @@
+"""Prometheus metrics, read from the live counters at scrape time.
+
+Nothing here runs on the ingest or shipping path: the drivers and shippers keep
+plain integer counters (``DriverStats``, ``FrameErrors``, ``ShipperStats``) and
+:class:`PylogCollector` turns them into metric families when ``/metrics`` is
+scraped. Labels are the short container ID and the container's name; no
+setting, option or env value is exported, so no secret can leak.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .service import LoggingService
+    from .shipper.shipper import ContainerShipper
+
+#: The classic text format, what generate_latest writes.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LABELS = ["container_id", "container_name"]
+
+
+@dataclass
+class _Ingest:
+    name: str
+    lines_received: int = 0
+    bytes_received: int = 0
+    lines_stored: int = 0
+    bytes_stored: int = 0
+    dropped_store: int = 0
+    frame_errors: dict[str, int] = field(
+        default_factory=lambda: {"corrupt": 0, "oversize": 0, "truncated": 0}
+    )
+
+
+def _name(raw: str) -> str:
+    return raw.lstrip("/")
+
+
+def backlog_bytes(shipper: ContainerShipper) -> int:
+    """Bytes of the log's current file not yet acknowledged by Kafka (0 when caught up).
+
+    When the shipper is still in an older, rotated file, the whole current file counts
+    and :func:`backlog_files` says how many rotated files are left too.
+    """
+    state = shipper.logfile.state()
+    acked = shipper.acked
+    if acked.generation >= state.generation:
+        return max(0, state.size - acked.offset)
+    return state.size
+
+
+def backlog_files(shipper: ContainerShipper) -> int:
+    """Rotated files the shipper has not finished yet."""
+    state = shipper.logfile.state()
+    return max(0, state.generation - shipper.acked.generation)
+
+
+class PylogCollector(Collector):
+    def __init__(self, service: LoggingService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._ingest()
+        yield from self._shipping()
+
+    def _ingest(self) -> Iterator[Metric]:
+        service = self.service
+        drivers = service.drivers()
+        per: dict[str, _Ingest] = {}
+        for d in drivers:
+            cid = d.info.container_id
+            c = per.setdefault(cid, _Ingest(_name(d.info.container_name)))
+            s = d.stats
+            c.lines_received += s.lines_received
+            c.bytes_received += s.bytes_received
+            c.lines_stored += s.lines_stored
+            c.bytes_stored += s.bytes_stored
+            c.dropped_store += s.lines_dropped_store
+            errors = d.frame_errors
+            for kind in c.frame_errors:
+                c.frame_errors[kind] += getattr(errors, kind)
+
+        families = {
+            "lines_received": CounterMetricFamily(
+                "pylog_lines_received", "Lines read from the container's FIFO.", labels=LABELS
+            ),
+            "bytes_received": CounterMetricFamily(
+                "pylog_bytes_received", "Bytes of log lines read from the FIFO.", labels=LABELS
+            ),
+            "lines_stored": CounterMetricFamily(
+                "pylog_lines_stored", "Lines written to the local log.", labels=LABELS
+            ),
+            "bytes_stored": CounterMetricFamily(
+                "pylog_bytes_stored", "Bytes written to the local log.", labels=LABELS
+            ),
+        }
+        dropped = CounterMetricFamily(
+            "pylog_lines_dropped",
+            "Lines read but not stored, by reason.",
+            labels=[*LABELS, "reason"],
+        )
+        frame_errors = CounterMetricFamily(
+            "pylog_frame_errors",
+            "Frames from dockerd that could not be decoded, by kind.",
+            labels=[*LABELS, "kind"],
+        )
+        for cid, c in sorted(per.items()):
+            labels = [cid[:12], c.name]
+            families["lines_received"].add_metric(labels, c.lines_received)
+            families["bytes_received"].add_metric(labels, c.bytes_received)
+            families["lines_stored"].add_metric(labels, c.lines_stored)
+            families["bytes_stored"].add_metric(labels, c.bytes_stored)
+            dropped.add_metric([*labels, "store_refused"], c.dropped_store)
+            for kind, n in c.frame_errors.items():
+                frame_errors.add_metric([*labels, kind], n)
+        yield from families.values()
+        yield dropped
+        yield frame_errors
+        yield GaugeMetricFamily(
+            "pylog_containers_active", "Containers being logged now.", value=len(per)
+        )
+        yield GaugeMetricFamily("pylog_fifos_active", "FIFOs being read now.", value=len(drivers))
+        yield CounterMetricFamily(
+            "pylog_fifos_reattached",
+            "FIFOs of a previous pylog process read again at startup.",
+            value=service.reattached,
+        )
+
+    def _shipping(self) -> Iterator[Metric]:
+        service = self.service
+        names = {d.info.container_id: _name(d.info.container_name) for d in service.drivers()}
+        shipped = CounterMetricFamily(
+            "pylog_ship_lines_acked",
+            "Lines Kafka acknowledged (since this shipper started).",
+            labels=LABELS,
+        )
+        rejected = CounterMetricFamily(
+            "pylog_ship_lines_rejected",
+            "Lines the broker can never accept (too large), dropped.",
+            labels=LABELS,
+        )
+        lost = CounterMetricFamily(
+            "pylog_ship_lines_lost_rotation",
+            "Lines rotation deleted before they were shipped.",
+            labels=LABELS,
+        )
+        retries = CounterMetricFamily(
+            "pylog_ship_retries",
+            "Delivery failures retried from the acked position.",
+            labels=LABELS,
+        )
+        backlog = GaugeMetricFamily(
+            "pylog_ship_backlog_bytes",
+            "Bytes of the current log file not yet acknowledged by Kafka "
+            "(the whole file while rotated files are left, see pylog_ship_backlog_files).",
+            labels=LABELS,
+        )
+        backlog_f = GaugeMetricFamily(
+            "pylog_ship_backlog_files",
+            "Rotated log files not yet fully acknowledged by Kafka.",
+            labels=LABELS,
+        )
+        shippers = service.shipping.shippers()
+        for sh in sorted(shippers, key=lambda s: s.container_id):
+            name = names.get(sh.container_id)
+            if name is None:
+                name = _stored_name(sh)
+            labels = [sh.short_id, name]
+            st = sh.stats
+            shipped.add_metric(labels, st.lines_acked)
+            rejected.add_metric(labels, st.lines_rejected)
+            lost.add_metric(labels, st.lines_lost_rotation)
+            retries.add_metric(labels, st.retries)
+            backlog.add_metric(labels, backlog_bytes(sh))
+            backlog_f.add_metric(labels, backlog_files(sh))
+        yield from (shipped, rejected, lost, retries, backlog, backlog_f)
+        yield GaugeMetricFamily(
+            "pylog_ship_shippers_active",
+            "Containers being shipped to Kafka now.",
+            value=len(shippers),
+        )
+
+
+def _stored_name(shipper: ContainerShipper) -> str:
+    try:
+        obj = json.loads((shipper.directory / "info.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    name = obj.get("ContainerName") if isinstance(obj, dict) else None
+    return _name(name) if isinstance(name, str) else ""
+
+
+def make_registry(service: LoggingService) -> CollectorRegistry:
+    """A registry of its own (not the client's global one): pylog's metrics and the process's."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PylogCollector(service))
+    ProcessCollector(namespace="pylog", registry=registry)
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,123 @@
+"""GET /metrics: Prometheus text read from the live counters of a real service."""
+
+import dataclasses
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pylog.api import create_app
+from pylog.config import KafkaSettings, Settings
+from pylog.framing import encode_entries
+from pylog.models import Entry
+from pylog.service import LoggingService
+
+from .conftest import Fifo, wait_for
+
+CID = "ab" * 32
+SECRET = "s3cr3t-pa55word"
+
+
+def info(cid: str = CID, name: str = "/web", **config: str) -> dict[str, object]:
+    return {"ContainerID": cid, "ContainerName": name, "Config": config}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    return samples(text)[(name, tuple(sorted(labels.items())))]
+
+
+def test_ingest_counters_per_container(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    lines = [Entry("stdout", i, f"line {i}".encode()) for i in range(100)]
+    fifo.write(encode_entries(lines))
+    fifo.write(b"\x00\x00\x00\x03\xff\xff\xff")  # one corrupt frame
+    (driver,) = service.drivers()
+    wait_for(lambda: driver.stats.lines_stored == 100 and driver.frame_errors.corrupt == 1)
+
+    text = service.metrics().decode()
+    c = {"container_id": CID[:12], "container_name": "web"}
+    assert value(text, "pylog_lines_received_total", **c) == 100
+    assert value(text, "pylog_bytes_received_total", **c) == sum(len(e.line) for e in lines)
+    assert value(text, "pylog_lines_stored_total", **c) == 100
+    assert value(text, "pylog_bytes_stored_total", **c) > sum(len(e.line) for e in lines)
+    assert value(text, "pylog_lines_dropped_total", reason="store_refused", **c) == 0
+    assert value(text, "pylog_frame_errors_total", kind="corrupt", **c) == 1
+    assert value(text, "pylog_frame_errors_total", kind="oversize", **c) == 0
+    assert value(text, "pylog_frame_errors_total", kind="truncated", **c) == 0
+    assert value(text, "pylog_containers_active") == 1
+    assert value(text, "pylog_fifos_reattached_total") == 0
+    assert value(text, "pylog_process_resident_memory_bytes") > 1_000_000
+    assert value(text, "pylog_process_open_fds") > 0
+
+    # Live: the next scrape sees the next lines, and an ended container is gone.
+    fifo.write(encode_entries(lines[:10]))
+    wait_for(lambda: driver.stats.lines_stored == 110)
+    assert value(service.metrics().decode(), "pylog_lines_stored_total", **c) == 110
+    fifo.close()
+    wait_for(lambda: not service.drivers())
+    text = service.metrics().decode()
+    assert value(text, "pylog_containers_active") == 0
+    assert not any(n == "pylog_lines_stored_total" for n, _ in samples(text))
+
+
+def test_the_route_serves_the_exposition(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info(name="/api"))
+    fifo.write(encode_entries([Entry("stderr", 1, b"x")]))
+    wait_for(lambda: service.drivers()[0].stats.lines_stored == 1)
+    resp = create_app(service).test_client().get("/metrics")
+    assert resp.status_code == 200
+    assert resp.content_type.startswith("text/plain; version=0.0.4")
+    text = resp.get_data(as_text=True)
+    assert value(text, "pylog_lines_stored_total", container_id=CID[:12], container_name="api") == 1
+
+
+def closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def kservice(settings: Settings) -> Iterator[LoggingService]:
+    kafka = KafkaSettings(
+        brokers=(closed_port(),), sasl_mechanism="PLAIN", sasl_username="u", sasl_password=SECRET
+    )
+    svc = LoggingService(dataclasses.replace(settings, kafka=kafka))
+    svc.startup()
+    yield svc
+    svc.shutdown(timeout=2)
+
+
+def test_shipping_backlog_and_retries_with_the_broker_down(
+    kservice: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    kservice.start_logging(str(fifo.path), info())
+    (shipper,) = kservice.shipping.shippers()
+    fifo.write(encode_entries([Entry("stdout", i, b"y" * 50) for i in range(200)]))
+    (driver,) = kservice.drivers()
+    wait_for(lambda: driver.stats.lines_stored == 200 and shipper.stats.retries >= 1, 15)
+
+    text = kservice.metrics().decode()
+    c = {"container_id": CID[:12], "container_name": "web"}
+    assert value(text, "pylog_ship_lines_acked_total", **c) == 0
+    assert value(text, "pylog_ship_retries_total", **c) >= 1
+    assert value(text, "pylog_ship_lines_lost_rotation_total", **c) == 0
+    assert value(text, "pylog_ship_backlog_bytes", **c) == driver.stats.bytes_stored
+    assert value(text, "pylog_ship_backlog_files", **c) == 0
+    assert value(text, "pylog_ship_shippers_active") == 1
+    assert SECRET not in text
