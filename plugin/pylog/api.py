@@ -106,4 +106,8 @@ def create_app(service: LoggingService) -> Flask:
     def metrics() -> Response:
         return Response(service.metrics(), status=200, content_type=METRICS_CONTENT_TYPE)
 
+    @app.get("/status")
+    def status() -> Response:
+        return jsonify(service.status())
+
     return app

@@ -10,14 +10,18 @@ setting, option or env value is exported, so no secret can leak.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+
+from . import __version__
 
 if TYPE_CHECKING:
     from .service import LoggingService
@@ -209,3 +213,86 @@ def make_registry(service: LoggingService) -> CollectorRegistry:
 
 def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+# -- GET /status ---------------------------------------------------------------------
+
+#: How long the status report waits for a broker's TCP handshake.
+PROBE_TIMEOUT = 2.0
+
+
+def probe_broker(address: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when a TCP connection to ``host:port`` succeeds, else why it did not."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return None
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def status_report(service: LoggingService) -> dict[str, Any]:
+    """What ``pylog status`` prints: containers being logged and shipped, broker reachability.
+
+    Like the metrics, it holds no setting that could be a secret: broker addresses and
+    topics only.
+    """
+    per: dict[str, dict[str, Any]] = {}
+    for d in service.drivers():
+        s, e = d.stats, d.frame_errors
+        c = per.setdefault(
+            d.info.container_id,
+            {
+                "id": d.info.container_id,
+                "name": _name(d.info.container_name),
+                "fifos": 0,
+                "lines_received": 0,
+                "lines_stored": 0,
+                "bytes_stored": 0,
+                "lines_dropped": 0,
+                "frame_errors": 0,
+                "shipping": None,
+            },
+        )
+        c["fifos"] += 1
+        c["lines_received"] += s.lines_received
+        c["lines_stored"] += s.lines_stored
+        c["bytes_stored"] += s.bytes_stored
+        c["lines_dropped"] += s.lines_dropped_store
+        c["frame_errors"] += e.corrupt + e.oversize + e.truncated
+    shipping: list[dict[str, Any]] = []
+    brokers: set[str] = set(service.settings.kafka.brokers)
+    for sh in service.shipping.shippers():
+        brokers.update(sh.route.brokers)
+        st = sh.stats
+        entry = {
+            "topic": sh.route.topic,
+            "brokers": list(sh.route.brokers),
+            "lines_acked": st.lines_acked,
+            "retries": st.retries,
+            "lines_lost_rotation": st.lines_lost_rotation,
+            "backlog_bytes": backlog_bytes(sh),
+            "backlog_files": backlog_files(sh),
+        }
+        live = per.get(sh.container_id)
+        if live is not None:
+            live["shipping"] = entry
+        else:
+            shipping.append({"id": sh.container_id, "name": _stored_name(sh), **entry})
+    ordered = sorted(brokers)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(ordered)))) as pool:
+        errors = list(pool.map(probe_broker, ordered))
+    return {
+        "status": "ok",
+        "version": __version__,
+        "containers": sorted(per.values(), key=lambda c: str(c["name"])),
+        "backlogs": shipping,
+        "kafka": {
+            "configured": bool(ordered),
+            "brokers": [
+                {"address": b, "reachable": err is None, "error": err}
+                for b, err in zip(ordered, errors, strict=True)
+            ],
+        },
+        "fifos_reattached": service.reattached,
+    }

@@ -19,7 +19,7 @@ from typing import Any
 from . import framing
 from .config import LogOptions, OptionError, Settings, parse_log_opts
 from .driver import ContainerDriver
-from .metrics import exposition, make_registry
+from .metrics import exposition, make_registry, status_report
 from .models import ContainerInfo, ReadConfig, RequestError
 from .shipper import RoutingError, ShipperManager
 from .store import Store
@@ -218,6 +218,10 @@ class LoggingService:
     def metrics(self) -> bytes:
         """The Prometheus text exposition, read from the live counters now."""
         return exposition(self._metrics)
+
+    def status(self) -> dict[str, Any]:
+        """Health, containers being logged and shipped, broker reachability (``pylog status``)."""
+        return status_report(self)
 
     # -- internals -------------------------------------------------------------
 

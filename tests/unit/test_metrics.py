@@ -1,6 +1,7 @@
 """GET /metrics: Prometheus text read from the live counters of a real service."""
 
 import dataclasses
+import json
 import socket
 from collections.abc import Callable, Iterator
 
@@ -121,3 +122,28 @@ def test_shipping_backlog_and_retries_with_the_broker_down(
     assert value(text, "pylog_ship_backlog_files", **c) == 0
     assert value(text, "pylog_ship_shippers_active") == 1
     assert SECRET not in text
+
+
+def test_status_reports_backlog_and_broker_reachability(
+    kservice: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    fifo = make_fifo("f1")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = f"127.0.0.1:{listening.getsockname()[1]}"
+        kservice.start_logging(str(fifo.path), info(**{"kafka-brokers": up}))
+        fifo.write(encode_entries([Entry("stdout", 1, b"z")]))
+        (driver,) = kservice.drivers()
+        wait_for(lambda: driver.stats.lines_stored == 1)
+        report = kservice.status()
+    assert report["status"] == "ok"
+    (c,) = report["containers"]
+    assert (c["id"], c["name"], c["lines_stored"]) == (CID, "web", 1)
+    assert c["shipping"]["brokers"] == [up]
+    brokers = {b["address"]: b for b in report["kafka"]["brokers"]}
+    down = kservice.settings.kafka.brokers[0]
+    assert brokers[up]["reachable"] is True
+    assert brokers[down]["reachable"] is False
+    assert "ConnectionRefused" in brokers[down]["error"]
+    assert SECRET not in json.dumps(report)
