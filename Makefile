@@ -20,6 +20,8 @@ PLUGIN := pylog
 PLUGIN_DIR := rootfs-build/out/plugin
 STATE_DIR := /var/lib/pylog
 TEST_IMAGE := pylog-test/busybox:latest
+REGISTRY ?= 127.0.0.1:5000
+TAG ?= latest
 PYTEST_ARGS ?=
 # Suites that use no hypothesis skip its pytest plugin: it imports hypothesis lazily
 # at the end of the session, and on CPython 3.11 an import (AST build) racing another
@@ -28,11 +30,11 @@ PYTEST_ARGS ?=
 NO_HYPOTHESIS := -p no:hypothesispytest
 export DOCKER
 
-.PHONY: help venv proto engine engine-stop busybox-image rootfs install uninstall demo \
+.PHONY: help venv proto engine engine-stop busybox-image rootfs install uninstall push demo \
 	lint test-unit test-kafka test-e2e test bench bench-kafka
 
 help:
-	@echo "targets: venv proto engine engine-stop busybox-image rootfs install uninstall"
+	@echo "targets: venv proto engine engine-stop busybox-image rootfs install uninstall push"
 	@echo "         demo lint test-unit test-kafka test-e2e test bench"
 
 # ------------------------------------------------------------------ python env
@@ -78,6 +80,19 @@ install: engine rootfs
 	@t0=$$EPOCHREALTIME; $(DOCKER) plugin enable --timeout 0 $(PLUGIN) >/dev/null; \
 		awk -v a=$$t0 -v b=$$EPOCHREALTIME 'BEGIN {printf "[install] enabled in %.1f s\n", b - a}'
 	$(DOCKER) plugin ls
+
+# Push the plugin to a registry, for `docker plugin install REGISTRY/pylog:TAG` on any
+# host. A plugin is pushed under its own name, so it is created from the same rootfs as
+# `make install` under REGISTRY/pylog:TAG, pushed, then removed locally (`pylog` stays).
+# 127.0.0.0/8 registries may speak plain HTTP to dockerd; others need TLS.
+push: engine rootfs
+	@name=$(REGISTRY)/$(PLUGIN):$(TAG); \
+	if $(DOCKER) plugin inspect $$name >/dev/null 2>&1; then $(DOCKER) plugin rm -f $$name >/dev/null; fi; \
+	echo "[push] docker plugin create $$name $(PLUGIN_DIR)"; \
+	$(DOCKER) plugin create $$name $(PLUGIN_DIR) >/dev/null; \
+	rc=0; $(DOCKER) plugin push $$name || rc=$$?; \
+	$(DOCKER) plugin rm -f $$name >/dev/null; \
+	exit $$rc
 
 uninstall:
 	if $(DOCKER) plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
