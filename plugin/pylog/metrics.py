@@ -187,6 +187,14 @@ class PylogCollector(Collector):
             backlog.add_metric(labels, backlog_bytes(sh))
             backlog_f.add_metric(labels, backlog_files(sh))
         yield from (shipped, rejected, lost, retries, backlog, backlog_f)
+        starts = CounterMetricFamily(
+            "pylog_kafka_producer_starts",
+            "Kafka producers started (connected) per cluster; more than one means reconnects.",
+            labels=["brokers"],
+        )
+        for p in service.shipping.producers():
+            starts.add_metric([p.describe()], p.generation)
+        yield starts
         yield GaugeMetricFamily(
             "pylog_ship_shippers_active",
             "Containers being shipped to Kafka now.",

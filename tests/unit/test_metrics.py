@@ -121,6 +121,8 @@ def test_shipping_backlog_and_retries_with_the_broker_down(
     assert value(text, "pylog_ship_backlog_bytes", **c) == driver.stats.bytes_stored
     assert value(text, "pylog_ship_backlog_files", **c) == 0
     assert value(text, "pylog_ship_shippers_active") == 1
+    down = kservice.settings.kafka.brokers[0]
+    assert value(text, "pylog_kafka_producer_starts_total", brokers=down) == 0
     assert SECRET not in text
 
 

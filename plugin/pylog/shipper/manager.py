@@ -28,7 +28,7 @@ from ..store import LogFile, Store
 from ..store.reader import Position
 from .assemble import LineAssembler
 from .position import load_position, position_path
-from .producer import KafkaRuntime, cluster_key
+from .producer import ClusterProducer, KafkaRuntime, cluster_key
 from .routing import Route, resolve
 from .schema import ValueBuilder
 from .shipper import ContainerShipper
@@ -118,6 +118,12 @@ class ShipperManager:
     def shippers(self) -> list[ContainerShipper]:
         with self._lock:
             return list(self._shippers.values())
+
+    def producers(self) -> list[ClusterProducer]:
+        """The Kafka producers in use, one per cluster configuration (none if idle)."""
+        with self._lock:
+            runtime = self._runtime
+        return runtime.producers() if runtime is not None else []
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Let shippers finish what their (closed) logs hold for up to ``timeout``, then stop."""
