@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -239,33 +240,44 @@ def test_stop_and_rm_while_pylog_is_frozen(docker: Docker, how: str) -> None:
 
 
 @pytest.fixture
-def kafka_down(docker: Docker) -> Iterator[None]:
-    """The plugin ships to a broker address where nothing listens (connection refused)."""
+def kafka_down(docker: Docker) -> Iterator[list[str]]:
+    """The plugin ships to a broker address where nothing listens (connection refused).
+
+    Yields a list for the test's container ids: their logs are deleted afterwards, or
+    pylog would resume shipping their unshipped backlog whenever Kafka is configured.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    cids: list[str] = []
     set_plugin(f"KAFKA_BROKERS=127.0.0.1:{port}")
     try:
-        yield
+        yield cids
     finally:
+        docker_cli(["plugin", "disable", "-f", PLUGIN], check=False, timeout=120)
+        for cid in cids:
+            shutil.rmtree(Path(STATE_DIR, "containers", cid), ignore_errors=True)
         set_plugin("KAFKA_BROKERS=")
 
 
-def test_stop_and_rm_with_kafka_down(docker: Docker, kafka_down: None) -> None:
+def test_stop_and_rm_with_kafka_down(docker: Docker, kafka_down: list[str]) -> None:
     """Containers shipping to a broker that is down are never held up: they log, stop
     and are removed as fast as with no Kafka, and `docker logs` has every line."""
     n = 200000
     t0 = time.monotonic()
     cid = docker.run_and_wait(PLUGIN, f"seq 1 {n}", timeout=60)
+    kafka_down.append(cid)
     ran_s = time.monotonic() - t0
     got = docker.logs(cid).stdout
     assert got == b"".join(b"%d\n" % i for i in range(1, n + 1))
     busy = docker.run(PLUGIN, "while true; do seq 1 1000; usleep 10000; done")
+    kafka_down.append(busy)
     time.sleep(2.0)
     stop_s = timed("stop", "-t", "1", busy, timeout=60)
     lines = numbers(docker.logs(busy).stdout)
     assert lines and lines[0] == 1
     busy2 = docker.run(PLUGIN, "while true; do seq 1 1000; usleep 10000; done")
+    kafka_down.append(busy2)
     time.sleep(2.0)
     rm_s = timed("rm", "-f", busy2, timeout=60)
     docker_cli(["rm", "-f", cid, busy])
