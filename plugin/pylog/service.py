@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,18 +68,23 @@ class LoggingService:
         self._reattach()
         self.shipping.resume_backlogs()
 
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Stop reading every FIFO, store what was read, close the logs; safe to call twice."""
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop reading every FIFO, store what was read, close the logs; safe to call twice.
+
+        Bounded in time (dockerd kills a plugin that takes 10 s to stop): FIFO
+        readers stop after their current batch, shippers get what is left.
+        """
         self._stopped.set()
+        deadline = time.monotonic() + timeout
         with self._lock:
             drivers = list(self._drivers.values())
         for d in drivers:
             d.halt()
         for d in drivers:
-            if not d.join(timeout):
+            if not d.join(max(0.1, deadline - time.monotonic())):
                 log.warning("container %s: reader did not stop in time", d.info.short_id)
         # The logs are closed now: shippers send what is left, then stop.
-        self.shipping.shutdown(timeout)
+        self.shipping.shutdown(max(0.5, min(2.0, deadline - time.monotonic())))
         if drivers:
             log.info("pylog stopped: %d containers were being logged", len(drivers))
 
@@ -120,7 +126,6 @@ class LoggingService:
                 raise RequestError(f"already logging {fifo}")
             logfile = self.store.acquire(info.container_id, options.rotation)
             try:
-                self.store.write_info(info.container_id, info.to_json())
                 driver = ContainerDriver(
                     fifo,
                     info,
@@ -130,18 +135,32 @@ class LoggingService:
                     on_done=self._driver_done,
                     resync=reattach,
                 )
-                self.attachments.record(fifo, info.to_json())
             except OSError as exc:
                 self.store.release(info.container_id)
                 raise RequestError(f"cannot start logging: {exc}") from None
             except BaseException:
                 self.store.release(info.container_id)
                 raise
+            self._remember(fifo, info)
             self._drivers[fifo] = driver
             if route is not None:
                 self.shipping.attach(info, options, logfile, route)
         driver.start()
         log.debug("logging container %s from %s", info.short_id, fifo.name)
+
+    def _remember(self, fifo: Path, info: ContainerInfo) -> None:
+        """Write the container's Info and the FIFO record; a full disk must not fail
+        ``docker run`` (the lines it cannot store are counted), so this only warns."""
+        try:
+            self.store.write_info(info.container_id, info.to_json())
+            self.attachments.record(fifo, info.to_json())
+        except OSError as exc:
+            log.warning(
+                "container %s: cannot record its info (%s); logging it anyway, "
+                "but it will not be reattached if pylog restarts",
+                info.short_id,
+                exc,
+            )
 
     def _reattach(self) -> None:
         """Read again every FIFO a previous pylog process was reading (see store.attachments)."""

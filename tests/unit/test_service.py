@@ -339,3 +339,43 @@ def test_what_was_not_stored_stays_in_the_fifo(
     svc.shutdown()
     os.set_blocking(fifo.fd, False)  # type: ignore[arg-type]
     assert os.read(fifo.fd, 1 << 16) == data[len(encode_entries(entries(2))) : -5]  # type: ignore[arg-type]
+
+
+def test_a_full_disk_does_not_fail_start_logging(
+    service: LoggingService, make_fifo: Callable[[str], Fifo], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Where the FIFO record goes is unusable (a file, not a directory), as a full
+    # disk would make it.
+    (Path(service.settings.state_dir) / "fifos").write_text("")
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    assert "cannot record its info" in caplog.text
+    assert len(service.drivers()) == 1
+
+
+def test_shutdown_is_bounded_with_kafka_unreachable(
+    tmp_path: Path, make_fifo: Callable[[str], Fifo]
+) -> None:
+    from pylog.config import KafkaSettings, Settings
+
+    fifo_root = tmp_path / "logging"
+    fifo_root.mkdir(exist_ok=True)
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        socket_path=tmp_path / "pylog.sock",
+        fifo_root=fifo_root,
+        kafka=KafkaSettings(brokers=("127.0.0.1:1",)),
+    )
+    svc = LoggingService(settings)
+    svc.startup()
+    fifo = Fifo(fifo_root / "k")
+    try:
+        svc.start_logging(str(fifo.path), info())
+        fifo.write(encode_entries(entries(100)))
+        wait_for(lambda: len(read(svc)) == 100)
+        start = time.monotonic()
+        svc.shutdown()
+        # dockerd kills a plugin that takes 10 s to stop.
+        assert time.monotonic() - start < 8
+    finally:
+        fifo.close()
