@@ -57,11 +57,12 @@ def pylog_cpu_seconds() -> float | None:
     return total if found else None
 
 
-def run_once(driver: str, lines: int) -> float:
+def run_container(driver: str, lines: int, *opts: str, cmd: str | None = None) -> float:
+    """Wall time of one container writing ``lines`` lines (or running ``cmd``) under ``driver``."""
     t0 = time.monotonic()
     cid = docker(
         "run", "-d", "--network", "none", "--label", "pylog-bench=1", "--log-driver", driver,
-        IMAGE, "sh", "-c", f"yes '{LINE}' | head -n {lines}",
+        *opts, IMAGE, "sh", "-c", cmd or f"yes '{LINE}' | head -n {lines}",
     )  # fmt: skip
     code = docker("wait", cid)
     dt = time.monotonic() - t0
@@ -82,13 +83,13 @@ def main() -> None:
     print(f"{args.lines:,} lines of {len(LINE) + 1} bytes, {args.rounds} rounds", flush=True)
     # A short warm-up run per driver first.
     for d in drivers:
-        run_once(d, 1000)
+        run_container(d, 1000)
     times: dict[str, list[float]] = {d: [] for d in drivers}
     cpu: list[float] = []
     for r in range(1, args.rounds + 1):
         for d in drivers:
             before = pylog_cpu_seconds() if d == "pylog" else None
-            times[d].append(run_once(d, args.lines))
+            times[d].append(run_container(d, args.lines))
             after = pylog_cpu_seconds() if d == "pylog" else None
             if before is not None and after is not None:
                 cpu.append((after - before) * 1_000_000 / args.lines)

@@ -45,13 +45,12 @@ sys.path.insert(0, str(REPO / "plugin"))
 
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+from bench import LINE, run_container  # noqa: E402 - scripts/bench.py, the same workload
 from broker import KafkaBroker  # noqa: E402
 from pylog.timefmt import parse_rfc3339  # noqa: E402
 
 DOCKER = os.environ.get("DOCKER", "docker")
-IMAGE = os.environ.get("PYLOG_BUSYBOX_IMAGE", "pylog-test/busybox:latest")
 PLUGIN = "pylog"
-LINE = "pylog-bench " + "x" * 87  # 100 bytes with the newline
 
 
 def docker(*args: str, check: bool = True) -> str:
@@ -65,20 +64,6 @@ def set_plugin(*env: str) -> None:
     docker("plugin", "disable", "-f", PLUGIN, check=False)
     docker("plugin", "set", PLUGIN, *env)
     docker("plugin", "enable", "--timeout", "0", PLUGIN)
-
-
-def run_container(driver: str, lines: int, *opts: str, cmd: str | None = None) -> float:
-    t0 = time.monotonic()
-    cid = docker(
-        "run", "-d", "--network", "none", "--label", "pylog-bench=1", "--log-driver", driver,
-        *opts, IMAGE, "sh", "-c", cmd or f"yes '{LINE}' | head -n {lines}",
-    )  # fmt: skip
-    code = docker("wait", cid)
-    dt = time.monotonic() - t0
-    docker("rm", cid)
-    if code != "0":
-        sys.exit(f"{driver}: container exited {code}")
-    return dt
 
 
 async def create_topic(bootstrap: str, topic: str) -> None:
