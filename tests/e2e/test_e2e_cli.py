@@ -27,7 +27,9 @@ def pylog(*args: str) -> subprocess.CompletedProcess[bytes]:
 
 
 def test_status_metrics_and_logs_of_a_running_container(docker: Docker) -> None:
-    cmd = "seq 1 500; echo 'to stderr' >&2; sleep 60"
+    # dockerd copies stdout and stderr in separate goroutines: a pause keeps the
+    # stderr line after the last stdout line in the log, so `--tail 2` is fixed.
+    cmd = "seq 1 500; sleep 0.3; echo 'to stderr' >&2; sleep 60"
     cid = docker.run(PLUGIN, cmd)
     try:
         row: list[str] = []
