@@ -19,7 +19,6 @@ _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 STDOUT = "stdout"
 STDERR = "stderr"
-SOURCES = frozenset({STDOUT, STDERR})
 
 
 class RequestError(ValueError):

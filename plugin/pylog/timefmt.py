@@ -21,9 +21,6 @@ _RFC3339 = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
 )
 
-#: Go's zero ``time.Time``, which Docker sends for "unset".
-GO_ZERO_TIME = "0001-01-01T00:00:00Z"
-
 
 @lru_cache(maxsize=4096)
 def _second_prefix(seconds: int) -> str:

@@ -82,10 +82,6 @@ class Store:
         with self._lock:
             return container_id in self._open
 
-    def active(self) -> list[str]:
-        with self._lock:
-            return list(self._open)
-
     def write_info(self, container_id: str, info: Mapping[str, Any]) -> None:
         """Record the container's Info atomically (also marks the container as recently used)."""
         directory = self.directory(container_id)
