@@ -92,52 +92,54 @@ class ContainerDriver:
 
     def _on_data(self, data: bytes, final: bool) -> int:
         """Store the whole frames at the start of ``data``; returns the bytes they took."""
-        entries, used = self._decoder.decode(data, final=final)
+        batch, used = self._decoder.decode(data, final=final)
         self._report_frame_errors()
-        if not entries:
+        if not batch.lines:
             return used
-        stats = self.stats
-        records = self._encoder.encode_all(entries)
+        records = self._encoder.encode_batch(batch)
+        count = len(batch.lines)
         if self._check_replay:
             self._check_replay = False
-            records = self._without_replay(records)
-        stats.lines_received += len(records)
-        stats.bytes_received += sum(len(e.line) for e in entries)
-        self._store(records)
+            records, count = self._without_replay(records, count)
+        stats = self.stats
+        stats.lines_received += len(batch.lines)
+        stats.bytes_received += sum(map(len, batch.lines))
+        self._store(records, count)
         return used
 
-    def _without_replay(self, records: list[bytes]) -> list[bytes]:
+    def _without_replay(self, records: bytes, count: int) -> tuple[bytes, int]:
         """Drop the head of ``records`` that the log already ends with.
 
         A process killed after storing a batch but before taking it out of the
         FIFO leaves it there; the next process reads it again. Records carry
         nanosecond timestamps, so an exact match is the same line.
         """
-        tail = list(read_records(self.logfile, ReadOptions(tail=len(records))))
+        new = records.splitlines(keepends=True)
+        tail = list(read_records(self.logfile, ReadOptions(tail=count)))
         start = 0
         while True:
             try:
-                j = tail.index(records[0], start)
+                j = tail.index(new[0], start)
             except ValueError:
-                return records
-            if tail[j:] == records[: len(tail) - j]:
+                return records, count
+            if tail[j:] == new[: len(tail) - j]:
                 dropped = len(tail) - j
                 log.info(
                     "container %s: %d lines were stored before the restart, not storing again",
                     self.info.short_id,
                     dropped,
                 )
-                return records[dropped:]
+                return b"".join(new[dropped:]), count - dropped
             start = j + 1
 
-    def _store(self, records: list[bytes]) -> None:
+    def _store(self, records: bytes, count: int) -> None:
         if not records:
             return
         stats = self.stats
         try:
             written = self.logfile.append(records)
         except StoreError as exc:
-            stats.lines_dropped_store += len(records)
+            stats.lines_dropped_store += count
             if not self._store_failing:
                 self._store_failing = True
                 log.error(
@@ -153,7 +155,7 @@ class ContainerDriver:
                 self.info.short_id,
                 stats.lines_dropped_store,
             )
-        stats.lines_stored += len(records)
+        stats.lines_stored += count
         stats.bytes_stored += written
 
     def _report_frame_errors(self) -> None:

@@ -175,3 +175,44 @@ class Entry(NamedTuple):
     time_ns: int
     line: bytes
     complete: bool = True
+
+
+@dataclass(slots=True)
+class EntryBatch:
+    """Entries decoded from one read of a FIFO, held by column.
+
+    The ingest path handles lists, not one object per line: ``sources`` is a
+    single string when every entry came from that stream (the common case), and
+    ``incomplete`` holds the indexes of the entries that are not whole lines.
+    """
+
+    lines: list[bytes] = field(default_factory=list)
+    times: list[int] = field(default_factory=list)
+    sources: str | list[str] = STDOUT
+    incomplete: frozenset[int] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def source_of(self, index: int) -> str:
+        sources = self.sources
+        return sources if isinstance(sources, str) else sources[index]
+
+    def entries(self) -> list[Entry]:
+        incomplete = self.incomplete
+        return [
+            Entry(self.source_of(i), t, line, i not in incomplete)
+            for i, (line, t) in enumerate(zip(self.lines, self.times, strict=True))
+        ]
+
+    @classmethod
+    def of(cls, entries: list[Entry]) -> EntryBatch:
+        """A batch holding ``entries`` (slow path and tests)."""
+        sources = [e.source for e in entries]
+        uniform = len(set(sources)) == 1
+        return cls(
+            lines=[e.line for e in entries],
+            times=[e.time_ns for e in entries],
+            sources=sources[0] if uniform else sources,
+            incomplete=frozenset(i for i, e in enumerate(entries) if not e.complete),
+        )

@@ -136,7 +136,7 @@ def state(tmp_path: Path) -> Path:
     enc = RecordEncoder()
     for i in range(300):
         stream = "stderr" if i % 3 == 0 else "stdout"
-        logfile.append([enc.encode(Entry(stream, 1_000 + i, f"line {i}".encode()))])
+        logfile.append(enc.encode(Entry(stream, 1_000 + i, f"line {i}".encode())))
     logfile.close()
     assert any(p.suffix == ".gz" for p in store.directory(CID).iterdir())
     other = store.acquire(

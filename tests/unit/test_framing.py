@@ -110,19 +110,41 @@ def test_garbage_never_crashes_hangs_or_grows(garbage: bytes, step: int) -> None
     assert all(e.source in ("stdout", "stderr") for e in out)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["stdout", "stderr"]), st.integers(0, 2**62), st.binary(max_size=300)
+            st.sampled_from(["stdout", "stderr"]),
+            st.integers(0, 2**62),
+            st.binary(max_size=300),
+            st.booleans(),
         )
     )
 )
-def test_valid_streams_decode_exactly(items: list[tuple[str, int, bytes]]) -> None:
-    entries = [Entry(s, t, line) for s, t, line in items]
+def test_valid_streams_decode_exactly(items: list[tuple[str, int, bytes, bool]]) -> None:
+    """Whatever mix of streams and chunks a read holds, the batch decoder (and
+    its frame-by-frame fallback) gives exactly the entries dockerd wrote."""
+    entries = [Entry(s, t, line, complete) for s, t, line, complete in items]
     dec = FrameDecoder()
     assert dec.feed(encode_entries(entries)) == entries
     assert dec.errors.total() == 0
+
+
+def test_long_frames_and_one_stream_batches() -> None:
+    entries = [Entry("stderr", i, bytes([65 + i % 26]) * (i * 9_000)) for i in range(12)]
+    batch, used = FrameDecoder().decode(encode_entries(entries))
+    assert batch.sources == "stderr" and not batch.incomplete
+    assert batch.entries() == entries
+    assert used == len(encode_entries(entries))
+
+
+def test_one_corrupt_frame_costs_only_itself() -> None:
+    body = b"\x0a\x06stdout\x1a\xff"  # line length runs past the body
+    bad = struct.pack(">I", len(body)) + body
+    dec = FrameDecoder()
+    data = encode_entries(ENTRIES[:2]) + bad + encode_entries(ENTRIES[2:])
+    assert dec.feed(data) == ENTRIES
+    assert dec.errors.corrupt == 1
 
 
 def test_resync_mode_starts_at_the_first_whole_frame() -> None:

@@ -184,10 +184,11 @@ class LogFile:
     def generation(self) -> int:
         return self._generation
 
-    def append(self, records: list[bytes]) -> int:
-        """Write whole records, rotating as needed; returns bytes written.
+    def append(self, records: bytes) -> int:
+        """Write whole records (concatenated, each ending in ``\\n``), rotating as
+        needed; returns bytes written.
 
-        On failure nothing of the failed batch stays in the file (it is cut back
+        On failure nothing of the failed write stays in the file (it is cut back
         to its last whole record) and :class:`StoreError` is raised.
         """
         if not records:
@@ -200,33 +201,34 @@ class LogFile:
             finally:
                 self._cond.notify_all()
 
-    def _append_locked(self, records: list[bytes]) -> int:
+    def _append_locked(self, data: bytes) -> int:
+        """json-file's rule: rotate before a record when the file already holds
+        ``max-size`` bytes. So the record that crosses the limit is the last one
+        written; it ends at the first newline at or after the limit."""
         max_size = self.policy.max_size
-        if max_size < 0:
-            return self._write(records)
         written = 0
-        batch: list[bytes] = []
-        size = self._size
-        for rec in records:
-            if size >= max_size:
-                written += self._write(batch)
-                batch = []
-                self._rotate()
-                size = 0
-            batch.append(rec)
-            size += len(rec)
-        return written + self._write(batch)
-
-    def _write(self, batch: list[bytes]) -> int:
-        if not batch:
-            return 0
-        assert self._fd is not None
-        data = b"".join(batch) if len(batch) > 1 else batch[0]
+        start = 0
+        end = len(data)
         view = memoryview(data)
+        while start < end:
+            cut = end
+            if max_size >= 0:
+                if self._size >= max_size:
+                    self._rotate()
+                room = max_size - self._size
+                if end - start > room:
+                    newline = data.find(b"\n", start + max(room - 1, 0))
+                    cut = end if newline < 0 else newline + 1
+            written += self._write(view[start:cut])
+            start = cut
+        return written
+
+    def _write(self, data: memoryview) -> int:
+        assert self._fd is not None
         done = 0
         try:
             while done < len(data):
-                done += os.write(self._fd, view[done:])
+                done += os.write(self._fd, data[done:])
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, self._size)

@@ -10,7 +10,7 @@ ENC = RecordEncoder()
 
 
 def recs(*entries: Entry) -> list[bytes]:
-    return ENC.encode_all(list(entries))
+    return [ENC.encode(e) for e in entries]
 
 
 def feed(a: LineAssembler, batch: list[bytes], gen: int = 0, base: int = 0, now: float = 0.0):

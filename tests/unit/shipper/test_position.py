@@ -41,11 +41,11 @@ def test_a_stored_position_resumes_reading_after_rotation(tmp_path: Path) -> Non
     """The contract the shipper relies on: a saved Position means the same place later."""
     enc = RecordEncoder()
     log = LogFile(tmp_path, RotationPolicy(200, 10, True))
-    recs = enc.encode_all([Entry("stdout", i, f"line {i}".encode()) for i in range(30)])
-    log.append(recs[:10])
+    recs = [enc.encode(Entry("stdout", i, f"line {i}".encode())) for i in range(30)]
+    log.append(b"".join(recs[:10]))
     batches = list(follow_from(log, Position(0, 0), lambda: False))
     mid = batches[0][1]
-    log.append(recs[10:])
+    log.append(b"".join(recs[10:]))
     log.close()
     reopened = LogFile(tmp_path, RotationPolicy(200, 10, True), writable=False)
     rest = [r for b, _ in follow_from(reopened, mid) for r in b]

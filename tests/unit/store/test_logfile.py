@@ -26,7 +26,7 @@ def read_all(d: Path) -> bytes:
 def test_appends_whole_records(open_log: Callable[..., LogFile]) -> None:
     lf = open_log()
     recs = make_records(100)
-    assert lf.append(recs) == sum(map(len, recs))
+    assert lf.append(b"".join(recs)) == sum(map(len, recs))
     assert (lf.directory / "json.log").read_bytes() == b"".join(recs)
     assert lf.state().size == sum(map(len, recs))
 
@@ -35,14 +35,14 @@ def test_rotates_when_current_file_reaches_max_size(open_log: Callable[..., LogF
     recs = make_records(100)
     size = len(recs[0])
     lf = open_log(max_size=10 * size, max_files=3)
-    lf.append(recs[:25])
+    lf.append(b"".join(recs[:25]))
     # json-file's rule: rotate before a write once the file holds >= max-size bytes.
     assert files(lf.directory) == ["json.log", "json.log.0", "json.log.1"]
     assert (lf.directory / "json.log.0").read_bytes() == b"".join(recs[0:10])
     assert (lf.directory / "json.log.1").read_bytes() == b"".join(recs[10:20])
     assert (lf.directory / "json.log").read_bytes() == b"".join(recs[20:25])
     assert lf.generation == 2
-    lf.append(recs[25:100])
+    lf.append(b"".join(recs[25:100]))
     assert files(lf.directory) == ["json.log", "json.log.7", "json.log.8"]
     assert lf.generation == 9
     assert read_all(lf.directory) == b"".join(recs[70:100])
@@ -51,7 +51,7 @@ def test_rotates_when_current_file_reaches_max_size(open_log: Callable[..., LogF
 def test_compresses_rotated_files(open_log: Callable[..., LogFile]) -> None:
     recs = make_records(50)
     lf = open_log(max_size=10 * len(recs[0]), max_files=4, compress=True)
-    lf.append(recs)
+    lf.append(b"".join(recs))
     lf.close()
     assert files(lf.directory) == ["json.log", "json.log.1.gz", "json.log.2.gz", "json.log.3.gz"]
     assert lf.generation == 4
@@ -61,7 +61,7 @@ def test_compresses_rotated_files(open_log: Callable[..., LogFile]) -> None:
 def test_single_file_is_truncated_on_rotation(open_log: Callable[..., LogFile]) -> None:
     recs = make_records(30)
     lf = open_log(max_size=10 * len(recs[0]), max_files=1)
-    lf.append(recs)
+    lf.append(b"".join(recs))
     assert files(lf.directory) == ["json.log"]
     assert read_all(lf.directory) == b"".join(recs[20:30])
 
@@ -71,7 +71,7 @@ def test_reopen_appends_and_recovers(tmp_path: Path) -> None:
     policy = RotationPolicy(1000, 3, True)
     lf = LogFile(d, policy)
     recs = make_records(10)
-    lf.append(recs[:5])
+    lf.append(b"".join(recs[:5]))
     lf.close()
     # A crash mid-compression leaves a plain file, a temp file and maybe a gz twin.
     (d / "json.log.3").write_bytes(b"".join(recs[:2]))
@@ -81,7 +81,7 @@ def test_reopen_appends_and_recovers(tmp_path: Path) -> None:
     lf = LogFile(d, policy)
     # The current file follows the newest rotated one.
     assert lf.generation == 4
-    lf.append(recs[5:])
+    lf.append(b"".join(recs[5:]))
     lf.close()
     # Leftover plain rotated files are compressed, the stale gz twin and temp file are gone.
     assert files(d) == ["json.log", "json.log.2.gz", "json.log.3.gz"]
@@ -94,7 +94,7 @@ def test_generation_survives_reopen_and_only_grows(tmp_path: Path) -> None:
     recs = make_records(30)
     policy = RotationPolicy(10 * len(recs[0]), 1, False)
     lf = LogFile(d, policy)
-    lf.append(recs)
+    lf.append(b"".join(recs))
     assert lf.generation == 2
     lf.close()
     # With max-file=1 no rotated file remains to tell the generation: the state file does.
@@ -105,7 +105,7 @@ def test_crash_between_generation_write_and_rename_only_repeats(tmp_path: Path) 
     d = tmp_path / "c"
     recs = make_records(5)
     lf = LogFile(d, RotationPolicy(10_000, 3, False))
-    lf.append(recs)
+    lf.append(b"".join(recs))
     lf.close()
     (d / "generation").write_text("1\n")  # rotation began: generation written, no rename yet
     lf = LogFile(d, RotationPolicy(10_000, 3, False), writable=False)
@@ -121,7 +121,7 @@ def test_discard_hook_sees_each_deleted_file(tmp_path: Path) -> None:
         RotationPolicy(10 * len(recs[0]), 2, False),
         on_discard=lambda gen, path: seen.append((gen, path.read_bytes())),
     )
-    lf.append(recs)
+    lf.append(b"".join(recs))
     lf.close()
     assert [g for g, _ in seen] == [0, 1, 2]
     assert seen[0][1] == b"".join(recs[0:10])
@@ -131,7 +131,7 @@ def test_write_after_close_fails(open_log: Callable[..., LogFile]) -> None:
     lf = open_log()
     lf.close()
     with pytest.raises(StoreError):
-        lf.append(make_records(1))
+        lf.append(b"".join(make_records(1)))
 
 
 def test_failed_write_leaves_no_partial_record(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_failed_write_leaves_no_partial_record(tmp_path: Path) -> None:
     os.symlink("/dev/full", d / "json.log")
     lf = LogFile(d, RotationPolicy(-1, 1, False))
     with pytest.raises(StoreError) as exc:
-        lf.append(make_records(3))
+        lf.append(b"".join(make_records(3)))
     assert "No space" in str(exc.value)
     assert lf.state().size == 0
     lf.close()
@@ -150,5 +150,5 @@ def test_failed_write_leaves_no_partial_record(tmp_path: Path) -> None:
 def test_total_bytes(open_log: Callable[..., LogFile]) -> None:
     recs = make_records(30)
     lf = open_log(max_size=10 * len(recs[0]), max_files=5)
-    lf.append(recs)
+    lf.append(b"".join(recs))
     assert lf.total_bytes() == sum(map(len, recs))

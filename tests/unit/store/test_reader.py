@@ -48,14 +48,14 @@ def read(lf: LogFile, **kw: object) -> list[bytes]:
 
 def test_reads_everything_kept_in_order(log: LogFile, policy: RotationPolicy) -> None:
     recs = make_records(35)
-    log.append(recs)
+    log.append(b"".join(recs))
     assert read(log) == recs[35 - kept(policy, 35) :]
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 10, 11, 25, 1000])
 def test_tail(log: LogFile, policy: RotationPolicy, n: int) -> None:
     recs = make_records(35)
-    log.append(recs)
+    log.append(b"".join(recs))
     available = recs[35 - kept(policy, 35) :]
     assert read(log, tail=n) == (available[-n:] if n else [])
 
@@ -67,7 +67,7 @@ def test_tail_of_empty_log(log: LogFile) -> None:
 
 def test_since_until(log: LogFile) -> None:
     recs = make_records(35)
-    log.append(recs)
+    log.append(b"".join(recs))
     t = lambda i: T0 + i * 1000  # noqa: E731 - record i's time
     assert read(log, since_ns=t(30)) == recs[30:]
     assert read(log, since_ns=t(30), until_ns=t(32)) == recs[30:33]
@@ -79,7 +79,7 @@ def test_since_until(log: LogFile) -> None:
 
 def test_follow_streams_appends_across_rotations(log: LogFile) -> None:
     recs = make_records(100)
-    log.append(recs[:5])
+    log.append(b"".join(recs[:5]))
     got: list[bytes] = []
     it = read_records(log, ReadOptions(tail=2, follow=True))
     got.append(next(it))
@@ -88,7 +88,7 @@ def test_follow_streams_appends_across_rotations(log: LogFile) -> None:
 
     def writer() -> None:
         for i in range(5, 100, 7):
-            log.append(recs[i : i + 7])
+            log.append(b"".join(recs[i : i + 7]))
             time.sleep(0.005)
         log.close()
 
@@ -100,7 +100,7 @@ def test_follow_streams_appends_across_rotations(log: LogFile) -> None:
 
 
 def test_follow_ends_when_consumer_leaves(log: LogFile) -> None:
-    log.append(make_records(3))
+    log.append(b"".join(make_records(3)))
     alive = threading.Event()
     alive.set()
     it = read_records(log, ReadOptions(follow=True), consumer_alive=alive.is_set)
@@ -113,16 +113,16 @@ def test_follow_ends_when_consumer_leaves(log: LogFile) -> None:
 
 def test_follow_until_stops_at_first_later_record(log: LogFile) -> None:
     recs = make_records(20)
-    log.append(recs[:5])
+    log.append(b"".join(recs[:5]))
     it = read_records(log, ReadOptions(follow=True, until_ns=T0 + 12 * 1000))
-    threading.Timer(0.1, lambda: log.append(recs[5:])).start()
+    threading.Timer(0.1, lambda: log.append(b"".join(recs[5:]))).start()
     assert list(it) == recs[:13]
 
 
 def test_follow_on_a_closed_log_ends_after_reading(tmp_path: Path, policy: RotationPolicy) -> None:
     lf = LogFile(tmp_path / "c", policy)
     recs = make_records(15)
-    lf.append(recs)
+    lf.append(b"".join(recs))
     lf.close()
     view = LogFile(tmp_path / "c", policy, writable=False)
     assert list(read_records(view, ReadOptions(follow=True))) == recs[15 - kept(policy, 15) :]
@@ -156,7 +156,7 @@ def test_many_concurrent_readers_while_writing(tmp_path: Path, policy: RotationP
         th.start()
     started.wait()
     for i in range(0, 400, 9):
-        log.append(recs[i : i + 9])
+        log.append(b"".join(recs[i : i + 9]))
     log.close()
     for th in threads:
         th.join(10)
@@ -169,10 +169,10 @@ def test_slow_follower_that_misses_rotations_resumes_at_oldest_kept(tmp_path: Pa
     policy = RotationPolicy(10 * REC, 2, False)
     lf = LogFile(tmp_path / "c", policy)
     recs = make_records(100)
-    lf.append(recs[:5])
+    lf.append(b"".join(recs[:5]))
     it = read_records(lf, ReadOptions(follow=True))
     assert [next(it) for _ in range(5)] == recs[:5]
-    lf.append(recs[5:100])  # many rotations before the follower looks again
+    lf.append(b"".join(recs[5:100]))  # many rotations before the follower looks again
     lf.close()
     rest = list(it)
     # It first finishes its own (rotated-away) file, then continues with what is still kept.
@@ -183,7 +183,7 @@ def test_slow_follower_that_misses_rotations_resumes_at_oldest_kept(tmp_path: Pa
 
 def test_follow_from_positions_resume_exactly(log: LogFile) -> None:
     recs = make_records(60)
-    log.append(recs[:33])
+    log.append(b"".join(recs[:33]))
     log.close()
     got: list[bytes] = []
     positions: list[Position] = []
@@ -204,7 +204,7 @@ def test_follow_from_positions_resume_exactly(log: LogFile) -> None:
 def test_follow_from_mid_file_of_every_kind(tmp_path: Path, policy: RotationPolicy) -> None:
     lf = LogFile(tmp_path / "c", RotationPolicy(policy.max_size, 100, policy.compress))
     recs = make_records(35)
-    lf.append(recs)
+    lf.append(b"".join(recs))
     lf.close()
     view = LogFile(tmp_path / "c", lf.policy, writable=False)
     # Start two records into generation 1 (compressed in the gzip variant).
@@ -220,7 +220,7 @@ def test_follow_from_mid_file_of_every_kind(tmp_path: Path, policy: RotationPoli
 def test_follow_from_hands_a_large_backlog_over_in_bounded_batches(tmp_path: Path) -> None:
     lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
     recs = make_records(60_000)
-    lf.append(recs)
+    lf.append(b"".join(recs))
     lf.close()
     got: list[bytes] = []
     last = Position(0, 0)

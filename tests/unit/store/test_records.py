@@ -2,7 +2,7 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pylog.models import Entry
+from pylog.models import Entry, EntryBatch
 from pylog.store.records import RecordEncoder, decode_record, record_time
 
 
@@ -52,3 +52,50 @@ def test_any_bytes_round_trip_as_valid_json(line: bytes, complete: bool, t: int)
     assert obj["stream"] == "stderr"
     assert decode_record(raw).time_ns == t
     assert raw.endswith(b"}\n") and raw.count(b"\n") == 1
+
+
+SECOND = 1_790_000_000 * 1_000_000_000
+#: Fractions with every count of trailing zeros, including none at all.
+FRACTIONS = st.one_of(
+    st.integers(0, 999_999_999), st.sampled_from([0, 100_000_000, 120_000, 5_000, 10, 999_999_990])
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["stdout", "stderr"]),
+            st.integers(0, 1),
+            FRACTIONS,
+            st.one_of(
+                st.binary(max_size=40),
+                st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+            ),
+            st.booleans(),
+        ),
+        max_size=30,
+    ),
+    st.sampled_from([{}, {"tag": "100%d %s"}, {"app": "<a&b>", "env": "x"}]),
+)
+def test_batch_encoding_is_record_by_record_encoding(
+    items: list[tuple[str, int, int, bytes | str, bool]], attrs: dict[str, str]
+) -> None:
+    """The one-template path for a plain batch writes the very bytes
+    :meth:`RecordEncoder.encode` writes, whatever the batch holds."""
+    entries = [
+        Entry(
+            src,
+            SECOND + sec * 1_000_000_000 + frac,
+            line if isinstance(line, bytes) else line.encode(),
+            complete,
+        )
+        for src, sec, frac, line, complete in items
+    ]
+    enc = RecordEncoder(attrs)
+    expected = b"".join(enc.encode(e) for e in entries)
+    assert RecordEncoder(attrs).encode_batch(EntryBatch.of(entries)) == expected
+    plain = [e._replace(source="stdout", complete=True) for e in entries]
+    assert RecordEncoder(attrs).encode_batch(EntryBatch.of(plain)) == b"".join(
+        enc.encode(e) for e in plain
+    )
