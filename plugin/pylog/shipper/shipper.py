@@ -18,7 +18,6 @@ waits on any of this: it only appends to the log.
 from __future__ import annotations
 
 import concurrent.futures
-import gzip
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..store import LogFile
+from ..store.gz import open_gzip
 from ..store.reader import Position, follow_from
 from .assemble import LineAssembler
 from .errors import DeliveryError, PositionError
@@ -346,7 +346,7 @@ class ContainerShipper:
 
 
 def _count_lines(path: Path) -> int:
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = open_gzip if path.suffix == ".gz" else open
     count = 0
     with opener(path, "rb") as f:
         while block := f.read(1 << 20):

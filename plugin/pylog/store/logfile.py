@@ -22,7 +22,7 @@ current file, so a follower holding the old file descriptor reads it to its
 end and then asks for the next generation. Followers are woken through a
 condition variable on every append, rotation and close; they never poll.
 
-Compression runs in a background thread (gzip level 1, like json-file) so the
+Compression runs in a background thread (gzip level 1 through ISA-L, see .gz) so the
 ingest thread is not held up. It writes ``.G.gz.tmp``, renames it to ``.G.gz``
 and only then unlinks ``.G``, so a reader finds one of the two at any instant;
 the next rotation waits for it to finish.
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gzip
 import logging
 import os
 import shutil
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import RotationPolicy
+from .gz import open_gzip
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def _compress_file(path: Path) -> None:
     target = path.with_name(path.name + ".gz")
     tmp = path.with_name(path.name + ".gz.tmp")
     try:
-        with open(path, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
+        with open(path, "rb") as src, open_gzip(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         os.replace(tmp, target)
         path.unlink(missing_ok=True)

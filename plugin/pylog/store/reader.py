@@ -12,13 +12,13 @@ away.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .gz import open_gzip
 from .logfile import LogFile, LogState, Segment
 from .records import record_time
 
@@ -53,7 +53,7 @@ class Position:
 def _iter_batches(seg: Segment, start: int = 0) -> Iterator[list[bytes]]:
     """Whole records of a segment from ``start`` up to its readable size, a block at a time."""
     if seg.compressed:
-        with gzip.open(seg.file, "rb") as gz:
+        with open_gzip(seg.file) as gz:
             if start:
                 gz.seek(start)
             yield from _split(iter(lambda: gz.read(_BLOCK), b""))
