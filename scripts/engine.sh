@@ -89,11 +89,20 @@ start() {
         mkdir -p "$(dirname "$LOG")"
         log "starting dockerd (log: $LOG)"
         # setsid + nohup: the daemon must outlive this script and make's shell.
-        setsid nohup dockerd \
-            --iptables=false --ip-forward=false --bridge=none \
-            --storage-driver=vfs --data-root "$DATA_ROOT" \
-            --pidfile "$PIDFILE" \
-            </dev/null >>"$LOG" 2>&1 &
+        # It must not inherit descriptors either: one holding a lock (say, of a
+        # `flock` around a test run that restarts the engine) would hold it for
+        # as long as dockerd runs.
+        (
+            for fd in /proc/self/fd/*; do
+                fd=${fd##*/}
+                if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+            done
+            exec setsid nohup dockerd \
+                --iptables=false --ip-forward=false --bridge=none \
+                --storage-driver=vfs --data-root "$DATA_ROOT" \
+                --pidfile "$PIDFILE" \
+                </dev/null >>"$LOG" 2>&1
+        ) &
         pid=$!
         disown "$pid" 2>/dev/null || true
     fi

@@ -2,7 +2,8 @@
 
 One worker process (all per-container state lives in one place) with a pool
 of threads, so long ``docker logs -f`` streams never starve StartLogging.
-Lifecycle: gunicorn loads the app in the worker (:meth:`PluginServer.load`),
+Lifecycle: gunicorn loads the app in the worker (:meth:`PluginServer.load`,
+which is also where the app's modules are first imported),
 the service starts after the worker is initialised (``post_worker_init``) and
 shuts down in ``worker_exit``: FIFO reading stops, stored logs stay, follow
 streams end.
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
 from . import __version__
-from .api import create_app
 from .config import OptionError, Settings
-from .service import LoggingService
+
+if TYPE_CHECKING:
+    from .service import LoggingService
 
 log = logging.getLogger("pylog")
 
@@ -65,6 +67,11 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
+        # Imported here, in the worker: the arbiter only supervises it, and
+        # without flask, protobuf, aiokafka and the rest it stays small.
+        from .api import create_app
+        from .service import LoggingService
+
         self.service = LoggingService(self.settings)
         return create_app(self.service)
 
