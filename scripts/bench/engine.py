@@ -9,9 +9,10 @@ start-up (about a second each on this engine) is not part of the wall time.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
-import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -70,8 +71,13 @@ def start_containers(driver: str, n: int, script: str, opts: Sequence[str],
 
 
 def remove(cids: Sequence[str]) -> None:
+    """Remove the containers, and pylog's logs of them: dockerd never tells a
+    plugin that a container is gone, and the bench's logs would otherwise stay
+    for PYLOG_RETENTION (and eat the disk)."""
     for i in range(0, len(cids), 50):
         docker("rm", "-f", *cids[i : i + 50], check=False)
+    for cid in cids:
+        shutil.rmtree(STATE_DIR / "containers" / cid, ignore_errors=True)
 
 
 def run_group(driver: str, n: int, cmd: str, opts: Sequence[str] = ()) -> Run:
@@ -198,50 +204,60 @@ class Startup:
     ready_s: float  # process start -> pylog's service started in the worker
 
 
-_TIME = re.compile(r'^time="([^"]+)"')
+def _boottime() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-def _epoch(rfc3339: str) -> float:
-    from datetime import datetime
-
-    head, _, frac = rfc3339.rstrip("Z").partition(".")
-    base = datetime.fromisoformat(head + "+00:00").timestamp()
-    return base + (float("0." + frac) if frac else 0.0)
-
-
-def _process_start_epoch(pid: int) -> float:
-    """A process's start time as epoch seconds (10 ms resolution): its start in
-    clock ticks since boot, moved onto the wall clock."""
+def _process_start(pid: int) -> float:
+    """A process's start on CLOCK_BOOTTIME, in seconds (10 ms resolution)."""
     ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    offset = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
-    return offset + ticks / os.sysconf("SC_CLK_TCK")
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _plugin_socket() -> Path:
+    plugin_id = docker("plugin", "inspect", "-f", "{{.Id}}", PLUGIN)
+    return Path(f"/run/docker/plugins/{plugin_id}/pylog.sock")
+
+
+def _answers(sock: Path) -> bool:
+    """True once an HTTP request on the socket gets a response (the worker is up);
+    connect() alone succeeds as soon as gunicorn's arbiter has bound the socket."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(sock))
+        s.sendall(b"POST /Plugin.Activate HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        return s.recv(12).startswith(b"HTTP/1.1 200")
 
 
 def restart_plugin() -> Startup:
-    """Disable and enable the plugin; read its start-up from dockerd's log, where
-    dockerd timestamps every line of the plugin's stderr as it reads it."""
+    """Disable and enable the plugin, watching the socket from here: listening is
+    when connect() first succeeds, ready when Plugin.Activate first answers, both
+    from the plugin's first process's start. (dockerd's log of the plugin's lines
+    has whole-second timestamps, too coarse for this.)"""
+    sock = _plugin_socket()
     docker("plugin", "disable", PLUGIN)
-    offset = DOCKERD_LOG.stat().st_size if DOCKERD_LOG.exists() else 0
     t0 = time.monotonic()
-    docker("plugin", "enable", "--timeout", "0", PLUGIN)
+    enabling = subprocess.Popen([DOCKER, "plugin", "enable", "--timeout", "0", PLUGIN],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    listen_at = ready_at = math.nan
+    deadline = time.monotonic() + 30
+    while math.isnan(ready_at) and time.monotonic() < deadline:
+        now = _boottime()
+        try:
+            if math.isnan(listen_at):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(sock))
+                listen_at = now
+            if _answers(sock):
+                ready_at = _boottime()
+        except OSError:
+            time.sleep(0.002)
+    _, err = enabling.communicate(timeout=60)
     enable = time.monotonic() - t0
+    if enabling.returncode != 0:
+        raise BenchError(f"docker plugin enable failed: {err.decode(errors='replace')}")
     pids = pylog_pids()
     if not pids:
         raise BenchError("no pylog process after enable")
-    started = min(_process_start_epoch(p) for p in pids)
-    listen = ready = float("nan")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and ready != ready:  # NaN != NaN
-        with DOCKERD_LOG.open("rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-        for line in text.splitlines():
-            m = _TIME.match(line)
-            if not m:
-                continue
-            if listen != listen and "Listening at: unix:" in line:
-                listen = _epoch(m.group(1)) - started
-            if "pylog started" in line:
-                ready = _epoch(m.group(1)) - started
-        time.sleep(0.1)
-    return Startup(enable, listen, ready)
+    started = min(_process_start(p) for p in pids)
+    return Startup(enable, listen_at - started, ready_at - started)

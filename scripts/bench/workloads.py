@@ -99,8 +99,7 @@ def measure(cfg: Config, workload: str, driver: str, rnd: int, containers: int, 
 
 
 def _report(cfg: Config, s: Sample) -> Sample:
-    shown = ("wall_s", "stored_lps", "kafka_lps", "cpu_s_per_mline", "lat_p99_ms", "tail_s")
-    text = "  ".join(f"{k}={v:,.3g}" for k, v in s.figures.items() if k in shown)
+    text = "  ".join(f"{k}={v:,.3g}" for k, v in s.figures.items())
     cfg.log(f"  [{s.workload}] round {s.round} {s.driver:<11} {text}")
     cfg.samples.append(s)
     return s
