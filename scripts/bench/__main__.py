@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if broker is not None:
             broker.stop()
         engine.remove(engine.docker("ps", "-aq", "--filter", f"label={engine.LABEL}").split())
+        engine.forget_logs()
 
     rows = aggregate(cfg.samples)
     minutes = (time.monotonic() - started) / 60

@@ -70,14 +70,23 @@ def start_containers(driver: str, n: int, script: str, opts: Sequence[str],
         return list(ex.map(one, range(n)))
 
 
+_removed: list[str] = []
+
+
 def remove(cids: Sequence[str]) -> None:
-    """Remove the containers, and pylog's logs of them: dockerd never tells a
-    plugin that a container is gone, and the bench's logs would otherwise stay
-    for PYLOG_RETENTION (and eat the disk)."""
     for i in range(0, len(cids), 50):
         docker("rm", "-f", *cids[i : i + 50], check=False)
-    for cid in cids:
+    _removed.extend(cids)
+
+
+def forget_logs() -> None:
+    """Delete pylog's logs of the removed bench containers: dockerd never tells a
+    plugin that a container is gone, and they would otherwise stay for
+    PYLOG_RETENTION (and eat the disk). Done at the end of the run, when no
+    shipper is still writing a position into them."""
+    for cid in _removed:
         shutil.rmtree(STATE_DIR / "containers" / cid, ignore_errors=True)
+    _removed.clear()
 
 
 def run_group(driver: str, n: int, cmd: str, opts: Sequence[str] = ()) -> Run:
@@ -141,8 +150,21 @@ def wait_stored(cids: Sequence[str], timeout: float = 600) -> float:
 
 
 # ------------------------------------------------------------------ pylog's processes
+def _cgroup() -> Path | None:
+    """The plugin's cpuacct cgroup (cgroup v1, as on this engine), if found."""
+    plugin_id = docker("plugin", "inspect", "-f", "{{.Id}}", PLUGIN, check=False)
+    for root in (Path("/sys/fs/cgroup/cpuacct"), Path("/sys/fs/cgroup/cpu,cpuacct")):
+        if plugin_id and (root / plugin_id / "cpuacct.usage").exists():
+            return root / plugin_id
+    return None
+
+
 def pylog_pids() -> list[int]:
-    """The plugin's processes (gunicorn's arbiter and its worker)."""
+    """The plugin's processes (gunicorn's arbiter and its worker): those of its
+    cgroup, else any process running ``pylog.server``."""
+    cg = _cgroup()
+    if cg is not None:
+        return sorted(int(p) for p in (cg / "cgroup.procs").read_text().split())
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -157,7 +179,12 @@ def pylog_pids() -> list[int]:
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
-    """utime + stime of these processes so far (their threads included)."""
+    """CPU time used so far by the plugin: its cgroup's (which keeps the time of
+    processes that exited, e.g. a restarted worker), else utime + stime of these
+    processes (their threads included)."""
+    cg = _cgroup()
+    if cg is not None:
+        return int((cg / "cpuacct.usage").read_text()) / 1e9
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
