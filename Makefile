@@ -31,11 +31,11 @@ NO_HYPOTHESIS := -p no:hypothesispytest
 export DOCKER
 
 .PHONY: help venv proto engine engine-stop busybox-image rootfs install uninstall push demo \
-	lint test-unit test-kafka test-e2e test bench bench-kafka
+	lint test-unit test-kafka test-e2e test bench bench-deps bench-quick bench-kafka
 
 help:
 	@echo "targets: venv proto engine engine-stop busybox-image rootfs install uninstall push"
-	@echo "         demo lint test-unit test-kafka test-e2e test bench"
+	@echo "         demo lint test-unit test-kafka test-e2e test bench bench-quick"
 
 # ------------------------------------------------------------------ python env
 venv: $(VENV)/.installed
@@ -128,8 +128,27 @@ test-e2e: venv engine busybox-image install
 
 test: venv lint test-unit test-kafka test-e2e
 
-bench: venv engine busybox-image install
-	$(VBIN)/python scripts/bench.py
+# ------------------------------------------------------------------ benchmark
+# Not a test: every workload through none, json-file, local, pylog and pylog+kafka
+# on the real engine (docs/performance.md). The engine is shared: hold its lock,
+#   flock /tmp/pylog-e2e.lock make bench            (~20 min)
+#   flock /tmp/pylog-e2e.lock make bench-quick      (smoke run, a few minutes)
+# BENCH_ARGS passes options (--workloads, --rounds, --drivers, --out DIR).
+BENCH_ARGS ?=
+BENCH := PYTHONPATH=scripts $(VBIN)/python -m bench
 
-bench-kafka: venv engine busybox-image install
-	$(VBIN)/python scripts/bench_kafka.py
+bench-deps: $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VBIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: venv bench-deps engine busybox-image install
+	$(BENCH) $(BENCH_ARGS)
+
+bench-quick: venv bench-deps engine busybox-image install
+	$(BENCH) --quick $(BENCH_ARGS)
+
+# The Kafka figures only.
+bench-kafka: venv bench-deps engine busybox-image install
+	$(BENCH) --workloads 1m,10c,paced --drivers json-file,pylog,pylog+kafka $(BENCH_ARGS)

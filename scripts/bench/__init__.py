@@ -1,0 +1,12 @@
+"""``make bench``: the same workloads through the ``none``, ``json-file``, ``local``
+and ``pylog`` logging drivers on the real Docker engine (issue #5).
+
+Run as ``PYTHONPATH=scripts python -m bench --help``. The modules:
+
+* :mod:`bench.stats`     pure: samples, medians, percentiles, ratios, targets;
+* :mod:`bench.report`    pure: the markdown table, JSON, and the PNG chart;
+* :mod:`bench.engine`    the Docker CLI: container groups, the pylog processes;
+* :mod:`bench.kafka`     the test broker, topics, offsets, append times;
+* :mod:`bench.workloads` one function per workload;
+* :mod:`bench.__main__`  the command line.
+"""

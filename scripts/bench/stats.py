@@ -1,0 +1,143 @@
+"""Pure logic: samples per round, medians, percentiles, ratios and the targets.
+
+A *sample* is the figures of one run of one driver on one workload (one round).
+The report shows, per (workload, driver), the median of each figure over the
+rounds, and the wall time's ratio to json-file's median on the same workload.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+# Figures, in table order: key -> (column heading, format).
+FIGURES: dict[str, tuple[str, str]] = {
+    "wall_s": ("wall s", "{:.2f}"),
+    "ratio": ("vs json-file", "{:.2f}x"),
+    "stored_lps": ("stored lines/s", "{:,.0f}"),
+    "kafka_lps": ("Kafka acked lines/s", "{:,.0f}"),
+    "kafka_missing": ("lines missing in Kafka", "{:,.0f}"),
+    "cpu_s_per_mline": ("pylog CPU s / M lines", "{:.2f}"),
+    "cpu_s_per_gb": ("pylog CPU s / GB", "{:.1f}"),
+    "rss_peak_mb": ("pylog peak RSS MB", "{:.0f}"),
+    "lat_p50_ms": ("p50 ms", "{:.0f}"),
+    "lat_p99_ms": ("p99 ms", "{:.0f}"),
+    "tail_s": ("logs --tail 100 s", "{:.3f}"),
+    "rate_lps": ("offered lines/s", "{:,.0f}"),
+    "enable_s": ("plugin enable s", "{:.2f}"),
+    "listen_s": ("start->listening s", "{:.2f}"),
+    "ready_s": ("start->ready s", "{:.2f}"),
+    "rss_idle_mb": ("pylog idle RSS MB", "{:.0f}"),
+}
+
+REFERENCE = "json-file"
+
+
+@dataclass
+class Sample:
+    workload: str
+    driver: str
+    round: int
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    """Medians over the rounds of one driver on one workload."""
+
+    workload: str
+    driver: str
+    rounds: int
+    figures: dict[str, float]
+
+
+def median(values: Iterable[float]) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    if not vals:
+        return math.nan
+    return float(statistics.median(vals))
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100): a value that was measured, never
+    an interpolation between two. NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return float(ordered[min(rank, len(ordered)) - 1])
+
+
+def ratio(value: float, reference: float) -> float:
+    if math.isnan(value) or math.isnan(reference) or reference <= 0:
+        return math.nan
+    return value / reference
+
+
+def aggregate(samples: Iterable[Sample]) -> list[Row]:
+    """One row per (workload, driver), in first-seen order, with the median of
+    each figure and the wall time's ratio to json-file's on the same workload."""
+    groups: dict[tuple[str, str], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault((s.workload, s.driver), []).append(s)
+    rows: list[Row] = []
+    for (workload, driver), group in groups.items():
+        keys: list[str] = []
+        for s in group:
+            keys += [k for k in s.figures if k not in keys]
+        figs = {k: median(s.figures[k] for s in group if k in s.figures) for k in keys}
+        rows.append(Row(workload, driver, len(group), figs))
+    refs = {r.workload: r.figures.get("wall_s", math.nan) for r in rows if r.driver == REFERENCE}
+    for r in rows:
+        if "wall_s" in r.figures and r.workload in refs:
+            r.figures["ratio"] = ratio(r.figures["wall_s"], refs[r.workload])
+    return rows
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue #5's targets: ``figure`` of ``driver`` on ``workload`` must be
+    ``op`` (``<=`` or ``>=`` or ``<``) ``limit``."""
+
+    text: str
+    workload: str
+    driver: str
+    figure: str
+    op: str
+    limit: float
+
+    def check(self, rows: Sequence[Row]) -> tuple[float, bool | None]:
+        """(measured value, met?); None when the workload did not run."""
+        for r in rows:
+            if r.workload == self.workload and r.driver == self.driver:
+                value = r.figures.get(self.figure, math.nan)
+                if math.isnan(value):
+                    return value, None
+                ok = {
+                    "<=": value <= self.limit,
+                    "<": value < self.limit,
+                    ">=": value >= self.limit,
+                    "==": value == self.limit,
+                }[self.op]
+                return value, ok
+        return math.nan, None
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("local-only wall <= 1.3x json-file (1M lines)", "1m", "pylog", "ratio", "<=", 1.3),
+    Target("with Kafka wall <= 1.6x json-file (1M lines)", "1m", "pylog+kafka", "ratio", "<=", 1.6),
+    Target("with Kafka every line in Kafka (1M lines)", "1m", "pylog+kafka", "kafka_missing",
+           "==", 0),
+    Target(">= 300,000 lines/s into Kafka from 10 containers, lz4", "10c", "pylog+kafka",
+           "kafka_lps", ">=", 300_000),
+    Target("p99 < 500 ms at 20,000 lines/s", "paced", "pylog+kafka", "lat_p99_ms", "<", 500),
+    Target("<= 1.5 pylog CPU s per million lines, local only", "1m", "pylog", "cpu_s_per_mline",
+           "<=", 1.5),
+    Target("RSS < 80 MB idle", "startup", "pylog", "rss_idle_mb", "<", 80),
+    Target("RSS < 200 MB with 200 containers logging", "many", "pylog", "rss_peak_mb", "<", 200),
+    Target("docker logs --tail 100 on 100 MB of logs < 0.2 s", "1m", "pylog", "tail_s", "<", 0.2),
+    Target("plugin listening within 1 s of process start", "startup", "pylog", "listen_s",
+           "<", 1.0),
+)  # fmt: skip

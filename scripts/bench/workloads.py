@@ -1,0 +1,243 @@
+"""The workloads. Each yields one :class:`Sample` per (round, driver); within a
+round the drivers run one after another, starting one further along each round,
+so drift in the machine's load hits every driver alike.
+
+Drivers: ``none``, ``json-file``, ``local`` (Docker's, default options),
+``pylog`` (local only: ``--log-opt kafka=false``) and ``pylog+kafka`` (shipping
+with the plugin's producer settings, lz4 by default, to the bench broker given by
+``--log-opt kafka-brokers``, into a fresh topic per run).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import engine
+from .kafka import Topics
+from .stats import Sample, percentile
+
+ALL_DRIVERS = ("none", "json-file", "local", "pylog", "pylog+kafka")
+
+
+@dataclass
+class Config:
+    quick: bool
+    rounds: int | None  # None: each workload's default
+    drivers: Sequence[str]
+    topics: Topics | None = None
+    log: Callable[[str], None] = print
+    samples: list[Sample] = field(default_factory=list)
+
+    def rounds_for(self, full: int) -> int:
+        if self.rounds is not None:
+            return self.rounds
+        return 1 if self.quick else full
+
+    def pick(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+    def use(self, drivers: Sequence[str]) -> list[str]:
+        out = [d for d in drivers if d in self.drivers]
+        return [d for d in out if d != "pylog+kafka" or self.topics is not None]
+
+
+def driver_args(cfg: Config, driver: str, partitions: int = 1) -> tuple[str, list[str], str | None]:
+    """(--log-driver, log-opts, Kafka topic or None) for a bench driver."""
+    if driver == "pylog":
+        return engine.PLUGIN, ["--log-opt", "kafka=false"], None
+    if driver == "pylog+kafka":
+        assert cfg.topics is not None
+        topic = cfg.topics.create(partitions)
+        return engine.PLUGIN, ["--log-opt", f"kafka-brokers={cfg.topics.bootstrap}",
+                               "--log-opt", f"kafka-topic={topic}"], topic  # fmt: skip
+    return driver, [], None
+
+
+def interleaved(drivers: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
+    for r in range(rounds):
+        for i in range(len(drivers)):
+            yield r + 1, drivers[(i + r) % len(drivers)]
+
+
+def measure(cfg: Config, workload: str, driver: str, rnd: int, containers: int, lines: int,
+            size: int, tail: bool = False) -> Sample:  # fmt: skip
+    """``containers`` containers each writing ``lines`` lines of ``size`` bytes."""
+    partitions = 1 if containers == 1 else 4
+    log_driver, opts, topic = driver_args(cfg, driver, partitions)
+    total = containers * lines
+    pids = engine.pylog_pids() if log_driver == engine.PLUGIN else []
+    engine.reset_peak_rss(pids)
+    cpu0 = engine.cpu_seconds(pids)
+    run = engine.run_group(log_driver, containers, engine.write_cmd(lines, size), opts)
+    figs: dict[str, float] = {"wall_s": run.wall_s}
+    try:
+        if pids:
+            done = engine.wait_stored(run.cids)
+            figs["stored_lps"] = total / (done - run.go_mono)
+        elif driver != "none":
+            figs["stored_lps"] = total / run.wall_s
+        if topic is not None:
+            assert cfg.topics is not None
+            count, last = cfg.topics.wait_acked(topic, total)
+            figs["kafka_missing"] = total - count
+            figs["kafka_lps"] = count / max(1e-3, last - run.go_epoch)
+        if pids:
+            cpu = engine.cpu_seconds(pids) - cpu0
+            figs["cpu_s_per_mline"] = cpu / total * 1e6
+            figs["cpu_s_per_gb"] = cpu / (total * size) * 1e9
+            figs["rss_peak_mb"] = engine.peak_rss_mb(pids)
+        if tail and driver != "none":
+            figs["tail_s"] = engine.time_tail(run.cids[0])
+    finally:
+        engine.remove(run.cids)
+    return Sample(workload, driver, rnd, figs)
+
+
+def _report(cfg: Config, s: Sample) -> Sample:
+    text = "  ".join(f"{k}={v:,.3g}" for k, v in s.figures.items())
+    cfg.log(f"  [{s.workload}] round {s.round} {s.driver:<11} {text}")
+    cfg.samples.append(s)
+    return s
+
+
+def _simple(cfg: Config, name: str, drivers: Sequence[str], rounds: int, containers: int,
+            lines: int, size: int, tail: bool = False) -> None:  # fmt: skip
+    for rnd, d in interleaved(cfg.use(drivers), rounds):
+        _report(cfg, measure(cfg, name, d, rnd, containers, lines, size, tail))
+
+
+# ------------------------------------------------------------------ workloads
+def one_million(cfg: Config) -> None:
+    lines = cfg.pick(1_000_000, 100_000)
+    _simple(cfg, "1m", ALL_DRIVERS, cfg.rounds_for(3), 1, lines, 100, tail=True)
+
+
+def ten_containers(cfg: Config) -> None:
+    lines = cfg.pick(100_000, 10_000)
+    _simple(cfg, "10c", ALL_DRIVERS, cfg.rounds_for(3), 10, lines, 100)
+
+
+def four_kib(cfg: Config) -> None:
+    lines = cfg.pick(50_000, 5_000)
+    _simple(cfg, "4k", ALL_DRIVERS, cfg.rounds_for(3), 1, lines, 4096)
+
+
+PACED_RATE = 20_000
+
+
+def paced(cfg: Config) -> None:
+    """One container writing PACED_RATE lines/s in 20 ms ticks; latency of every
+    line from dockerd's log time to the broker's append."""
+    if not cfg.use(["pylog+kafka"]):
+        return
+    seconds = cfg.pick(30, 5)
+    per_tick = PACED_RATE // 50
+    ticks = seconds * 50
+    line = engine.line_of(100)
+    # usleep 20000 plus the tick's own work: measured ~25% slow, so sleep less.
+    cmd = (f"i=0; while [ $i -lt {ticks} ]; do yes '{line}' | head -n {per_tick}; "
+           "i=$((i+1)); usleep 15500; done")  # fmt: skip
+    for rnd in range(1, cfg.rounds_for(3) + 1):
+        assert cfg.topics is not None
+        log_driver, opts, topic = driver_args(cfg, "pylog+kafka")
+        assert topic is not None
+        pids = engine.pylog_pids()
+        engine.reset_peak_rss(pids)
+        cpu0 = engine.cpu_seconds(pids)
+        run = engine.run_group(log_driver, 1, cmd, opts)
+        n = per_tick * ticks
+        try:
+            count, _ = cfg.topics.wait_acked(topic, n)
+            cpu = engine.cpu_seconds(pids) - cpu0
+            lat = cfg.topics.latencies(topic, n)
+        finally:
+            engine.remove(run.cids)
+        _report(cfg, Sample("paced", "pylog+kafka", rnd, {
+            "wall_s": run.wall_s, "rate_lps": n / run.wall_s, "kafka_missing": n - count,
+            "lat_p50_ms": percentile(lat, 50), "lat_p99_ms": percentile(lat, 99),
+            "cpu_s_per_mline": cpu / n * 1e6, "rss_peak_mb": engine.peak_rss_mb(pids),
+        }))  # fmt: skip
+
+
+def many(cfg: Config) -> None:
+    """Many containers logging at once (10 lines/s each): pylog's peak RSS."""
+    n = cfg.pick(200, 20)
+    line = engine.line_of(100)
+    script = f"while [ ! -e /go/stop ]; do echo '{line}'; usleep 100000; done"
+    for rnd, driver in interleaved(cfg.use(["pylog", "pylog+kafka"]), cfg.rounds_for(1)):
+        log_driver, opts, _ = driver_args(cfg, driver, 4)
+        flagdir = Path(tempfile.mkdtemp(prefix="pylog-bench-"))
+        pids = engine.pylog_pids()
+        engine.reset_peak_rss(pids)
+        cids: list[str] = []
+        try:
+            t0 = time.monotonic()
+            cids = engine.start_containers(log_driver, n, script, opts, flagdir)
+            started = time.monotonic() - t0
+            time.sleep(5)
+            peak, now = engine.peak_rss_mb(pids), engine.rss_mb(pids)
+            (flagdir / "stop").touch()
+            engine.docker("wait", *cids)
+        finally:
+            engine.remove(cids)
+            shutil.rmtree(flagdir, ignore_errors=True)
+        cfg.log(f"  [many] {n} containers started in {started:.0f} s; RSS now {now:.0f} MB")
+        _report(cfg, Sample("many", driver, rnd, {"rss_peak_mb": peak}))
+
+
+def startup(cfg: Config) -> None:
+    """Disable and enable the plugin: time to listen, and idle RSS."""
+    if "pylog" not in cfg.drivers:
+        return
+    for rnd in range(1, cfg.rounds_for(3) + 1):
+        s = engine.restart_plugin()
+        time.sleep(3)
+        idle = engine.rss_mb(engine.pylog_pids())
+        _report(cfg, Sample("startup", "pylog", rnd, {
+            "enable_s": s.enable_s, "listen_s": s.listen_s, "ready_s": s.ready_s,
+            "rss_idle_mb": idle,
+        }))  # fmt: skip
+
+
+SWEEP_DRIVERS = ("json-file", "pylog", "pylog+kafka")
+
+
+def sweep(cfg: Config) -> None:
+    """The same bytes (50 MB; 5 MB quick) split over 1, 10 and 50 containers of
+    100-byte lines, then in one container as 1 KiB, 4 KiB and 16 KiB lines."""
+    total = cfg.pick(50_000_000, 5_000_000)
+    rounds = cfg.rounds_for(2)
+    for n in (1, 10, 50):
+        lines = total // 100 // n
+        _simple(cfg, f"sweep {n}x100B", SWEEP_DRIVERS, rounds, n, lines, 100)
+    for size, name in ((1024, "1KiB"), (4096, "4KiB"), (16384, "16KiB")):
+        _simple(cfg, f"sweep 1x{name}", SWEEP_DRIVERS, rounds, 1, total // size, size)
+
+
+def warm_up(cfg: Config) -> None:
+    for d in cfg.use(ALL_DRIVERS):
+        log_driver, opts, _ = driver_args(cfg, d)
+        engine.remove(engine.run_group(log_driver, 1, engine.write_cmd(1000, 100), opts).cids)
+
+
+WORKLOADS: dict[str, tuple[str, Callable[[Config], None]]] = {
+    "startup": ("plugin disable + enable, then 3 s idle", startup),
+    "1m": ("1,000,000 lines of 100 bytes from one container", one_million),
+    "10c": ("10 containers at once, 100,000 lines of 100 bytes each", ten_containers),
+    "4k": ("50,000 lines of 4 KiB from one container", four_kib),
+    "paced": (f"one container at a steady {PACED_RATE:,} lines/s of 100 bytes for 30 s", paced),
+    "many": ("200 containers logging 10 lines/s each at once", many),
+    "sweep": ("50 MB over 1/10/50 containers, and as 1/4/16 KiB lines", sweep),
+}
+QUICK_TITLES = {
+    "1m": "100,000 lines of 100 bytes from one container",
+    "10c": "10 containers at once, 10,000 lines of 100 bytes each",
+    "4k": "5,000 lines of 4 KiB from one container",
+    "paced": f"one container at a steady {PACED_RATE:,} lines/s of 100 bytes for 5 s",
+    "many": "20 containers logging 10 lines/s each at once",
+}

@@ -1,0 +1,105 @@
+"""The benchmark's pure logic (scripts/bench): medians, ratios, percentiles,
+targets and the markdown table."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+from bench.report import fmt, markdown, table, targets_table, to_json
+from bench.stats import Sample, Target, aggregate, median, percentile, ratio
+from bench.workloads import interleaved
+
+
+def test_median_ignores_nan() -> None:
+    assert median([3.0, math.nan, 1.0, 2.0]) == 2.0
+    assert math.isnan(median([]))
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    assert math.isnan(percentile([], 50))
+
+
+def test_ratio() -> None:
+    assert ratio(3.0, 2.0) == 1.5
+    assert math.isnan(ratio(1.0, 0.0))
+    assert math.isnan(ratio(math.nan, 1.0))
+
+
+def samples() -> list[Sample]:
+    out = []
+    for rnd, (j, p) in enumerate([(2.0, 2.4), (2.2, 2.0), (9.0, 3.0)], start=1):
+        out.append(Sample("1m", "json-file", rnd, {"wall_s": j}))
+        out.append(Sample("1m", "pylog", rnd, {"wall_s": p, "cpu_s_per_mline": 1.0 + rnd}))
+    out.append(Sample("paced", "pylog+kafka", 1, {"lat_p99_ms": 120.0}))
+    return out
+
+
+def test_aggregate_takes_medians_and_ratio_to_json_file() -> None:
+    rows = aggregate(samples())
+    assert [(r.workload, r.driver, r.rounds) for r in rows] == [
+        ("1m", "json-file", 3),
+        ("1m", "pylog", 3),
+        ("paced", "pylog+kafka", 1),
+    ]
+    assert rows[0].figures == {"wall_s": 2.2, "ratio": 1.0}
+    assert rows[1].figures["wall_s"] == 2.4
+    assert rows[1].figures["cpu_s_per_mline"] == 3.0
+    assert math.isclose(rows[1].figures["ratio"], 2.4 / 2.2)
+    assert "ratio" not in rows[2].figures  # no json-file on that workload
+
+
+def test_targets() -> None:
+    rows = aggregate(samples())
+    assert Target("", "1m", "pylog", "ratio", "<=", 1.3).check(rows) == (2.4 / 2.2, True)
+    assert Target("", "1m", "pylog", "cpu_s_per_mline", "<=", 1.5).check(rows) == (3.0, False)
+    value, ok = Target("", "10c", "pylog", "ratio", "<=", 1.3).check(rows)
+    assert math.isnan(value) and ok is None
+    text = targets_table(rows)
+    assert "MISSED" in text and "not run" in text
+
+
+def test_table_is_aligned_markdown() -> None:
+    text = table(["driver", "wall s"], [["none", "1.00"], ["json-file", "12.50"]])
+    lines = text.splitlines()
+    assert lines[0] == "| driver    | wall s |"
+    assert lines[1] == "|-----------|-------:|"
+    assert lines[3] == "| json-file |  12.50 |"
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_fmt() -> None:
+    assert fmt("kafka_lps", 312345.6) == "312,346"
+    assert fmt("ratio", 1.234) == "1.23x"
+    assert fmt("wall_s", math.nan) == "-"
+    assert fmt("wall_s", None) == "-"
+
+
+def test_markdown_has_one_table_per_workload_with_only_its_figures() -> None:
+    md = markdown(aggregate(samples()), {"1m": "one million"}, "header")
+    assert md.startswith("header\n")
+    assert "**1m**: one million (median of 3 rounds)" in md
+    paced = md.split("**paced**")[1].split("**Targets**")[0]
+    assert "p99 ms" in paced and "wall s" not in paced
+
+
+def test_json_has_no_nan() -> None:
+    data = json.loads(to_json(samples(), aggregate(samples()), {"quick": True}))
+    assert data["meta"] == {"quick": True}
+    assert len(data["samples"]) == 7
+    assert any(t["met"] is None and t["measured"] is None for t in data["targets"])
+
+
+def test_drivers_are_interleaved_and_rotated() -> None:
+    assert list(interleaved(["a", "b", "c"], 2)) == [
+        (1, "a"), (1, "b"), (1, "c"), (2, "b"), (2, "c"), (2, "a"),
+    ]  # fmt: skip
