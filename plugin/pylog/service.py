@@ -194,11 +194,9 @@ class LoggingService:
             driver = self._drivers.get(fifo)
         if driver is not None:
             driver.stop()
-            log.info(
-                "container %s: logging stopped (%d lines stored so far)",
-                driver.info.short_id,
-                driver.stats.lines_stored,
-            )
+            # Not a line count: dockerd sends this as the container exits, before
+            # the rest of its FIFO is read.
+            log.info("container %s: logging stopped", driver.info.short_id)
 
     def read_logs(
         self,
