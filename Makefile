@@ -62,7 +62,8 @@ busybox-image: engine
 
 rootfs:
 	scripts/engine.sh packages
-	rootfs-build/build.sh
+	@t0=$$EPOCHREALTIME; rootfs-build/build.sh; \
+		awk -v a=$$t0 -v b=$$EPOCHREALTIME 'BEGIN {printf "[rootfs] built in %.1f s\n", b - a}'
 
 # dockerd refuses to enable the plugin when a bind-mount source is missing
 # ("error mounting /var/lib/pylog ... no such file or directory"): create it first.
@@ -70,13 +71,17 @@ rootfs:
 # the timeout also covers ReadLogs bodies and `docker logs -f` is cut after 30 s.
 install: engine rootfs
 	mkdir -p $(STATE_DIR)
-	if $(DOCKER) plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
+	@if $(DOCKER) plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
+		echo "[install] removing the installed $(PLUGIN) (disable -f, rm -f)"; \
+		t0=$$EPOCHREALTIME; \
 		$(DOCKER) plugin disable -f $(PLUGIN) >/dev/null 2>&1 || true; \
-		$(DOCKER) plugin rm -f $(PLUGIN); \
+		$(DOCKER) plugin rm -f $(PLUGIN) >/dev/null; \
+		awk -v a=$$t0 -v b=$$EPOCHREALTIME 'BEGIN {printf "[install] removed in %.1f s\n", b - a}'; \
 	fi
-	@echo "[install] docker plugin create $(PLUGIN) $(PLUGIN_DIR)"
+	@echo "[install] docker plugin create $(PLUGIN) $(PLUGIN_DIR) (imports the rootfs)"
 	@t0=$$EPOCHREALTIME; $(DOCKER) plugin create $(PLUGIN) $(PLUGIN_DIR) >/dev/null; \
 		awk -v a=$$t0 -v b=$$EPOCHREALTIME 'BEGIN {printf "[install] created in %.1f s\n", b - a}'
+	@echo "[install] docker plugin enable --timeout 0 $(PLUGIN) (starts it, waits for its socket)"
 	@t0=$$EPOCHREALTIME; $(DOCKER) plugin enable --timeout 0 $(PLUGIN) >/dev/null; \
 		awk -v a=$$t0 -v b=$$EPOCHREALTIME 'BEGIN {printf "[install] enabled in %.1f s\n", b - a}'
 	$(DOCKER) plugin ls

@@ -22,6 +22,7 @@ INCLUDE=python3,python3-venv,ca-certificates
 RECIPE_VERSION=1
 VENV=/opt/pylog
 
+START=$SECONDS
 log() { printf '[rootfs %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() {
     log "ERROR: $*"
@@ -155,10 +156,12 @@ else
 fi
 
 # ---------------------------------------------------------------- plugin dir
-log "assembling $OUT"
+log "assembling $OUT (copying the base)"
+t0=$SECONDS
 rm -rf "$OUT"
 mkdir -p "$OUT"
 cp -a --reflink=auto "$BASE/rootfs" "$OUT/rootfs"
+log "base copied in $((SECONDS - t0)) s"
 cp "$REPO/config.json" "$OUT/config.json"
 ROOT="$OUT/rootfs"
 
@@ -171,8 +174,10 @@ tar -C "$REPO" --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' 
     -cf - plugin | tar -C "$SRC" -xf -
 build_tmp_setup "$ROOT"
 log "installing pylog from the checkout"
+t0=$SECONDS
 in_chroot "$ROOT" "$VENV/bin/pip" install --progress-bar off -q \
     --no-index --no-deps --no-build-isolation /tmp/pylog-src
+log "pylog installed in $((SECONDS - t0)) s"
 rm -rf "$SRC" "$ROOT/tmp/pylog-build" "$ROOT/root/.cache"
 
 if ! in_chroot "$ROOT" "$VENV/bin/python" -c \
@@ -184,4 +189,4 @@ in_chroot "$ROOT" "$VENV/bin/python" -c 'import flask, gunicorn, google.protobuf
 
 mkdir -p "$ROOT/run/docker/plugins" "$ROOT/var/lib/pylog"
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$OUT/config.json" || die "config.json is not valid JSON"
-log "done: $OUT ($(du -sh "$ROOT" | cut -f1) rootfs)"
+log "done in $((SECONDS - START)) s: $OUT ($(du -sh "$ROOT" | cut -f1) rootfs)"

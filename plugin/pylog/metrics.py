@@ -3,21 +3,28 @@
 Nothing here runs on the ingest or shipping path: the drivers and shippers keep
 plain integer counters (``DriverStats``, ``FrameErrors``, ``ShipperStats``) and
 :class:`PylogCollector` turns them into metric families when ``/metrics`` is
-scraped. Labels are the short container ID and the container's name; no
-setting, option or env value is exported, so no secret can leak.
+scraped. Labels are the short container ID and the container's name, and for
+Kafka producers their broker list; no other setting, option or env value is
+exported, so no secret can leak. Producers count per batch (``ProducerStats``).
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -25,6 +32,7 @@ from . import __version__
 
 if TYPE_CHECKING:
     from .service import LoggingService
+    from .shipper.producer import ClusterProducer
     from .shipper.shipper import ContainerShipper
 
 #: The classic text format, what generate_latest writes.
@@ -187,19 +195,75 @@ class PylogCollector(Collector):
             backlog.add_metric(labels, backlog_bytes(sh))
             backlog_f.add_metric(labels, backlog_files(sh))
         yield from (shipped, rejected, lost, retries, backlog, backlog_f)
-        starts = CounterMetricFamily(
-            "pylog_kafka_producer_starts",
-            "Kafka producers started (connected) per cluster; more than one means reconnects.",
-            labels=["brokers"],
-        )
-        for p in service.shipping.producers():
-            starts.add_metric([p.describe()], p.generation)
-        yield starts
+        yield from _producers(service.shipping.producers())
         yield GaugeMetricFamily(
             "pylog_ship_shippers_active",
             "Containers being shipped to Kafka now.",
             value=len(shippers),
         )
+
+
+def _producers(producers: list[ClusterProducer]) -> Iterator[Metric]:
+    """Per Kafka producer, labelled by its brokers (what names a producer; no credentials)."""
+    labels = ["brokers"]
+    starts = CounterMetricFamily(
+        "pylog_kafka_producer_starts",
+        "Kafka producers started (connected) per cluster; more than one means reconnects.",
+        labels=labels,
+    )
+    batches = CounterMetricFamily(
+        "pylog_kafka_batches_sent", "Batches handed to the Kafka producer.", labels=labels
+    )
+    records = CounterMetricFamily(
+        "pylog_kafka_records_sent", "Records in the batches handed to the producer.", labels=labels
+    )
+    acked = CounterMetricFamily(
+        "pylog_kafka_records_acked", "Records the broker acknowledged.", labels=labels
+    )
+    errors = CounterMetricFamily(
+        "pylog_kafka_send_errors",
+        "Failed producer starts, sends and batch deliveries, by kind "
+        "(unavailable, timeout, connection, rejected, broker, cancelled, other).",
+        labels=[*labels, "kind"],
+    )
+    retries = CounterMetricFamily(
+        "pylog_kafka_retries",
+        "Deliveries retried after a failure (a shipper rewinding to its acknowledged line).",
+        labels=labels,
+    )
+    latency = HistogramMetricFamily(
+        "pylog_kafka_delivery_latency_seconds",
+        "Per record: from its hand-over to the producer to the broker's acknowledgement.",
+        labels=labels,
+    )
+    in_flight = GaugeMetricFamily(
+        "pylog_kafka_batches_in_flight",
+        "Batches handed to the producer and not yet acknowledged or failed.",
+        labels=labels,
+    )
+    oldest = GaugeMetricFamily(
+        "pylog_kafka_oldest_in_flight_seconds",
+        "Age of the oldest batch in flight (0: none). The idempotent producer retries "
+        "until the broker takes a batch: a broker outage shows here, not as errors.",
+        labels=labels,
+    )
+    now = time.monotonic()  # the Kafka loop's clock
+    for p in sorted(producers, key=lambda p: p.describe()):
+        label = [p.describe()]
+        st = p.stats
+        starts.add_metric(label, p.generation)
+        batches.add_metric(label, st.batches_sent)
+        records.add_metric(label, st.records_sent)
+        acked.add_metric(label, st.records_acked)
+        for kind, n in list(st.errors.items()):
+            errors.add_metric([*label, kind], n)
+        retries.add_metric(label, st.retries)
+        buckets, total = st.latency.snapshot()
+        latency.add_metric(label, buckets, total)
+        waiting, age = st.in_flight(now)
+        in_flight.add_metric(label, waiting)
+        oldest.add_metric(label, age)
+    yield from (starts, batches, records, acked, errors, retries, latency, in_flight, oldest)
 
 
 def _stored_name(shipper: ContainerShipper) -> str:

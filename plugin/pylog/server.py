@@ -21,6 +21,7 @@ from gunicorn.app.base import BaseApplication
 
 from . import __version__
 from .config import OptionError, Settings
+from .lograte import RateLimitFilter
 
 if TYPE_CHECKING:
     from .service import LoggingService
@@ -29,9 +30,11 @@ log = logging.getLogger("pylog")
 
 
 def configure_logging(level: str) -> None:
-    """pylog's own log goes to stderr, which dockerd copies into its log."""
+    """pylog's own log goes to stderr, which dockerd copies into its log, rate-limited
+    (see :mod:`.lograte`) so that nothing can flood dockerd's log."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pylog %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RateLimitFilter(handler.handle))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -85,8 +85,7 @@ class LoggingService:
                 log.warning("container %s: reader did not stop in time", d.info.short_id)
         # The logs are closed now: shippers send what is left, then stop.
         self.shipping.shutdown(max(0.5, min(2.0, deadline - time.monotonic())))
-        if drivers:
-            log.info("pylog stopped: %d containers were being logged", len(drivers))
+        log.info("pylog stopped: %d containers were being logged", len(drivers))
 
     def _cleanup_loop(self) -> None:
         while True:
@@ -146,7 +145,13 @@ class LoggingService:
             if route is not None:
                 self.shipping.attach(info, options, logfile, route)
         driver.start()
-        log.debug("logging container %s from %s", info.short_id, fifo.name)
+        if not reattach:  # _reattach logs its own line
+            log.info(
+                "container %s (%s): logging started%s",
+                info.short_id,
+                info.name,
+                f", shipping to Kafka topic {route.topic}" if route is not None else "",
+            )
 
     def _remember(self, fifo: Path, info: ContainerInfo) -> None:
         """Write the container's Info and the FIFO record; a full disk must not fail
@@ -189,6 +194,9 @@ class LoggingService:
             driver = self._drivers.get(fifo)
         if driver is not None:
             driver.stop()
+            # Not a line count: dockerd sends this as the container exits, before
+            # the rest of its FIFO is read.
+            log.info("container %s: logging stopped", driver.info.short_id)
 
     def read_logs(
         self,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from broker import KafkaBroker
 from prometheus_client.parser import text_string_to_metric_families
 from pylog.models import Entry
 from pylog.service import LoggingService
+from pylog.shipper import producer
 from shipping_helpers import Fifo, cid, consume, info, make_settings, new_topic, wait_for
 
 
@@ -50,3 +53,108 @@ def test_shipped_lines_backlog_and_producer_in_the_metrics(
     finally:
         fifo.close()
         svc.shutdown()
+
+
+def producer_samples(text: str, brokers: str) -> dict[str, float]:
+    """The producer's samples by name (errors by ``errors:<kind>``, buckets by ``le:<bound>``)."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.labels.get("brokers") != brokers:
+                continue
+            if "kind" in s.labels:
+                out[f"errors:{s.labels['kind']}"] = s.value
+            elif "le" in s.labels:
+                out[f"le:{s.labels['le']}"] = s.value
+            else:
+                out[s.name] = s.value
+    return out
+
+
+def errors(m: dict[str, float]) -> float:
+    return sum(v for k, v in m.items() if k.startswith("errors:"))
+
+
+def test_producer_counters_latency_and_broker_down(
+    kafka_broker: KafkaBroker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After N lines: records sent = acked = the latency histogram's count = N, no errors.
+
+    Broker stopped: the running (idempotent) producer keeps its batch in flight and the
+    gauges and one "failing" line show it; a producer that must start meanwhile counts
+    errors and retries, and logs "failing" once, not once per error. Broker back: "back"
+    is logged and the rest ships."""
+    caplog.set_level(logging.INFO, logger="pylog")
+    # A batch unacknowledged for this long is logged as failing (30 s by default).
+    monkeypatch.setattr(producer, "REQUEST_TIMEOUT_MS", 5_000)
+    topic = new_topic("pmetrics")
+    bootstrap = kafka_broker.bootstrap
+    other = "localhost:" + bootstrap.rpartition(":")[2]  # another producer, same broker
+    svc = LoggingService(make_settings(tmp_path, brokers=(bootstrap,)))
+    svc.startup()
+    fifo, fifo2 = Fifo(svc.settings.fifo_root / "f1"), Fifo(svc.settings.fifo_root / "f2")
+    n = 1_000
+    try:
+        svc.start_logging(str(fifo.path), info(cid(8), Config={"kafka-topic": topic}))
+        fifo.entries([Entry("stdout", 1_000 + i, f"p{i}".encode()) for i in range(n)])
+        (shipper,) = svc.shipping.shippers()
+        wait_for(lambda: shipper.stats.lines_acked == n, what=f"{n} lines acked")
+        m = producer_samples(svc.metrics().decode(), bootstrap)
+        assert m["pylog_kafka_records_sent_total"] == n
+        assert m["pylog_kafka_records_acked_total"] == n
+        assert m["pylog_kafka_delivery_latency_seconds_count"] == n
+        assert m["le:+Inf"] == n
+        assert 0 < m["pylog_kafka_delivery_latency_seconds_sum"] < 30 * n
+        assert 1 <= m["pylog_kafka_batches_sent_total"] <= n
+        assert m["pylog_kafka_batches_in_flight"] == 0
+        assert m["pylog_kafka_retries_total"] == 0
+        assert errors(m) == 0
+        bounds = sorted((float(k[3:]), v) for k, v in m.items() if k.startswith("le:"))
+        assert [v for _, v in bounds] == sorted(v for _, v in bounds)  # cumulative
+
+        kafka_broker.stop()
+        try:
+            fifo.entries([Entry("stdout", 5_000 + i, f"q{i}".encode()) for i in range(100)])
+            svc.start_logging(
+                str(fifo2.path), info(cid(9), Config={"kafka-topic": topic, "kafka-brokers": other})
+            )
+            fifo2.entries([Entry("stdout", 1, b"r")])
+
+            def stalled() -> bool:
+                m = producer_samples(svc.metrics().decode(), bootstrap)
+                return m["pylog_kafka_oldest_in_flight_seconds"] >= 5
+
+            wait_for(stalled, timeout=60, what="a batch in flight for 5 s")
+
+            def failing_other() -> bool:
+                m = producer_samples(svc.metrics().decode(), other)
+                return min(errors(m), m["pylog_kafka_retries_total"]) >= 3
+
+            wait_for(failing_other, timeout=60, what="3 errors and retries")
+            m = producer_samples(svc.metrics().decode(), bootstrap)
+            assert m["pylog_kafka_records_acked_total"] == n
+            assert m["pylog_kafka_delivery_latency_seconds_count"] == n
+            assert m["pylog_kafka_batches_in_flight"] >= 1
+            m2 = producer_samples(svc.metrics().decode(), other)
+            assert m2["errors:unavailable"] == errors(m2) >= 3  # it cannot connect
+            assert m2["pylog_kafka_records_acked_total"] == 0
+        finally:
+            kafka_broker.start()
+        wait_for(lambda: shipper.stats.lines_acked >= n + 100, timeout=90, what="the rest acked")
+        m = producer_samples(svc.metrics().decode(), bootstrap)
+        assert m["pylog_kafka_records_acked_total"] >= n + 100
+        acked = m["pylog_kafka_records_acked_total"]
+        assert m["pylog_kafka_delivery_latency_seconds_count"] == acked
+        assert m["le:5.0"] < acked  # the lines held up by the outage took longer
+    finally:
+        fifo.close()
+        fifo2.close()
+        svc.shutdown()
+    lines = [r.getMessage() for r in caplog.records]
+    failing = [i for i, t in enumerate(lines) if f"Kafka at {bootstrap} is failing" in t]
+    back = [i for i, t in enumerate(lines) if f"Kafka at {bootstrap} is back" in t]
+    assert failing and back and failing[0] < back[0], lines
+    assert sum(f"Kafka at {other} is failing" in t for t in lines) == 1, "once, not per error"

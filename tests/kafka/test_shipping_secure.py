@@ -3,6 +3,7 @@ broker; the password never shows."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 from collections.abc import Iterator
@@ -111,14 +112,18 @@ def test_wrong_password_retries_and_never_logs_it(
         sasl_password=wrong,
     )
     try:
-        wait_for(lambda: any(s.stats.retries for s in svc.shipping.shippers()), what="a retry")
+        wait_for(lambda: any(s.stats.retries >= 2 for s in svc.shipping.shippers()), what="retry")
         (shipper,) = svc.shipping.shippers()
         assert shipper.stats.lines_acked == 0
+        exposition = svc.metrics().decode() + json.dumps(svc.status())
     finally:
         svc.shutdown(timeout=2)
-    text = caplog.text + repr(svc.settings)
+    text = caplog.text + repr(svc.settings) + exposition
     assert "failed" in caplog.text
     assert wrong not in text and PASSWORD not in text
+    # The broker refusing the login is one "failing" line, not one per retry.
+    failing = [r for r in caplog.records if "is failing" in r.getMessage()]
+    assert len(failing) == 1, [r.getMessage() for r in failing]
 
 
 def client_cert(tls: Path) -> tuple[Path, Path]:

@@ -39,6 +39,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from ..config import KafkaSettings
 from .errors import DeliveryError, ProducerUnavailable
+from .producer_stats import ProducerStats
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ REQUEST_TIMEOUT_MS = 30_000
 MAX_REQUEST_SIZE = 4 << 20
 
 _PARTITIONER = DefaultPartitioner()
+
+#: How often a producer checks for batches the broker has not acknowledged for
+#: ``REQUEST_TIMEOUT_MS`` (the idempotent producer retries them forever: a broker
+#: outage raises no error, so this is what logs it).
+WATCH_INTERVAL = 1.0
 
 #: Errors that sending again cannot fix: the records are dropped and counted.
 REJECTED = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
@@ -114,6 +120,8 @@ LARGE_RECORD = 256 * 1024
 class _Pending:
     records: list[OutRecord]
     done: asyncio.Future[SendResult]
+    at: float
+    """Loop time of the hand-over to the producer (start of the delivery latency)."""
 
 
 @dataclass
@@ -148,9 +156,29 @@ class ClusterProducer:
         self._lock: asyncio.Lock | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Future[None]] = set()
+        #: Counters for /metrics, per batch (see producer_stats).
+        self.stats = ProducerStats()
+        #: Whether the last start, send or delivery failed: logged once per change.
+        self._failing = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
+        """The producer's name in logs and metrics: its brokers (never credentials)."""
         return ",".join(self.cfg.brokers)
+
+    def _outcome(self, exc: BaseException | None) -> None:
+        """Log the broker going down or coming back: one line per change, not per batch."""
+        if exc is None:
+            if self._failing:
+                self._failing = False
+                log.info("Kafka at %s is back: deliveries are acknowledged again", self.describe())
+        elif not self._failing and not isinstance(exc, (*REJECTED, asyncio.CancelledError)):
+            self._failing = True
+            log.warning(
+                "Kafka at %s is failing, shipping retries until it is back: %s",
+                self.describe(),
+                _reason(exc),
+            )
 
     async def _get(self) -> tuple[AIOKafkaProducer, int]:
         if self._lock is None:
@@ -168,8 +196,21 @@ class ClusterProducer:
                     ) from None
                 self._producer = producer
                 self.generation += 1
+                if self._watchdog is None:
+                    self._watchdog = asyncio.get_running_loop().create_task(self._watch())
                 log.info("Kafka producer for %s started", self.describe())
             return self._producer, self.generation
+
+    async def _watch(self) -> None:
+        """Log the broker as failing when a batch waits longer than the request timeout."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            waiting, age = self.stats.in_flight(loop.time())
+            if not self._failing and age * 1000 >= REQUEST_TIMEOUT_MS:
+                self._outcome(
+                    TimeoutError(f"{waiting} batches unacknowledged, the oldest for {age:.0f} s")
+                )
 
     async def send(
         self, group: SendGroup, topic: str, key: bytes | None, records: list[OutRecord]
@@ -185,7 +226,8 @@ class ClusterProducer:
         they go to one partition, chosen like the Java client does (murmur2 of
         the key; a random one for no key).
         """
-        item = _Pending(records, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        item = _Pending(records, loop.create_future(), loop.time())
         group.queue.append(item)
         async with group.lock:
             if group.queue:
@@ -210,6 +252,14 @@ class ClusterProducer:
             partition = _PARTITIONER(key, partitions, partitions)
             batch = producer.create_batch()
             count = 0
+            since = 0.0  # hand-over time of the batch's first record
+            stats = self.stats
+
+            async def flush() -> None:
+                fut = await producer.send_batch(batch, topic, partition=partition)
+                stats.watch(fut, count, since, self._outcome)
+                batches.append(fut)
+
             for n, it in enumerate(items):
                 for r in it.records:
                     big = len(r.value) >= LARGE_RECORD
@@ -220,9 +270,10 @@ class ClusterProducer:
                         )
                         is None
                     ):
-                        batches.append(await producer.send_batch(batch, topic, partition=partition))
+                        await flush()
                         batch, count = producer.create_batch(), 0
                     if count == 0:
+                        since = it.at
                         batch.append(
                             key=key, value=r.value, timestamp=r.timestamp_ms, headers=r.headers
                         )
@@ -230,12 +281,14 @@ class ClusterProducer:
                     share = shares[n]
                     share[len(batches)] = share.get(len(batches), 0) + 1
                     if big:
-                        batches.append(await producer.send_batch(batch, topic, partition=partition))
+                        await flush()
                         batch, count = producer.create_batch(), 0
             if count:
-                batches.append(await producer.send_batch(batch, topic, partition=partition))
+                await flush()
         except (ProducerUnavailable, TimeoutError, KafkaError) as exc:
             group.failed = True
+            self.stats.error(exc)
+            self._outcome(exc)
             if isinstance(exc, ProducerUnavailable):
                 error = DeliveryError(str(exc))
             else:
@@ -284,12 +337,21 @@ class ClusterProducer:
         task.add_done_callback(self._closing.discard)
 
     async def close(self, timeout: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         producer, self._producer = self._producer, None
         if producer is not None:
             await _stop_quietly(producer, timeout)
         for task in list(self._closing):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, timeout)
+
+
+def _reason(exc: BaseException) -> str:
+    """An error for the log: ProducerUnavailable's own message, else the type and message."""
+    if isinstance(exc, ProducerUnavailable):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _settle_error(done: asyncio.Future[SendResult], error: DeliveryError) -> None:

@@ -157,6 +157,7 @@ class ContainerShipper:
                     # What was read since the acknowledged position must be read again.
                     self._read = self._acked
                     self.stats.retries += 1
+                    self._producer.stats.note_retry()
                     self._warn(
                         "delivery",
                         "container %s: shipping to Kafka topic %s failed, retrying from the "
