@@ -288,7 +288,9 @@ def test_broker_down_for_a_minute_loses_nothing(kafka_broker: KafkaBroker, tmp_p
         writer.stop.set()
         fifo.close()
         svc.shutdown()
-    assert writer.max_write < 1.0, f"a FIFO write blocked for {writer.max_write:.1f} s"
+    # Waiting on the broker would block a write for most of the outage (60 s); a
+    # second or so is the scheduler of a loaded 2-core machine (seen: 1.05 s).
+    assert writer.max_write < 5.0, f"a FIFO write blocked for {writer.max_write:.1f} s"
     assert dedupe_in_order(got) == expected
     assert_resends_only_in_flight(got, expected)
 
