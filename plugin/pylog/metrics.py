@@ -146,6 +146,11 @@ class PylogCollector(Collector):
             "FIFOs of a previous pylog process read again at startup.",
             value=service.reattached,
         )
+        yield CounterMetricFamily(
+            "pylog_shipper_rests",
+            "Times a shipper stood back because a FIFO was being read flat out.",
+            value=service.pressure.rests,
+        )
 
     def _shipping(self) -> Iterator[Metric]:
         service = self.service

@@ -22,6 +22,7 @@ from .config import LogOptions, OptionError, Settings, parse_log_opts
 from .driver import ContainerDriver
 from .metrics import exposition, make_registry, status_report
 from .models import ContainerInfo, ReadConfig, RequestError
+from .pressure import IngestPressure
 from .shipper import RoutingError, ShipperManager
 from .store import Store
 from .store.attachments import Attachments
@@ -44,8 +45,10 @@ class LoggingService:
         self._stopped = threading.Event()
         self._cleanup_thread: threading.Thread | None = None
         self._started = False
+        #: Full FIFO reads make the shippers stand back (see pressure.py).
+        self.pressure = IngestPressure()
         #: Kafka shipping; idle (no thread, no producer) unless a container is routed to Kafka.
-        self.shipping = ShipperManager(settings, self.store)
+        self.shipping = ShipperManager(settings, self.store, self.pressure)
         #: FIFOs of a previous process read again at startup (see _reattach).
         self.reattached = 0
         self._metrics = make_registry(self)
@@ -133,6 +136,7 @@ class LoggingService:
                     max_frame=self.settings.max_frame,
                     on_done=self._driver_done,
                     resync=reattach,
+                    pressure=self.pressure,
                 )
             except OSError as exc:
                 self.store.release(info.container_id)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..config import LogOptions, OptionError, Settings, parse_log_opts
 from ..models import ContainerInfo, RequestError
+from ..pressure import IngestPressure
 from ..store import LogFile, Store
 from ..store.reader import Position
 from .assemble import LineAssembler
@@ -38,9 +39,12 @@ log = logging.getLogger(__name__)
 
 
 class ShipperManager:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, pressure: IngestPressure | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.pressure = pressure
         self._lock = threading.Lock()
         self._runtime: KafkaRuntime | None = None
         self._shippers: dict[str, ContainerShipper] = {}
@@ -200,6 +204,7 @@ class ShipperManager:
             start=start,
             after=after,
             on_done=self._shipper_done,
+            pressure=self.pressure,
         )
 
     def _shipper_done(self, shipper: ContainerShipper) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..pressure import IngestPressure
 from ..store import LogFile
 from ..store.gz import open_gzip
 from ..store.reader import Position, follow_from
@@ -87,6 +88,7 @@ class ContainerShipper:
         start: Position,
         after: ContainerShipper | None = None,
         on_done: Callable[[ContainerShipper], None] | None = None,
+        pressure: IngestPressure | None = None,
     ) -> None:
         self.container_id = container_id
         self.short_id = container_id[:12]
@@ -104,6 +106,7 @@ class ContainerShipper:
         self._read = start
         self._after = after
         self._on_done = on_done
+        self._pressure = pressure
         self._halt = threading.Event()
         self._done = threading.Event()
         self._warned: dict[str, float] = {}
@@ -272,6 +275,9 @@ class ContainerShipper:
                 submit(assembler.feed(part, Position(end.generation, end.offset - rest), now))
                 submit(assembler.expire(now))
                 reap()
+                if self._pressure is not None:
+                    # Ingest first: see pressure.py.
+                    self._pressure.rest(time.monotonic() - now)
                 if pending[0] > MAX_IN_FLIGHT:
                     # Half-way down, not to zero: the producer is never left idle.
                     reap(wait_until=MAX_IN_FLIGHT // 2)
