@@ -67,8 +67,14 @@ def restart_engine(extra_args: str = "") -> None:
 
 
 def restore_normal_engine() -> None:
-    """dockerd as ``scripts/engine.sh start`` runs it, with pylog enabled."""
-    restart_engine("")
+    """dockerd as ``scripts/engine.sh start`` runs it, with pylog enabled (again, if a
+    test disabled it)."""
+    engine("stop")
+    engine("start")
+    enabled = docker_cli(["plugin", "inspect", "--format", "{{.Enabled}}", PLUGIN], check=False)
+    if enabled.stdout.strip() == b"false":
+        docker_cli(["plugin", "enable", "--timeout", "0", PLUGIN], timeout=120)
+    wait_plugin_enabled()
     assert docker_cli(["info", "--format", "{{.LiveRestoreEnabled}}"]).stdout.strip() == b"false"
 
 
