@@ -8,7 +8,10 @@
 #
 # Idempotent: `start` does nothing when `docker info` already answers.
 # Environment: DOCKER (client, default `docker`), PYLOG_DOCKERD_LOG (daemon log),
-# PYLOG_DOCKERD_DATA_ROOT, PYLOG_DOCKERD_PIDFILE, PYLOG_ENGINE_TIMEOUT (seconds).
+# PYLOG_DOCKERD_DATA_ROOT, PYLOG_DOCKERD_PIDFILE, PYLOG_ENGINE_TIMEOUT (seconds),
+# PYLOG_DOCKERD_ARGS (extra dockerd flags, split on spaces, e.g. `--live-restore` or
+# `--config-file /tmp/daemon.json`; the e2e tests that reconfigure the engine use it and
+# start it again without it afterwards).
 set -euo pipefail
 
 DOCKER=${DOCKER:-docker}
@@ -16,6 +19,7 @@ PIDFILE=${PYLOG_DOCKERD_PIDFILE:-/var/run/docker.pid}
 DATA_ROOT=${PYLOG_DOCKERD_DATA_ROOT:-/var/lib/docker-test}
 LOG=${PYLOG_DOCKERD_LOG:-/var/log/pylog-dockerd.log}
 TIMEOUT=${PYLOG_ENGINE_TIMEOUT:-60}
+read -r -a EXTRA_ARGS <<<"${PYLOG_DOCKERD_ARGS:-}"
 APT_PACKAGES=(docker.io debootstrap busybox-static docker-registry)
 
 log() { printf '[engine] %s\n' "$*" >&2; }
@@ -87,7 +91,7 @@ start() {
     else
         [[ -e "$PIDFILE" ]] && { log "removing stale $PIDFILE"; rm -f "$PIDFILE"; }
         mkdir -p "$(dirname "$LOG")"
-        log "starting dockerd (log: $LOG)"
+        log "starting dockerd${EXTRA_ARGS[*]:+ ${EXTRA_ARGS[*]}} (log: $LOG)"
         # setsid + nohup: the daemon must outlive this script and make's shell.
         # It must not inherit descriptors either: one holding a lock (say, of a
         # `flock` around a test run that restarts the engine) would hold it for
@@ -100,7 +104,7 @@ start() {
             exec setsid nohup dockerd \
                 --iptables=false --ip-forward=false --bridge=none \
                 --storage-driver=vfs --data-root "$DATA_ROOT" \
-                --pidfile "$PIDFILE" \
+                --pidfile "$PIDFILE" ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"} \
                 </dev/null >>"$LOG" 2>&1
         ) &
         pid=$!

@@ -22,7 +22,7 @@ from test_e2e_crash import plugin_processes
 
 pytestmark = pytest.mark.e2e
 
-N = int(os.environ.get("PYLOG_E2E_MANY", "150"))
+N = int(os.environ.get("PYLOG_E2E_MANY", "200"))
 LINES = 200
 EXPECTED = b"".join(b"%d line of a container among many\n" % i for i in range(1, LINES + 1))
 CMD = (

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,41 +15,6 @@ pytestmark = pytest.mark.e2e
 
 ALIAS = "pylog-reg"
 DOCKERD_LOG = Path("/var/log/pylog-dockerd.log")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    """A `docker-registry` (Debian's distribution registry) on 127.0.0.1, storing in tmp."""
-    addr = f"127.0.0.1:{free_port()}"
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
-        f"http:\n  addr: {addr}\n"
-    )
-    log = open(tmp_path / "registry.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if requests.get(f"http://{addr}/v2/", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        assert proc.poll() is None, (tmp_path / "registry.log").read_text()
-        assert time.monotonic() < deadline, "the registry did not answer"
-        time.sleep(0.1)
-    yield addr
-    proc.terminate()
-    proc.wait(20)
-    log.close()
 
 
 def plugin_inspect(name: str, fmt: str) -> str:
