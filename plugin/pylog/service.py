@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 CLEANUP_INTERVAL = 3600.0
 
 
+#: How long ``docker logs`` waits for a just-stopped container's last lines (see
+#: LoggingService._wait_for_stopped); dockerd has closed the FIFO by then, so
+#: this is only the time to store what is left in it.
+STOPPED_DRAIN_WAIT = 5.0
+
+
 class LoggingService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -215,6 +221,8 @@ class LoggingService:
             options = parse_log_opts(info.config)
         except OptionError:
             options = LogOptions()
+        if not config.follow:
+            self._wait_for_stopped(info.container_id, STOPPED_DRAIN_WAIT)
         logfile = self.store.reader(info.container_id, options.rotation)
         read_opts = ReadOptions(
             tail=config.tail,
@@ -228,6 +236,24 @@ class LoggingService:
             return not stopped.is_set() and consumer_alive()
 
         return self._frames(read_batches(logfile, read_opts, alive), info.short_id)
+
+    def _wait_for_stopped(self, container_id: str, timeout: float) -> None:
+        """Let the drivers of a container that just stopped store the rest of its FIFO.
+
+        dockerd reports a container stopped (``docker wait`` returns) once it has
+        written every line to the FIFO and sent StopLogging, but the last of those
+        lines may still be on their way into the log. A ``docker logs`` right
+        then must not miss them, as it would not with json-file.
+        """
+        with self._lock:
+            stopping = [
+                d
+                for d in self._drivers.values()
+                if d.stopping and d.info.container_id == container_id
+            ]
+        deadline = time.monotonic() + timeout
+        for driver in stopping:
+            driver.join(max(0.0, deadline - time.monotonic()))
 
     @staticmethod
     def _frames(batches: Iterator[list[bytes]], short_id: str) -> Iterator[bytes]:

@@ -63,6 +63,19 @@ def test_stop_returns_at_once_and_the_reader_drains_to_eof(
     assert not service.store.is_active(CID)
 
 
+def test_logs_right_after_a_stop_has_every_line(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    """dockerd writes the last lines, sends StopLogging, closes the FIFO and reports
+    the container stopped; a ``docker logs`` right then gets every line."""
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries(entries(60_000)))  # returns with up to a pipeful unread
+    service.stop_logging(str(fifo.path))
+    fifo.close()
+    assert len(read(service)) == 60_000
+
+
 def test_container_exiting_mid_line_loses_nothing(
     service: LoggingService, make_fifo: Callable[[str], Fifo]
 ) -> None:
