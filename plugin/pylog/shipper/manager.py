@@ -77,6 +77,7 @@ class ShipperManager:
                 start = Position(state.generation, state.size)
             shipper = self._new_shipper(info, options, logfile, route, directory, start, current)
             logfile.on_discard = shipper.on_discard
+            logfile.hold = shipper.held_from
             self._shippers[info.container_id] = shipper
         shipper.start()
 

@@ -324,7 +324,16 @@ class ContainerShipper:
         except PositionError as exc:
             self._warn("position", "container %s: %s", self.short_id, exc)
             return
+        if self._saved is None or self._saved.generation != self._acked.generation:
+            self.logfile.trim()  # files held for this shipper may go now
         self._saved, self._saved_at = self._acked, now
+
+    def held_from(self) -> int | None:
+        """LogFile hook: rotation keeps the files from the acknowledged position on
+        (within its cap), so a shipper that lags behind a burst loses nothing."""
+        if self._done.is_set():
+            return None
+        return self._acked.generation
 
     def on_discard(self, generation: int, path: Path) -> None:
         """LogFile hook, under the log's lock: count lines deleted before they were read.

@@ -84,6 +84,13 @@ GENERATION_FILE = "generation"
 #: Called under the log's lock just before a rotated file is deleted, with its
 #: generation and path (the shipper counts lines it had not shipped yet).
 DiscardHook = Callable[[int, Path], None]
+#: Called under the log's lock when rotation is about to delete files: the oldest
+#: generation a consumer still needs (the Kafka shipper's acknowledged position),
+#: or None when nothing is needed.
+HoldHook = Callable[[], int | None]
+#: While a consumer needs them, rotated files beyond max-file are kept, up to this
+#: many times max-file more; past that the oldest go anyway (and are counted lost).
+HOLD_FACTOR = 1
 
 
 class LogFile:
@@ -106,6 +113,8 @@ class LogFile:
         self.directory = directory
         self.policy = policy
         self.on_discard = on_discard
+        self.hold: HoldHook | None = None
+        self._writable = writable
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._closed = not writable
@@ -246,7 +255,8 @@ class LogFile:
         os.close(self._fd)
         self._fd = None
         current = self._current_path()
-        if keep >= 1:
+        needed = self._held_from()
+        if keep >= 1 or (needed is not None and needed <= old):
             rotated = self.directory / _rotated_name(old, False)
             os.replace(current, rotated)
             if self.policy.compress:
@@ -259,8 +269,36 @@ class LogFile:
         self._fd = os.open(current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._size = 0
         self._generation = old + 1
+        self._trim_locked()
+
+    def _held_from(self) -> int | None:
+        if self.hold is None:
+            return None
+        try:
+            return self.hold()
+        except Exception:
+            log.exception("hold hook failed for %s", self.directory)
+            return None
+
+    def trim(self) -> None:
+        """Delete the rotated files beyond max-file that nothing holds any more."""
+        with self._cond:
+            if self._writable:
+                self._trim_locked()
+
+    def _trim_locked(self) -> None:
+        keep = self.policy.max_files - 1
         gens = self.rotated_generations()
-        for gen in gens[: max(0, len(gens) - keep)]:
+        excess = gens[: max(0, len(gens) - keep)]
+        if not excess:
+            return
+        needed = self._held_from()
+        drop = excess
+        if needed is not None:
+            held = [g for g in excess if g >= needed]
+            extra = self.policy.max_files * HOLD_FACTOR
+            drop = [g for g in excess if g < needed] + held[: max(0, len(held) - extra)]
+        for gen in drop:
             path = self._rotated_path(gen)
             if path is not None:
                 self._discard(gen, path)

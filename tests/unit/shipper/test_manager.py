@@ -132,3 +132,21 @@ def test_lines_rotated_away_before_shipping_are_counted(
     wait_for(lambda: shipper.stats.lines_lost_rotation > 0, timeout=15)
     assert shipper.stats.lines_lost_rotation <= 505
     assert "rotation deleted" in caplog.text
+
+
+def test_rotation_holds_what_the_shipper_still_needs(
+    kservice: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    """Broker unreachable: rotation keeps the unshipped files beyond max-file
+    (within max-file more), so nothing is lost to Kafka and none is counted lost."""
+    fifo = make_fifo("f")
+    kservice.start_logging(str(fifo.path), info(**{"max-size": "2k", "max-file": "2"}))
+    fifo.write(encode_entries([Entry("stdout", i, b"first") for i in range(5)]))
+    (shipper,) = kservice.shipping.shippers()
+    wait_for(lambda: shipper.stats.retries >= 1, timeout=15)
+    fifo.write(encode_entries([Entry("stdout", 10 + i, b"y" * 100) for i in range(30)]))
+    logfile = shipper.logfile
+    wait_for(lambda: logfile.generation >= 2)
+    assert logfile.rotated_generations()[0] == 0  # held: the shipper is still at 0
+    assert len(logfile.rotated_generations()) > 1
+    assert shipper.stats.lines_lost_rotation == 0

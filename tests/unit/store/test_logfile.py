@@ -152,3 +152,41 @@ def test_total_bytes(open_log: Callable[..., LogFile]) -> None:
     lf = open_log(max_size=10 * len(recs[0]), max_files=5)
     lf.append(b"".join(recs))
     assert lf.total_bytes() == sum(map(len, recs))
+
+
+def test_held_files_outlive_max_file_until_released(tmp_path: Path) -> None:
+    """A consumer behind (the Kafka shipper) keeps its files past max-file, up to
+    max-file more; the rest go as usual, and the held ones go once released."""
+    recs = make_records(100)
+    discarded: list[int] = []
+    lf = LogFile(
+        tmp_path / "c",
+        RotationPolicy(10 * len(recs[0]), 2, False),
+        on_discard=lambda gen, path: discarded.append(gen),
+    )
+    needed: list[int | None] = [1]
+    lf.hold = lambda: needed[0]
+    lf.append(b"".join(recs[:80]))  # 10 records a file: 0..6 rotated, 7 current
+    # max-file 2 keeps one rotated file (6); 0 is not needed; of the held 1..5 the
+    # newest two (max-file more) stay.
+    assert discarded == [0, 1, 2, 3]
+    assert lf.rotated_generations() == [4, 5, 6]
+    needed[0] = 5
+    lf.trim()
+    assert discarded == [0, 1, 2, 3, 4] and lf.rotated_generations() == [5, 6]
+    needed[0] = None
+    lf.append(b"".join(recs[80:]))
+    assert lf.rotated_generations() == [lf.generation - 1]
+    lf.close()
+
+
+def test_single_file_log_keeps_a_held_file(tmp_path: Path) -> None:
+    recs = make_records(20)
+    lf = LogFile(tmp_path / "c", RotationPolicy(10 * len(recs[0]), 1, False))
+    lf.hold = lambda: 0
+    lf.append(b"".join(recs))
+    assert lf.rotated_generations() == [0]
+    lf.hold = None
+    lf.trim()
+    assert lf.rotated_generations() == []
+    lf.close()
