@@ -158,3 +158,39 @@ def test_producer_counters_latency_and_broker_down(
     back = [i for i, t in enumerate(lines) if f"Kafka at {bootstrap} is back" in t]
     assert failing and back and failing[0] < back[0], lines
     assert sum(f"Kafka at {other} is failing" in t for t in lines) == 1, "once, not per error"
+
+
+def test_containers_sharing_a_partition_wait_their_turn(
+    kafka_broker: KafkaBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight containers, one single-partition topic, small batches: every batch
+    waits for aiokafka's one queued batch of that partition, and none of them
+    times out (aiokafka 0.14 shortens a waiter's timeout on each wake-up, which
+    failed batches within seconds), so nothing is retried or shipped twice."""
+    monkeypatch.setattr(producer, "REQUEST_TIMEOUT_MS", 2_000)
+    topic = new_topic("turns")
+    svc = LoggingService(
+        make_settings(tmp_path, brokers=(kafka_broker.bootstrap,), linger_ms=0, batch_size=2048)
+    )
+    svc.startup()
+    fifos = [Fifo(svc.settings.fifo_root / f"f{i}") for i in range(8)]
+    n = 2_000
+    try:
+        for i, fifo in enumerate(fifos):
+            svc.start_logging(str(fifo.path), info(cid(20 + i), Config={"kafka-topic": topic}))
+        for i, fifo in enumerate(fifos):
+            fifo.entries([Entry("stdout", 1_000 + j, f"c{i}-{j}".encode()) for j in range(n)])
+        shippers = svc.shipping.shippers()
+        assert len(shippers) == 8
+        wait_for(
+            lambda: all(s.stats.lines_acked == n for s in shippers),
+            timeout=120,
+            what="every line acked",
+        )
+        assert [s.stats.retries for s in shippers] == [0] * 8
+        got = [r.value for r in consume(kafka_broker.bootstrap, topic, 8 * n, settle=2)]
+        assert len(got) == len(set(got)) == 8 * n
+    finally:
+        for fifo in fifos:
+            fifo.close()
+        svc.shutdown()

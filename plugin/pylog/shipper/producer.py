@@ -160,6 +160,8 @@ class ClusterProducer:
         self._lock: asyncio.Lock | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Future[None]] = set()
+        #: One hand-over at a time per partition (see _enqueue).
+        self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
         #: Counters for /metrics, per batch (see producer_stats).
         self.stats = ProducerStats()
         #: Whether the last start, send or delivery failed: logged once per change.
@@ -260,7 +262,7 @@ class ClusterProducer:
             stats = self.stats
 
             async def flush() -> None:
-                fut = await producer.send_batch(batch, topic, partition=partition)
+                fut = await self._enqueue(producer, batch, topic, partition)
                 stats.watch(fut, count, since, self._outcome)
                 batches.append(fut)
 
@@ -330,6 +332,27 @@ class ClusterProducer:
                 return
         if not done.done():
             done.set_result(SendResult(generation, rejected))
+
+    async def _enqueue(
+        self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
+    ) -> asyncio.Future[Any]:
+        """Hand a batch to aiokafka, one caller per partition at a time, in turn.
+
+        aiokafka keeps one batch per partition queued and makes other callers
+        wait for it to drain, but it takes the time waited so far off their
+        timeout again on every wake-up (0.14: ``timeout -= now - start``). With
+        several containers on one partition, the losers of a few rounds got
+        KafkaTimeoutError after seconds, not after the request timeout, the
+        producer was reset, and every container shipped its in-flight lines
+        again. Waiting in an asyncio lock (FIFO) first leaves aiokafka a single
+        waiter, which is served when the queued batch drains.
+        """
+        lock = self._partition_locks.get((topic, partition))
+        if lock is None:
+            lock = self._partition_locks[topic, partition] = asyncio.Lock()
+        async with lock:
+            fut: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
+            return fut
 
     async def reset(self, generation: int) -> None:
         """Replace the producer if it is still the one that failed."""
