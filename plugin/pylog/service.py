@@ -155,6 +155,7 @@ class LoggingService:
             if route is not None:
                 self.shipping.attach(info, options, logfile, route)
         driver.start()
+        log.debug("container %s: reading %s", info.short_id, fifo.name)
         if not reattach:  # _reattach logs its own line
             log.info(
                 "container %s (%s): logging started%s",

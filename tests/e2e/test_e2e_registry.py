@@ -78,7 +78,8 @@ def test_push_then_install_from_the_registry_with_settings(docker: Docker, regis
             with open(DOCKERD_LOG, "rb") as f:
                 f.seek(log_from)
                 new = f.read()
-            assert f"logging container {cid[:12]} from".encode() in new, "no debug message"
+            debug = f"pylog DEBUG pylog.service: container {cid[:12]}: reading "
+            assert debug.encode() in new, "no debug message"
     finally:
         if cid:
             docker_cli(["rm", "-f", cid], check=False)
