@@ -269,7 +269,7 @@ class LogFile:
         self._fd = os.open(current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
         self._size = 0
         self._generation = old + 1
-        self._trim_locked()
+        self._trim_locked(needed)
 
     def _held_from(self) -> int | None:
         if self.hold is None:
@@ -284,15 +284,16 @@ class LogFile:
         """Delete the rotated files beyond max-file that nothing holds any more."""
         with self._cond:
             if self._writable:
-                self._trim_locked()
+                self._trim_locked(self._held_from())
 
-    def _trim_locked(self) -> None:
+    def _trim_locked(self, needed: int | None) -> None:
+        """Delete rotated files beyond max-file, keeping those from generation
+        ``needed`` on (within the hold cap)."""
         keep = self.policy.max_files - 1
         gens = self.rotated_generations()
         excess = gens[: max(0, len(gens) - keep)]
         if not excess:
             return
-        needed = self._held_from()
         drop = excess
         if needed is not None:
             held = [g for g in excess if g >= needed]

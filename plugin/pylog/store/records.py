@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,8 +34,12 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 #: Bytes that JSON strings must escape; a line without them (and pure ASCII) is
 #: copied into the record as it is, the common case on the hot path.
-_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
 _ESCAPED_BYTES = bytes(range(0x20)) + b'"\\'
+
+
+def _is_plain(data: bytes) -> bool:
+    """ASCII with nothing to escape: copied into a record as it is."""
+    return data.isascii() and len(data.translate(None, _ESCAPED_BYTES)) == len(data)
 
 
 class RecordEncoder:
@@ -68,7 +71,7 @@ class RecordEncoder:
 
     def encode(self, entry: Entry) -> bytes:
         source, time_ns, line, complete = entry
-        if line.isascii() and _NEEDS_ESCAPE.search(line) is None:
+        if _is_plain(line):
             body = line
         else:
             text = line.decode("utf-8", "pylog-go-replace")
@@ -89,11 +92,7 @@ class RecordEncoder:
         if isinstance(source, str) and not batch.incomplete:
             joined = b"".join(lines)
             second = min(times) // NS_PER_SECOND
-            if (
-                max(times) // NS_PER_SECOND == second
-                and joined.isascii()
-                and len(joined.translate(None, _ESCAPED_BYTES)) == len(joined)
-            ):
+            if max(times) // NS_PER_SECOND == second and _is_plain(joined):
                 return self._encode_run(lines, times, source, second)
         encode = self.encode
         return b"".join([encode(e) for e in batch.entries()])
