@@ -69,3 +69,14 @@ def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.01)
+
+
+def server_env(tmp_path: Path, sock: Path, threads: int) -> dict[str, str]:
+    """Environment for a real ``python -m pylog.server`` under ``tmp_path``."""
+    return {
+        **os.environ,
+        "PYLOG_STATE_DIR": str(tmp_path / "state"),
+        "PYLOG_SOCKET": str(sock),
+        "PYLOG_FIFO_ROOT": str(tmp_path),
+        "PYLOG_THREADS": str(threads),
+    }

@@ -19,7 +19,7 @@ from pylog.models import Entry
 from pylog.store import Store
 from pylog.store.records import RecordEncoder
 
-from .conftest import Fifo, wait_for
+from .conftest import Fifo, server_env, wait_for
 from .test_server import http
 
 CID = "0123456789ab" + "c" * 52
@@ -35,13 +35,7 @@ def pylog(*args: str) -> subprocess.CompletedProcess[bytes]:
 def plugin(tmp_path: Path) -> Iterator[Path]:
     """The real server process; yields its socket."""
     sock = tmp_path / "run" / "pylog.sock"
-    env = {
-        **os.environ,
-        "PYLOG_STATE_DIR": str(tmp_path / "state"),
-        "PYLOG_SOCKET": str(sock),
-        "PYLOG_FIFO_ROOT": str(tmp_path),
-        "PYLOG_THREADS": "4",
-    }
+    env = server_env(tmp_path, sock, threads=4)
     proc = subprocess.Popen([sys.executable, "-m", "pylog.server"], env=env)
     deadline = time.monotonic() + 20
     while True:

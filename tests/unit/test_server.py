@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import server_env
+
 
 def http(sock_path: Path, method: str, body: bytes = b"") -> tuple[int, bytes]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -34,13 +36,7 @@ def http(sock_path: Path, method: str, body: bytes = b"") -> tuple[int, bytes]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, float]]:
     sock = tmp_path / "run" / "pylog.sock"
-    env = {
-        **os.environ,
-        "PYLOG_STATE_DIR": str(tmp_path / "state"),
-        "PYLOG_SOCKET": str(sock),
-        "PYLOG_FIFO_ROOT": str(tmp_path),
-        "PYLOG_THREADS": "8",
-    }
+    env = server_env(tmp_path, sock, threads=8)
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pylog.server"],
