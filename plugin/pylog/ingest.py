@@ -162,7 +162,13 @@ class FifoReader:
             if n == 0:
                 return True
             data = self._read_peeked(n)
-            hung_up = n < self._chunk and _writers_gone(self._fd)
+            hung_up = False
+            if n < self._chunk and _writers_gone(self._fd):
+                # The writer may have added the rest of a frame between the peek
+                # and its hang-up: look again, now that nothing more can come.
+                n = self._peek()
+                data = self._read_peeked(n)
+                hung_up = n < self._chunk
             used = self._on_data(data, hung_up)
             if used == 0 and n >= self.pipe_size:
                 # The pipe is full of one frame that can never fit: let it be skipped.
