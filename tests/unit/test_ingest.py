@@ -35,7 +35,7 @@ def test_a_frame_finished_just_before_the_writer_hangs_up_is_not_cut(
     data = encode_entries(entries)
     cut = len(data) - 5
     real = ingest._writers_gone
-    finished = []
+    finished: list[bool] = []
 
     def writer_finishes_first(fd: int) -> bool:
         if not finished:
