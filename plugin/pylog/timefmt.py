@@ -41,6 +41,15 @@ def _seconds_from_prefix(prefix: str) -> int:
     return calendar.timegm(time.strptime(prefix, "%Y-%m-%dT%H:%M:%S"))
 
 
+@lru_cache(maxsize=4096)
+def seconds_of_prefix(prefix: bytes) -> int | None:
+    """Epoch seconds of a stored time's ``YYYY-MM-DDTHH:MM:SS`` part; None if invalid."""
+    try:
+        return calendar.timegm(time.strptime(prefix.decode(), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+
+
 def parse_record_time(text: str) -> int:
     """Parse the ``time`` field pylog itself writes (UTC, ``Z``, 0-9 fraction digits).
 

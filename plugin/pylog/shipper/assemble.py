@@ -14,16 +14,14 @@ losing it.
 
 from __future__ import annotations
 
-import calendar
 import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from ..store.reader import Position
 from ..store.records import RecordError, decode_record
-from .schema import Line
+from ..timefmt import seconds_of_prefix
+from .schema import Line, PlainRun, plain_line
 
 
 @dataclass
@@ -47,6 +45,11 @@ class _Group:
     texts: list[str]
     size: int
     updated: float
+
+
+#: What the assembler emits: a line (or a run of plain lines) and the commit
+#: position it makes safe, if any (see :meth:`LineAssembler.feed`).
+Item = tuple[Line | PlainRun, Position | None]
 
 
 def _cut(data: bytes, limit: int) -> int:
@@ -92,26 +95,32 @@ class LineAssembler:
 
     # -- input -------------------------------------------------------------------
 
-    def feed(
-        self, batch: list[bytes], end: Position, now: float
-    ) -> list[tuple[Line, Position | None]]:
+    def feed(self, batch: list[bytes], end: Position, now: float) -> list[Item]:
         """A batch from ``follow_from`` (all of one file) ending at ``end``.
 
         Each line comes with its commit position, except that plain lines taken
         on the fast path carry None (making a position per line costs as much as
-        the rest of their handling); the last line of a batch always has one.
+        the rest of their handling); the last item of a batch always has one. A
+        batch of nothing but plain whole lines (the common case) comes back as
+        one :class:`PlainRun`.
         """
-        out: list[tuple[Line, Position | None]] = []
+        if self._fast and not self._chunks:
+            run = self._plain_run(batch, end)
+            if run is not None:
+                return run
+        out: list[Item] = []
         offset = end.offset - sum(map(len, batch))
         gen = end.generation
         fast = self._fast
         max_line = self.max_line
         for raw in batch:
             if fast and not self._chunks:
-                plain = _plain_line(raw)
-                if plain is not None and len(plain[3]) <= max_line:
+                plain = _PLAIN_RECORD.match(raw)
+                line = None
+                if plain is not None and len(plain.group(1)) <= max_line:
+                    line = plain_line(plain.groups(b""))  # type: ignore[arg-type]
+                if line is not None:
                     offset += len(raw)
-                    line = Line(plain[0], plain[1], "", escaped=plain[3], time_text=plain[2])
                     out.append((line, None))
                     continue
             start = Position(gen, offset)
@@ -130,6 +139,24 @@ class LineAssembler:
             out[-1] = (out[-1][0], self._end)
         return out
 
+    def _plain_run(self, batch: list[bytes], end: Position) -> list[Item] | None:
+        """The whole batch as one :class:`PlainRun`, or None if any record needs a
+        closer look.
+
+        One regular-expression pass over the joined records finds every plain
+        whole line; as no match spans a newline, as many matches as records
+        means every record is one.
+        """
+        found: list[tuple[bytes, bytes, bytes, bytes]] = _PLAIN_RECORD.findall(b"".join(batch))
+        if len(found) != len(batch) or not found:
+            return None
+        if max(len(f[0]) for f in found) > self.max_line:
+            return None
+        if any(seconds_of_prefix(second) is None for second in {f[2] for f in found}):
+            return None
+        self._end = end
+        return [(PlainRun(found), end)]
+
     def _record(
         self,
         stream: str,
@@ -137,7 +164,7 @@ class LineAssembler:
         data: bytes,
         start: Position,
         now: float,
-        out: list[tuple[Line, Position | None]],
+        out: list[Item],
     ) -> None:
         chunks = self._chunks.get(stream)
         complete = data.endswith(b"\n")
@@ -159,9 +186,7 @@ class LineAssembler:
             elif chunks.parts:
                 self._piece(stream, chunks, b"".join(chunks.parts), True, out)
 
-    def _emit_pieces(
-        self, stream: str, chunks: _Chunks, complete: bool, out: list[tuple[Line, Position | None]]
-    ) -> None:
+    def _emit_pieces(self, stream: str, chunks: _Chunks, complete: bool, out: list[Item]) -> None:
         """Ship max_line pieces of an over-long line; keep the rest (at least one byte)."""
         self._flush_group(stream, out)
         data = b"".join(chunks.parts)
@@ -179,7 +204,7 @@ class LineAssembler:
         chunks: _Chunks,
         data: bytes,
         last: bool,
-        out: list[tuple[Line, Position | None]],
+        out: list[Item],
     ) -> None:
         chunks.pieces += 1
         line = Line(
@@ -200,7 +225,7 @@ class LineAssembler:
         data: bytes,
         start: Position,
         now: float,
-        out: list[tuple[Line, Position | None]],
+        out: list[Item],
     ) -> None:
         text = data.decode("utf-8", "replace")
         if self.multiline is None:
@@ -225,9 +250,7 @@ class LineAssembler:
         if len(group.texts) >= self.multiline_max_lines:
             self._flush_group(stream, out)
 
-    def _flush_group(
-        self, stream: str, out: list[tuple[Line, Position | None]], hold: Position | None = None
-    ) -> None:
+    def _flush_group(self, stream: str, out: list[Item], hold: Position | None = None) -> None:
         group = self._groups.pop(stream, None)
         if group is not None:
             line = Line(stream, group.time_ns, "\n".join(group.texts), lines=len(group.texts))
@@ -236,9 +259,9 @@ class LineAssembler:
 
     # -- time and end --------------------------------------------------------------
 
-    def expire(self, now: float) -> list[tuple[Line, Position | None]]:
+    def expire(self, now: float) -> list[Item]:
         """Ship multiline groups that saw no new line for ``multiline_timeout``."""
-        out: list[tuple[Line, Position | None]] = []
+        out: list[Item] = []
         for stream in [
             s for s, g in self._groups.items() if now - g.updated >= self.multiline_timeout
         ]:
@@ -251,9 +274,9 @@ class LineAssembler:
             return None
         return min(g.updated for g in self._groups.values()) + self.multiline_timeout
 
-    def finish(self) -> list[tuple[Line, Position | None]]:
+    def finish(self) -> list[Item]:
         """The log closed and was read to its end: ship whatever is held."""
-        out: list[tuple[Line, Position | None]] = []
+        out: list[Item] = []
         for stream in list(self._groups):
             self._flush_group(stream, out)
         for stream, chunks in list(self._chunks.items()):
@@ -267,62 +290,26 @@ class LineAssembler:
         return out
 
 
-_LOG = b'{"log":"'
-_STREAM = b'","stream":"'
-_TIME = b'"time":"'
-_STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
+#: A whole line as pylog stores it, matched without decoding: its escaped text
+#: up to the escaped newline that ends it (an escape is taken as a pair, so an
+#: escaped backslash before an ``n`` is not mistaken for one), the stream, attrs
+#: (skipped), the time to the second and its fraction (Go trims trailing zeros:
+#: 0 to 9 digits). Nothing in it matches a raw newline, so in a buffer of
+#: records each match is one whole record. Anything else (a chunk, a line
+#: without newline, another layout) takes the decoding path.
+_PLAIN_RECORD = re.compile(
+    rb'^\{"log":"([^"\\\n]*(?:\\[^\n][^"\\\n]*)*)\\n","stream":"(stdout|stderr)"'
+    rb'(?:,"attrs":\{[^\n]*?\})?,"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z"\}$',
+    re.MULTILINE,
+)
 
 
-def _plain_line(raw: bytes) -> tuple[str, int, bytes, bytes] | None:
-    """(stream, time, time text, escaped text) of a stored whole line, without decoding.
-
-    pylog's records start with the ``log`` string; it holds no raw ``"``, so the
-    first ``","stream":"`` ends it. Anything unusual (a chunk, a line without
-    newline, another layout) returns None and takes the decoding path. The time
-    text comes back in the record value's form (9 fraction digits).
-    """
-    if not raw.startswith(_LOG) or not raw.endswith(b'"}\n'):
-        return None
-    j = raw.find(_STREAM, 8)
-    if j < 0 or raw[j - 2 : j] != b"\\n":
-        return None
-    # The final \n must be a newline escape, not an escaped backslash and an "n".
-    i, slashes = j - 2, 0
-    while i >= 8 and raw[i] == 0x5C:
-        slashes += 1
-        i -= 1
-    if not slashes % 2:
-        return None
-    k = j + len(_STREAM)
-    q = raw.find(b'"', k)
-    stream = _STREAMS.get(raw[k:q])
-    t = raw.rfind(_TIME, q)
-    if stream is None or t < 0:
-        return None
-    ts = raw[t + len(_TIME) : -3]  # 2026-11-27T10:15:52.15295867Z (Go trims zeros)
-    if len(ts) == 20:
-        frac = b"000000000"
-    elif 21 < len(ts) <= 30 and ts[19] == 0x2E and ts[20:-1].isdigit():
-        frac = ts[20:-1].ljust(9, b"0")
-    else:
-        return None
-    if ts[-1] != 0x5A:
-        return None
-    seconds = _seconds(ts[:19])
-    if seconds is None:
-        return None
-    time_ns = seconds * 1_000_000_000 + int(frac)
-    return stream, time_ns, ts[:19] + b"." + frac + b"Z", raw[8 : j - 2]
-
-
-@lru_cache(maxsize=4096)
-def _seconds(prefix: bytes) -> int | None:
-    try:
-        return calendar.timegm(time.strptime(prefix.decode(), "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return None
-
-
-def lines_only(items: Iterable[tuple[Line, Position | None]]) -> list[Line]:
-    """The lines of an assembler's output (tests and tools)."""
-    return [line for line, _ in items]
+def lines_only(items: Iterable[Item]) -> list[Line]:
+    """The lines of an assembler's output, runs taken apart (tests and tools)."""
+    out: list[Line] = []
+    for item, _ in items:
+        if isinstance(item, PlainRun):
+            out += item.lines()
+        else:
+            out.append(item)
+    return out

@@ -38,8 +38,10 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
 from ..config import KafkaSettings
+from .compression import use_fast_lz4
 from .errors import DeliveryError, ProducerUnavailable
 from .producer_stats import ProducerStats
+from .schema import OutRecord
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +108,6 @@ def tls_context(cfg: KafkaSettings) -> ssl.SSLContext:
         keyfile=str(cfg.tls_key) if cfg.tls_key else None,
     )
     return ctx
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    value: bytes
-    headers: list[tuple[str, bytes]]
-    timestamp_ms: int
 
 
 #: A record at least this large gets a batch of its own, so that if the broker
@@ -267,22 +262,18 @@ class ClusterProducer:
                 batches.append(fut)
 
             for n, it in enumerate(items):
-                for r in it.records:
-                    big = len(r.value) >= LARGE_RECORD
+                for value, headers, timestamp in it.records:
+                    big = len(value) >= LARGE_RECORD
                     if count and (
                         big
-                        or batch.append(
-                            key=key, value=r.value, timestamp=r.timestamp_ms, headers=r.headers
-                        )
+                        or batch.append(key=key, value=value, timestamp=timestamp, headers=headers)
                         is None
                     ):
                         await flush()
                         batch, count = producer.create_batch(), 0
                     if count == 0:
                         since = it.at
-                        batch.append(
-                            key=key, value=r.value, timestamp=r.timestamp_ms, headers=r.headers
-                        )
+                        batch.append(key=key, value=value, timestamp=timestamp, headers=headers)
                     count += 1
                     share = shares[n]
                     share[len(batches)] = share.get(len(batches), 0) + 1
@@ -397,6 +388,7 @@ class KafkaRuntime:
     """The asyncio loop thread and the producers of every cluster in use."""
 
     def __init__(self) -> None:
+        use_fast_lz4()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._producers: dict[KafkaSettings, ClusterProducer] = {}

@@ -30,12 +30,12 @@ from ..pressure import IngestPressure
 from ..store import LogFile
 from ..store.gz import open_gzip
 from ..store.reader import Position, follow_from
-from .assemble import LineAssembler
+from .assemble import Item, LineAssembler
 from .errors import DeliveryError, PositionError
 from .position import save_position
-from .producer import ClusterProducer, KafkaRuntime, OutRecord, SendResult
+from .producer import ClusterProducer, KafkaRuntime, SendResult
 from .routing import Route
-from .schema import Line, ValueBuilder
+from .schema import Line, OutRecord, PlainRun, ValueBuilder
 
 log = logging.getLogger(__name__)
 
@@ -190,20 +190,36 @@ class ContainerShipper:
 
         last_commit = [start]
 
-        def submit(items: Sequence[tuple[Line, Position | None]]) -> None:
-            for i in range(0, len(items), BATCH_RECORDS):
-                part = items[i : i + BATCH_RECORDS]
-                records = [self._record(line) for line, _ in part]
-                fut = self._runtime.submit(
-                    self._producer.send(group, self.route.topic, self.route.key, records)
-                )
-                # Lines without a commit position of their own are covered by a later
-                # one; a part with none at all commits no more than the part before.
-                commit = next((c for _, c in reversed(part) if c is not None), last_commit[0])
-                last_commit[0] = commit
-                inflight.append((fut, commit, len(part)))
-                pending[0] += len(part)
-                self.stats.lines_sent += len(part)
+        def submit(items: Sequence[Item]) -> None:
+            """Hand the items' records over in parts of about BATCH_RECORDS, each
+            with the commit position of its last item that has one."""
+            records: list[OutRecord] = []
+            commit: Position | None = None
+            for item, position in items:
+                if isinstance(item, PlainRun):
+                    records += self._builder.plain_records(item)
+                else:
+                    records.append(self._record(item))
+                if position is not None:
+                    commit = position
+                if len(records) >= BATCH_RECORDS:
+                    send(records, commit)
+                    records, commit = [], None
+            if records:
+                send(records, commit)
+
+        def send(records: list[OutRecord], commit: Position | None) -> None:
+            fut = self._runtime.submit(
+                self._producer.send(group, self.route.topic, self.route.key, records)
+            )
+            # Lines without a commit position of their own are covered by a later
+            # one; a part with none at all commits no more than the part before.
+            if commit is None:
+                commit = last_commit[0]
+            last_commit[0] = commit
+            inflight.append((fut, commit, len(records)))
+            pending[0] += len(records)
+            self.stats.lines_sent += len(records)
 
         def reap(wait_until: int | None = None) -> None:
             try:
@@ -305,11 +321,7 @@ class ContainerShipper:
 
     def _record(self, line: Line) -> OutRecord:
         b = self._builder
-        return OutRecord(
-            value=b.value(line),
-            headers=b.headers(line),
-            timestamp_ms=line.time_ns // 1_000_000,
-        )
+        return (b.value(line), b.headers(line), line.time_ns // 1_000_000)
 
     # -- position and discards -----------------------------------------------------
 

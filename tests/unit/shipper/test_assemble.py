@@ -3,6 +3,7 @@ import re
 
 from pylog.models import Entry
 from pylog.shipper.assemble import LineAssembler, lines_only
+from pylog.shipper.schema import PlainRun
 from pylog.store.reader import Position
 from pylog.store.records import RecordEncoder
 
@@ -28,8 +29,8 @@ def test_whole_lines_pass_through_with_commit_after_each() -> None:
         ("stderr", 2, "two"),
     ]
     ends = [Position(0, len(batch[0])), Position(0, len(batch[0]) + len(batch[1]))]
-    # fast path: only the batch's last line carries a position (it covers the others)
-    assert [c for _, c in out] == [None, ends[1]]
+    # fast path: the batch is one run of plain lines with the position after it
+    assert len(out) == 1 and isinstance(out[0][0], PlainRun) and out[0][1] == ends[1]
     slow = LineAssembler(Position(0, 0), max_line=1000, raw_text=False)
     assert [c for _, c in feed(slow, batch)] == ends
     assert a.safe() == Position(0, len(batch[0]) + len(batch[1]))
@@ -152,6 +153,47 @@ def test_no_decode_path_gives_the_same_values_as_decoding() -> None:
         assert json.loads(b.value(f)) == json.loads(b.value(s))
         assert f.time_ns == s.time_ns
         assert b.headers(f) == b.headers(s)
+    # ... and the same records when the batch is made in one pass as a run
+    ((run, _),) = feed(LineAssembler(Position(0, 0), max_line=1000), batch)
+    assert isinstance(run, PlainRun)
+    records = b.plain_records(run)
+    assert [json.loads(v) for v, _, _ in records] == [json.loads(b.value(s)) for s in slow]
+    assert [h for _, h, _ in records] == [b.headers(s) for s in slow]
+    assert [ts for _, _, ts in records] == [s.time_ns // 1_000_000 for s in slow]
+
+
+def test_a_batch_with_a_chunk_takes_plain_lines_one_by_one() -> None:
+    a = LineAssembler(Position(0, 0), max_line=1000)
+    batch = recs(
+        Entry("stdout", 1, b"one"),
+        Entry("stdout", 2, b"long ", complete=False),
+        Entry("stdout", 2, b"line"),
+        Entry("stderr", 3, b"three"),
+    )
+    out = feed(a, batch)
+    assert not any(isinstance(item, PlainRun) for item, _ in out)
+    assert [(x.stream, x.text) for x in lines_only(out)] == [
+        ("stdout", "one"),
+        ("stdout", "long line"),
+        ("stderr", "three"),
+    ]
+    assert lines_only(out)[0].escaped is not None  # plain lines still skip decoding
+    assert out[-1][1] == Position(0, sum(map(len, batch)))
+
+
+def test_records_with_attrs_are_plain_too() -> None:
+    enc = RecordEncoder({"app": "shop", "time": '"x"}'})
+    batch = [enc.encode(Entry("stdout", 7, b"with attrs")), enc.encode(Entry("stdout", 8, b"b"))]
+    out = feed(LineAssembler(Position(0, 0), max_line=1000), batch)
+    assert isinstance(out[0][0], PlainRun)
+    assert [(x.text, x.time_ns) for x in lines_only(out)] == [("with attrs", 7), ("b", 8)]
+
+
+def test_a_line_longer_than_max_line_leaves_the_fast_path() -> None:
+    a = LineAssembler(Position(0, 0), max_line=10)
+    out = feed(a, recs(Entry("stdout", 1, b"short"), Entry("stdout", 2, b"x" * 25)))
+    assert not any(isinstance(item, PlainRun) for item, _ in out)
+    assert [x.text for x in lines_only(out)] == ["short", "x" * 10, "x" * 10, "x" * 5]
 
 
 def test_a_chunk_ending_in_a_literal_backslash_n_is_not_taken_for_a_line() -> None:
