@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(), "minutes": minutes}  # fmt: skip
     (args.out / "results.json").write_text(report.to_json(cfg.samples, rows, meta))
     try:
-        report.chart(rows, args.out / "results.png", header)
+        report.chart(rows, args.out / "results.png", header, cfg.samples)
     except ImportError:
         print("matplotlib is missing: no chart (pip install -e '.[bench]')", file=sys.stderr)
     print(f"written: {args.out}/results.md, results.json, results.png")
