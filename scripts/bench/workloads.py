@@ -241,7 +241,8 @@ def soak(cfg: Config) -> None:
     """SOAK_CONTAINERS containers writing SOAK_RATE lines/s in all, steadily, for 10
     minutes (1 with --quick), pylog+kafka, on a freshly restarted plugin. The
     plugin's summed VmRSS is sampled every 10 s (2 s quick) from go to the exit of
-    the last container: is it flat once the load is steady?"""
+    the last container: is it flat once the load is steady? The figures use the
+    samples taken while every container was still running (``running``)."""
     if not cfg.use(["pylog+kafka"]):
         return
     seconds = cfg.pick(600, 60)
@@ -283,8 +284,9 @@ def soak(cfg: Config) -> None:
                 t = time.monotonic() - go
                 if pids not in pid_sets:
                     pid_sets.append(pids)
-                stats = {"t_s": t, "rss_mb": engine.rss_mb(pids),
-                         **engine.process_stats(pids)}  # fmt: skip
+                states = engine.docker("inspect", "-f", "{{.State.Running}}", *cids)
+                stats = {"t_s": t, "rss_mb": engine.rss_mb(pids), **engine.process_stats(pids),
+                         "running": float(states.split().count("true"))}  # fmt: skip
                 for key, v in stats.items():
                     series.setdefault(key, []).append(v)
                 if int(t // 60) > logged:
@@ -292,7 +294,8 @@ def soak(cfg: Config) -> None:
                     cfg.log(f"  [soak] {t:5.0f} s  RSS {stats['rss_mb']:.0f} MB (arbiter "
                             f"{stats['rss_arbiter_mb']:.0f}, worker "
                             f"{stats['rss_workers_mb']:.0f}), {stats['threads']:.0f} "
-                            f"threads, {stats['fds']:.0f} fds")  # fmt: skip
+                            f"threads, {stats['fds']:.0f} fds, "
+                            f"{stats['running']:.0f} running")  # fmt: skip
                 if waiter.poll() is not None:
                     break
                 k += 1
@@ -314,7 +317,8 @@ def soak(cfg: Config) -> None:
         figs = {"wall_s": wall, "planned_s": seconds, "rate_lps": total / wall,
                 "kafka_missing": total - count,
                 "cpu_s_per_mline": cpu / total * 1e6,
-                **soak_figures(series["t_s"], series["rss_mb"], seconds)}  # fmt: skip
+                **soak_figures(series["t_s"], series["rss_mb"], seconds,
+                               [r == len(cids) for r in series["running"]])}  # fmt: skip
         _report(cfg, Sample("soak", "pylog+kafka", rnd, figs, series))
 
 

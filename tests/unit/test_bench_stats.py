@@ -132,6 +132,18 @@ def test_soak_marks_scale_with_the_run_and_take_the_next_sample() -> None:
     assert math.isclose(f["rss_growth_pct"], (111.3 - 62.0) / 62.0 * 100)
 
 
+def test_soak_end_is_the_last_sample_under_load() -> None:
+    # Flat at 80 MB, +6 MB at 250 s, then the containers exit and 3 MB go back.
+    times = [10.0 * i for i in range(61)]
+    rss = [80.0 if t < 250 else 86.0 for t in times[:-1]] + [83.0]
+    loaded = [t < 590 for t in times]
+    f = soak_figures(times, rss, 600, loaded)
+    assert f["rss_end_mb"] == 86.0
+    assert f["rss_exit_mb"] == 83.0
+    assert math.isclose(f["rss_growth_pct"], 7.5)
+    assert soak_figures(times, rss, 600)["rss_end_mb"] == 83.0  # all taken as loaded
+
+
 def test_soak_short_series_has_no_slope() -> None:
     f = soak_figures([0.0, 5.0], [80.0, 70.0], 600)
     assert math.isnan(f["rss_slope_mb_min"]) and math.isnan(f["rss_2min_mb"])
