@@ -101,6 +101,14 @@ def chart(rows: Sequence[Row], path: Path, title: str, samples: Sequence[Sample]
     import matplotlib.pyplot as plt
 
     soaks = [s for s in samples if "rss_mb" in s.series and "t_s" in s.series]
+    if soaks and all(r.workload == "soak" for r in rows):  # a soak alone: its plot alone
+        fig, ax = plt.subplots(figsize=(13, 4.25))
+        _soak(ax, soaks)
+        fig.suptitle(title, fontsize=11)
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        return
     nrows = 3 if soaks else 2
     fig, axes = plt.subplots(nrows, 2, figsize=(13, 4.25 * nrows), squeeze=False)
     ax_wall, ax_kafka, ax_cpu, ax_sweep = axes.flat[:4]
