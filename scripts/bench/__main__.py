@@ -1,7 +1,7 @@
 """``make bench``: run the workloads through every driver, print the table, and
 write it as markdown, JSON and a PNG chart.
 
-    PYTHONPATH=scripts python -m bench [--quick] [--workloads 1m,10c,...] [--rounds N]
+    PYTHONPATH=scripts python -m bench [--quick] [--workloads 1m,10c,...|soak] [--rounds N]
                                        [--drivers none,json-file,...] [--out DIR]
 
 Needs the engine, the busybox image and the installed plugin (``make bench`` does
@@ -23,7 +23,7 @@ from pathlib import Path
 from . import engine, report
 from .kafka import KafkaBroker, Topics
 from .stats import aggregate
-from .workloads import ALL_DRIVERS, QUICK_TITLES, WORKLOADS, Config, warm_up
+from .workloads import ALL_DRIVERS, DEFAULT_WORKLOADS, QUICK_TITLES, WORKLOADS, Config, warm_up
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,8 +37,9 @@ def _git_commit() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small counts, 1 round: a smoke run")
-    ap.add_argument("--workloads", default=",".join(WORKLOADS),
-                    help=f"comma-separated, from: {', '.join(WORKLOADS)}")  # fmt: skip
+    ap.add_argument("--workloads", default=",".join(DEFAULT_WORKLOADS),
+                    help=f"comma-separated, from: {', '.join(WORKLOADS)} (default: all "
+                    "but soak, which takes 10+ minutes)")  # fmt: skip
     ap.add_argument("--rounds", type=int, help="rounds for every workload (default: 3 each; "
                     "sweep 2, many 1; --quick 1)")  # fmt: skip
     ap.add_argument("--drivers", default=",".join(ALL_DRIVERS))
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(), "minutes": minutes}  # fmt: skip
     (args.out / "results.json").write_text(report.to_json(cfg.samples, rows, meta))
     try:
-        report.chart(rows, args.out / "results.png", header)
+        report.chart(rows, args.out / "results.png", header, cfg.samples)
     except ImportError:
         print("matplotlib is missing: no chart (pip install -e '.[bench]')", file=sys.stderr)
     print(f"written: {args.out}/results.md, results.json, results.png")

@@ -223,6 +223,33 @@ def rss_mb(pids: Sequence[int]) -> float:
     return sum(_status_kb(p, "VmRSS") for p in pids) / 1024
 
 
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def process_stats(pids: Sequence[int]) -> dict[str, float]:
+    """VmRSS (MB) of the arbiter (the process whose parent is not one of ``pids``)
+    and of the workers (the others), and the threads and open fds of all of them."""
+    arbiter = [p for p in pids if _ppid(p) not in pids]
+    workers = [p for p in pids if p not in arbiter]
+    return {
+        "rss_arbiter_mb": rss_mb(arbiter),
+        "rss_workers_mb": rss_mb(workers),
+        "threads": float(sum(_status_kb(p, "Threads") for p in pids)),
+        "fds": float(sum(_fds(p) for p in pids)),
+    }
+
+
 # ------------------------------------------------------------------ plugin start-up
 @dataclass
 class Startup:

@@ -91,16 +91,32 @@ DRIVER_COLOURS = {
 }
 
 
-def chart(rows: Sequence[Row], path: Path, title: str) -> None:
+def chart(rows: Sequence[Row], path: Path, title: str, samples: Sequence[Sample] = ()) -> None:
     """The same medians as the tables, as a PNG: wall time per workload and driver,
-    Kafka throughput, pylog CPU, and the container-count and line-size sweeps."""
+    Kafka throughput, pylog CPU, and the container-count and line-size sweeps; and,
+    when a soak ran, its RSS over time in a third row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
-    ax_wall, ax_kafka, ax_cpu, ax_sweep = axes.flat
+    soaks = [s for s in samples if "rss_mb" in s.series and "t_s" in s.series]
+    if soaks and all(r.workload == "soak" for r in rows):  # a soak alone: its plot alone
+        fig, ax = plt.subplots(figsize=(13, 4.25))
+        _soak(ax, soaks)
+        fig.suptitle(title, fontsize=11)
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        return
+    nrows = 3 if soaks else 2
+    fig, axes = plt.subplots(nrows, 2, figsize=(13, 4.25 * nrows), squeeze=False)
+    ax_wall, ax_kafka, ax_cpu, ax_sweep = axes.flat[:4]
+    if soaks:
+        grid = axes[2, 0].get_gridspec()
+        for ax in axes[2]:
+            ax.remove()
+        _soak(fig.add_subplot(grid[2, :]), soaks)
 
     main = [w for w in dict.fromkeys(r.workload for r in rows)
             if not w.startswith("sweep") and any("wall_s" in r.figures
@@ -149,4 +165,25 @@ def _bars(ax: Any, rows: Sequence[Row], workloads: Sequence[str], drivers: Seque
     ax.set_xticks([j + width * (len(drivers) - 1) / 2 for j in range(len(workloads))])
     ax.set_xticklabels(workloads, fontsize=8)
     ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _soak(ax: Any, soaks: Sequence[Sample]) -> None:
+    """RSS over the soak: the sum, and the arbiter's and the worker's apart."""
+    for s in soaks:
+        minutes = [t / 60 for t in s.series["t_s"]]
+        label = f"round {s.round}: " if len(soaks) > 1 else ""
+        ax.plot(minutes, s.series["rss_mb"], marker=".", label=f"{label}RSS, all processes",
+                color=DRIVER_COLOURS.get(s.driver))  # fmt: skip
+        for key, name, style in (("rss_workers_mb", "worker", "--"),
+                                 ("rss_arbiter_mb", "arbiter", ":")):  # fmt: skip
+            if key in s.series:
+                ax.plot(minutes, s.series[key], style, label=f"{label}{name}",
+                        color=DRIVER_COLOURS.get(s.driver))  # fmt: skip
+        if "planned_s" in s.figures:  # the "2-minute" mark: a fifth of the planned run
+            ax.axvline(s.figures["planned_s"] / 5 / 60, color="black", lw=0.6)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("minutes since go", fontsize=9)
+    ax.set_title("soak (pylog+kafka): pylog RSS MB over time; line: the 2-minute mark",
+                 fontsize=10)  # fmt: skip
     ax.legend(fontsize=8)

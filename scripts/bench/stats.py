@@ -30,6 +30,15 @@ FIGURES: dict[str, tuple[str, str]] = {
     "listen_s": ("start->listening s", "{:.2f}"),
     "ready_s": ("start->ready s", "{:.2f}"),
     "rss_idle_mb": ("pylog idle RSS MB", "{:.0f}"),
+    "rss_start_mb": ("RSS at go MB", "{:.1f}"),
+    "rss_1min_mb": ("RSS at 1 min MB", "{:.1f}"),
+    "rss_2min_mb": ("RSS at 2 min MB", "{:.1f}"),
+    "rss_end_mb": ("RSS at end MB", "{:.1f}"),
+    "rss_max_mb": ("RSS max MB", "{:.1f}"),
+    "rss_slope_mb_min": ("RSS slope 2 min->end MB/min", "{:+.2f}"),
+    "rss_growth_mb": ("RSS end - 2 min MB", "{:+.1f}"),
+    "rss_growth_pct": ("RSS growth 2 min->end", "{:+.1f}%"),
+    "rss_exit_mb": ("RSS after exit MB", "{:.1f}"),
 }
 
 REFERENCE = "json-file"
@@ -41,6 +50,9 @@ class Sample:
     driver: str
     round: int
     figures: dict[str, float] = field(default_factory=dict)
+    # Time series measured during the run (e.g. the soak's RSS every 10 s), saved in
+    # results.json and plotted; not in the tables.
+    series: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +80,58 @@ def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return float(ordered[min(rank, len(ordered)) - 1])
+
+
+def soak_figures(times_s: Sequence[float], rss_mb: Sequence[float], duration_s: float,
+                 loaded: Sequence[bool] | None = None) -> dict[str, float]:  # fmt: skip
+    """The soak's RSS figures from its series (seconds since go, MB).
+
+    ``loaded`` tells, per sample, whether every container was still writing; only
+    those samples count for the marks, the end, the slope and the growth (after the
+    first exit, readers and shippers go away and give memory back, which would hide
+    growth). The sample after the last exit is ``rss_exit_mb``. Default: all loaded.
+
+    The marks scale with the run: *1 min* is a tenth of ``duration_s`` and *2 min*
+    a fifth (so a 1-minute quick run reads its marks at 6 s and 12 s). Each mark
+    takes the first loaded sample at or after it. The slope (MB per minute) is a
+    least-squares line through the loaded samples from the 2-minute mark on; the
+    growth is the last loaded sample minus the 2-minute one, in MB and in % of it.
+    The soak's RSS is *flat* when that growth is under 5 %.
+    """
+    if len(times_s) != len(rss_mb) or not times_s:
+        raise ValueError("need one RSS value per sample time, and at least one")
+    flags = [True] * len(times_s) if loaded is None else list(loaded)
+    if len(flags) != len(times_s):
+        raise ValueError("need one loaded flag per sample")
+    on = [(t, v) for t, v, f in zip(times_s, rss_mb, flags, strict=True) if f]
+    if not on:
+        on = [(times_s[0], rss_mb[0])]  # nothing under load: only the start means anything
+
+    def at(mark: float) -> float:
+        for t, v in on:
+            if t >= mark:
+                return v
+        return math.nan
+
+    two = at(duration_s / 5)
+    end = on[-1][1]
+    steady = [(t, v) for t, v in on if t >= duration_s / 5]
+    slope = math.nan
+    if len(steady) >= 2 and len({t for t, _ in steady}) >= 2:
+        fit = statistics.linear_regression([t for t, _ in steady], [v for _, v in steady])
+        slope = fit.slope * 60
+    growth = end - two
+    return {
+        "rss_start_mb": rss_mb[0],
+        "rss_1min_mb": at(duration_s / 10),
+        "rss_2min_mb": two,
+        "rss_end_mb": end,
+        "rss_max_mb": max(rss_mb),
+        "rss_slope_mb_min": slope,
+        "rss_growth_mb": growth,
+        "rss_growth_pct": ratio(growth, two) * 100,
+        "rss_exit_mb": rss_mb[-1],
+    }
 
 
 def ratio(value: float, reference: float) -> float:
@@ -140,4 +204,6 @@ TARGETS: tuple[Target, ...] = (
     Target("docker logs --tail 100 on 100 MB of logs < 0.2 s", "1m", "pylog", "tail_s", "<", 0.2),
     Target("plugin listening within 1 s of process start", "startup", "pylog", "listen_s",
            "<", 1.0),
+    Target("RSS flat over a 10-minute soak (< 5 % growth from minute 2 to the end)", "soak",
+           "pylog+kafka", "rss_growth_pct", "<", 5.0),
 )  # fmt: skip

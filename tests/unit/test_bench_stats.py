@@ -11,8 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from bench.report import fmt, markdown, table, targets_table, to_json
-from bench.stats import Sample, Target, aggregate, median, percentile, ratio
-from bench.workloads import interleaved
+from bench.stats import TARGETS, Sample, Target, aggregate, median, percentile, ratio, soak_figures
+from bench.workloads import DEFAULT_WORKLOADS, WORKLOADS, interleaved
 
 
 def test_median_ignores_nan() -> None:
@@ -103,3 +103,71 @@ def test_drivers_are_interleaved_and_rotated() -> None:
     assert list(interleaved(["a", "b", "c"], 2)) == [
         (1, "a"), (1, "b"), (1, "c"), (2, "b"), (2, "c"), (2, "a"),
     ]  # fmt: skip
+
+
+def test_soak_figures_marks_slope_and_growth() -> None:
+    # 10 minutes sampled every 10 s: 100 MB up to minute 2, then +1 MB per minute.
+    times = [10.0 * i for i in range(61)]
+    rss = [100.0 if t <= 120 else 100.0 + (t - 120) / 60 for t in times]
+    f = soak_figures(times, rss, 600)
+    assert f["rss_start_mb"] == 100.0
+    assert f["rss_1min_mb"] == 100.0
+    assert f["rss_2min_mb"] == 100.0
+    assert f["rss_end_mb"] == 108.0
+    assert f["rss_max_mb"] == 108.0
+    assert math.isclose(f["rss_slope_mb_min"], 1.0)
+    assert f["rss_growth_mb"] == 8.0
+    assert math.isclose(f["rss_growth_pct"], 8.0)
+
+
+def test_soak_marks_scale_with_the_run_and_take_the_next_sample() -> None:
+    # A 60 s quick run sampled every 2 s, the last sample a little late (the exit).
+    times = [*(2.0 * i for i in range(30)), 61.3]
+    rss = [50.0 + t for t in times]
+    f = soak_figures(times, rss, 60)
+    assert f["rss_1min_mb"] == 56.0  # first sample at or after 6 s
+    assert f["rss_2min_mb"] == 62.0  # ... after 12 s
+    assert f["rss_end_mb"] == 111.3
+    assert math.isclose(f["rss_slope_mb_min"], 60.0)
+    assert math.isclose(f["rss_growth_pct"], (111.3 - 62.0) / 62.0 * 100)
+
+
+def test_soak_end_is_the_last_sample_under_load() -> None:
+    # Flat at 80 MB, +6 MB at 250 s, then the containers exit and 3 MB go back.
+    times = [10.0 * i for i in range(61)]
+    rss = [80.0 if t < 250 else 86.0 for t in times[:-1]] + [83.0]
+    loaded = [t < 590 for t in times]
+    f = soak_figures(times, rss, 600, loaded)
+    assert f["rss_end_mb"] == 86.0
+    assert f["rss_exit_mb"] == 83.0
+    assert math.isclose(f["rss_growth_pct"], 7.5)
+    assert soak_figures(times, rss, 600)["rss_end_mb"] == 83.0  # all taken as loaded
+
+
+def test_soak_short_series_has_no_slope() -> None:
+    f = soak_figures([0.0, 5.0], [80.0, 70.0], 600)
+    assert math.isnan(f["rss_slope_mb_min"]) and math.isnan(f["rss_2min_mb"])
+    assert math.isnan(f["rss_growth_pct"])
+    assert f["rss_max_mb"] == 80.0
+
+
+def test_soak_target_is_under_5_percent_growth() -> None:
+    [target] = [t for t in TARGETS if t.workload == "soak"]
+    for pct, ok in ((4.9, True), (-3.0, True), (5.0, False)):
+        rows = aggregate([Sample("soak", "pylog+kafka", 1, {"rss_growth_pct": pct})])
+        assert target.check(rows) == (pct, ok)
+
+
+def test_series_reach_the_json_but_not_the_tables() -> None:
+    s = Sample("soak", "pylog+kafka", 1, {"rss_end_mb": 90.0},
+               {"t_s": [0.0, 10.0], "rss_mb": [80.0, 90.0]})  # fmt: skip
+    data = json.loads(to_json([s], aggregate([s]), {}))
+    assert data["samples"][0]["series"] == {"t_s": [0.0, 10.0], "rss_mb": [80.0, 90.0]}
+    assert "series" not in data["medians"][0]
+    assert "RSS at end MB" in markdown(aggregate([s]), {}, "h")
+
+
+def test_soak_is_not_in_the_default_workloads() -> None:
+    assert "soak" in WORKLOADS
+    assert "soak" not in DEFAULT_WORKLOADS
+    assert set(DEFAULT_WORKLOADS) | {"soak"} == set(WORKLOADS)
