@@ -1,5 +1,6 @@
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pylog.framing import FrameDecoder, encode_entries, encode_entry
@@ -155,3 +156,45 @@ def test_resync_mode_starts_at_the_first_whole_frame() -> None:
     dec = FrameDecoder(resync=True)
     assert dec.feed(data) == ENTRIES
     assert dec.errors.skipped_bytes == 0
+
+
+def _decode_all(data: bytes) -> tuple[list[Entry], int]:
+    batch, used = FrameDecoder().decode(data)
+    return batch.entries(), used
+
+
+def test_blank_lines_keep_the_columns_in_step() -> None:
+    # proto3 leaves an empty line out of the frame: the column parse must still
+    # give every entry its own line.
+    entries = [
+        Entry("stdout", 1, b""),
+        Entry("stdout", 2, b"a"),
+        Entry("stdout", 3, b""),
+        Entry("stdout", 4, b""),
+        Entry("stdout", 5, b"b"),
+        Entry("stdout", 6, b""),
+    ]
+    data = encode_entries(entries)
+    assert _decode_all(data) == (entries, len(data))
+
+
+def test_mixed_sources_and_zero_times_decode_in_order() -> None:
+    # time 0 is left out of a frame too: the time column is then short, and the
+    # entry-by-entry path takes over.
+    entries = [Entry("stderr" if i % 3 else "stdout", i * 7, b"line %d" % i) for i in range(50)]
+    data = encode_entries(entries)
+    assert _decode_all(data) == (entries, len(data))
+
+
+def test_the_column_parse_alone_decodes_plain_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("the entry path was used")
+
+    monkeypatch.setattr(FrameDecoder, "_decode_run", refuse)
+    monkeypatch.setattr(FrameDecoder, "_decode_frames", refuse)
+    entries = [Entry("stdout", 10 + i, b"x" * (i % 300)) for i in range(1000)]
+    data = encode_entries(entries)
+    assert _decode_all(data) == (entries, len(data))
+    cut = data[:-7]  # a frame cut at the end stays for the next read
+    got, used = _decode_all(cut)
+    assert got == entries[:-1] and used == len(data) - len(encode_entries(entries[-1:]))

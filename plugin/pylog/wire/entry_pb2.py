@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x65ntry.proto\x12\npylog.wire\"\x8f\x01\n\x08LogEntry\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x11\n\ttime_nano\x18\x02 \x01(\x03\x12\x0c\n\x04line\x18\x03 \x01(\x0c\x12\x0f\n\x07partial\x18\x04 \x01(\x08\x12\x41\n\x14partial_log_metadata\x18\x05 \x01(\x0b\x32#.pylog.wire.PartialLogEntryMetadata\"D\n\x17PartialLogEntryMetadata\x12\x0c\n\x04last\x18\x01 \x01(\x08\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07ordinal\x18\x03 \x01(\x05\"6\n\rLogEntryBatch\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.pylog.wire.LogEntryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x65ntry.proto\x12\npylog.wire\"\x8f\x01\n\x08LogEntry\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x11\n\ttime_nano\x18\x02 \x01(\x03\x12\x0c\n\x04line\x18\x03 \x01(\x0c\x12\x0f\n\x07partial\x18\x04 \x01(\x08\x12\x41\n\x14partial_log_metadata\x18\x05 \x01(\x0b\x32#.pylog.wire.PartialLogEntryMetadata\"D\n\x17PartialLogEntryMetadata\x12\x0c\n\x04last\x18\x01 \x01(\x08\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07ordinal\x18\x03 \x01(\x05\"6\n\rLogEntryBatch\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.pylog.wire.LogEntry\"B\n\x0fLogEntryColumns\x12\x0e\n\x06source\x18\x01 \x03(\t\x12\x11\n\ttime_nano\x18\x02 \x03(\x03\x12\x0c\n\x04line\x18\x03 \x03(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,4 +37,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARTIALLOGENTRYMETADATA']._serialized_end=241
   _globals['_LOGENTRYBATCH']._serialized_start=243
   _globals['_LOGENTRYBATCH']._serialized_end=297
+  _globals['_LOGENTRYCOLUMNS']._serialized_start=299
+  _globals['_LOGENTRYCOLUMNS']._serialized_end=365
 # @@protoc_insertion_point(module_scope)

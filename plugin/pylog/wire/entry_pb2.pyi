@@ -106,3 +106,37 @@ class LogEntryBatch(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LogEntryBatch: _TypeAlias = LogEntryBatch  # noqa: Y015
+
+@_typing.final
+class LogEntryColumns(_message.Message):
+    """Not part of the protocol either: a run of frames read as columns. With each
+    frame header overwritten by two empty `line` fields, the bodies of a whole
+    read parse as one message in which repeated fields collect every entry's
+    values in order (see plugin/pylog/framing.py). No object per entry is made.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TIME_NANO_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def source(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def time_nano(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def line(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        source: _abc.Iterable[_builtins.str] | None = ...,
+        time_nano: _abc.Iterable[_builtins.int] | None = ...,
+        line: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line", b"line", "source", b"source", "time_nano", b"time_nano"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogEntryColumns: _TypeAlias = LogEntryColumns  # noqa: Y015
