@@ -462,6 +462,18 @@ def _copy_outcome(exc: BaseException, done: asyncio.Future[Any]) -> None:
         done.set_exception(exc)
 
 
+def _to_concurrent(fut: concurrent.futures.Future[Any], task: asyncio.Future[Any]) -> None:
+    """Copy a finished task's outcome to the future :meth:`KafkaRuntime.submit` returned."""
+    if task.cancelled():
+        fut.cancel()
+    if not fut.set_running_or_notify_cancel():
+        return
+    if (exc := task.exception()) is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(task.result())
+
+
 def _settle_error(done: asyncio.Future[SendResult], error: DeliveryError) -> None:
     if not done.done():
         done.set_exception(error)
@@ -481,6 +493,9 @@ class KafkaRuntime:
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._producers: dict[KafkaSettings, ClusterProducer] = {}
+        #: Coroutines submitted and not started yet, with their futures (see submit).
+        self._submit_lock = threading.Lock()
+        self._submitted: list[tuple[Coroutine[Any, Any, Any], concurrent.futures.Future[Any]]] = []
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="pylog-kafka", daemon=True
         )
@@ -499,7 +514,38 @@ class KafkaRuntime:
             return list(self._producers.values())
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        """Run ``coro`` on the loop; its outcome comes in the returned future.
+
+        Like ``asyncio.run_coroutine_threadsafe``, but the loop is woken once for
+        all the coroutines submitted meanwhile, not once each: with 200 shipper
+        threads each waking the loop for every line (a write to its self-pipe,
+        a GIL hand-over and a loop iteration), the loop thread got the GIL too
+        seldom to keep up, and the lines waiting for it piled up in memory.
+        """
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._submit_lock:
+            self._submitted.append((coro, fut))
+            wake = len(self._submitted) == 1
+        if wake:
+            try:
+                self._loop.call_soon_threadsafe(self._start_submitted)
+            except RuntimeError:  # the loop is closed: fail what waits for it
+                with self._submit_lock:
+                    todo, self._submitted = self._submitted, []
+                for c, f in todo:
+                    c.close()
+                    f.set_exception(RuntimeError("the Kafka loop is closed"))
+        return fut
+
+    def _start_submitted(self) -> None:
+        with self._submit_lock:
+            todo, self._submitted = self._submitted, []
+        for coro, fut in todo:
+            if fut.cancelled():
+                coro.close()
+                continue
+            task = self._loop.create_task(coro)
+            task.add_done_callback(functools.partial(_to_concurrent, fut))
 
     def new_group(self) -> SendGroup:
         # asyncio.Lock binds to a loop on first use (3.10+): safe to make here.
