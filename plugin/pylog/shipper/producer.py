@@ -133,11 +133,13 @@ LARGE_RECORD = 256 * 1024
 class _Batch:
     """A batch of one partition: filled by every container shipping there, then sent."""
 
-    __slots__ = ("builder", "count", "done", "since")
+    __slots__ = ("builder", "count", "done", "groups", "since")
 
     def __init__(self, builder: Any, since: float, done: asyncio.Future[Any]) -> None:
         self.builder = builder
         self.count = 0
+        self.groups: list[SendGroup] = []
+        """The groups with records in it (repeats possible)."""
         self.since = since
         """Hand-over time of its first record (start of the delivery latency)."""
         self.done = done
@@ -150,6 +152,11 @@ class _PartitionQueue:
     Records go into the open batch in the order they come; a full batch (or a
     record of :data:`LARGE_RECORD` or more, which gets a batch of its own) is
     sealed and waits for the partition's pump (:meth:`ClusterProducer._pump`).
+
+    When a batch fails, every batch after it that is not handed over yet fails
+    too, and so does every group with records in them (:meth:`fail_all`): a
+    group's later records must not reach Kafka before the ones that failed,
+    which it sends again from its acknowledged position.
     """
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, partition: int) -> None:
@@ -160,7 +167,7 @@ class _PartitionQueue:
         self.sealed: deque[_Batch] = deque()
         self.pump: asyncio.Future[None] | None = None
 
-    def add(self, key: bytes | None, r: OutRecord, at: float) -> _Batch:
+    def add(self, group: SendGroup, key: bytes | None, r: OutRecord, at: float) -> _Batch:
         big = len(r.value) >= LARGE_RECORD
         batch = self.open
         if batch is not None and (
@@ -179,6 +186,8 @@ class _PartitionQueue:
                 key=key, value=r.value, timestamp=r.timestamp_ms, headers=r.headers
             )
         batch.count += 1
+        if not batch.groups or batch.groups[-1] is not group:
+            batch.groups.append(group)
         if big:
             self.sealed.append(batch)
             self.open = None
@@ -191,10 +200,10 @@ class _PartitionQueue:
         batch, self.open = self.open, None
         return batch
 
-    def fail_rest(self) -> None:
-        """The pump ended abnormally (cancelled): fail what it would have sent."""
+    def fail_all(self, exc: BaseException) -> None:
+        """Fail every batch not handed over yet, and the groups with records in them."""
         while (batch := self.take()) is not None:
-            _copy_outcome(asyncio.CancelledError(), batch.done)
+            _fail_batch(batch, exc)
 
 
 @dataclass
@@ -355,7 +364,7 @@ class ClusterProducer:
             # For each batch the item's records went into, how many.
             shares: dict[_Batch, int] = {}
             for r in it.records:
-                batch = queue.add(key, r, it.at)
+                batch = queue.add(group, key, r, it.at)
                 shares[batch] = shares.get(batch, 0) + 1
             task = asyncio.ensure_future(
                 self._settle(group, it.done, [(b.done, c) for b, c in shares.items()], generation)
@@ -385,16 +394,17 @@ class ClusterProducer:
                 except (TimeoutError, KafkaError) as exc:
                     self.stats.error(exc)
                     self._outcome(exc)
-                    _copy_outcome(exc, batch.done)
+                    _fail_batch(batch, exc)
+                    queue.fail_all(exc)
                     continue
                 except BaseException as exc:
-                    _copy_outcome(exc, batch.done)
+                    _fail_batch(batch, exc)
                     raise
                 self.stats.watch(fut, batch.count, batch.since, self._outcome)
-                fut.add_done_callback(functools.partial(_chain, batch.done))
+                fut.add_done_callback(functools.partial(_delivered, queue, batch))
         finally:
             queue.pump = None
-            queue.fail_rest()
+            queue.fail_all(asyncio.CancelledError())  # if it ended early (cancelled)
 
     async def _settle(
         self,
@@ -445,21 +455,29 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _chain(done: asyncio.Future[Any], fut: asyncio.Future[Any]) -> None:
-    """Copy a delivery future's outcome to a batch's own future."""
-    if done.done():
+def _delivered(queue: _PartitionQueue, batch: _Batch, fut: asyncio.Future[Any]) -> None:
+    """A handed-over batch is done: pass its outcome on; a failure fails the batches
+    of the partition not handed over yet (see :class:`_PartitionQueue`)."""
+    if batch.done.done():
         return
     if fut.cancelled():
-        done.set_exception(asyncio.CancelledError())
-    elif (exc := fut.exception()) is not None:
-        done.set_exception(exc)
+        exc: BaseException | None = asyncio.CancelledError()
     else:
-        done.set_result(fut.result())
+        exc = fut.exception()
+    if exc is None:
+        batch.done.set_result(fut.result())
+    elif isinstance(exc, REJECTED):
+        batch.done.set_exception(exc)  # these records only: counted, not sent again
+    else:
+        _fail_batch(batch, exc)
+        queue.fail_all(exc)
 
 
-def _copy_outcome(exc: BaseException, done: asyncio.Future[Any]) -> None:
-    if not done.done():
-        done.set_exception(exc)
+def _fail_batch(batch: _Batch, exc: BaseException) -> None:
+    for group in batch.groups:
+        group.failed = True
+    if not batch.done.done():
+        batch.done.set_exception(exc)
 
 
 def _to_concurrent(fut: concurrent.futures.Future[Any], task: asyncio.Future[Any]) -> None:

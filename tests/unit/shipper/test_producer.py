@@ -37,9 +37,13 @@ class FakeBatch:
 class FakeProducer:
     made: ClassVar[list[FakeProducer]] = []
     fail_sends = False
+    #: Fail the hand-over of these batches (0 is the first one created).
+    fail_batches: ClassVar[set[int]] = set()
+    batch_limit = 100
 
     def __init__(self, **kwargs: Any) -> None:
         self.sent: list[tuple[int, FakeBatch]] = []
+        self.created: list[FakeBatch] = []
         self._last: dict[int, asyncio.Future[None]] = {}
         FakeProducer.made.append(self)
 
@@ -53,10 +57,12 @@ class FakeProducer:
         return {0, 1}
 
     def create_batch(self) -> FakeBatch:
-        return FakeBatch(limit=100)
+        batch = FakeBatch(limit=FakeProducer.batch_limit)
+        self.created.append(batch)
+        return batch
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
-        if FakeProducer.fail_sends:
+        if FakeProducer.fail_sends or self.created.index(batch) in FakeProducer.fail_batches:
             raise KafkaConnectionError()
         last = self._last.get(partition)
         if last is not None:
@@ -74,6 +80,8 @@ def fake_producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(producer_mod, "AIOKafkaProducer", FakeProducer)
     FakeProducer.made = []
     FakeProducer.fail_sends = False
+    FakeProducer.fail_batches = set()
+    FakeProducer.batch_limit = 100
     yield
 
 
@@ -147,6 +155,28 @@ def test_a_failed_hand_over_fails_the_sends_in_it_and_later_ones() -> None:
     assert isinstance(later, DeliveryError)  # the group failed: nothing after it is sent
     assert group.failed
     assert cp.stats.errors["connection"] == 1
+
+
+def test_after_a_failed_batch_the_later_ones_are_not_sent() -> None:
+    """Batch 1 of 5 cannot be handed over (a broker outage longer than the request
+    timeout): the batches after it fail with it, unsent, and so do their groups,
+    so that no line reaches Kafka before one sent earlier that failed."""
+    FakeProducer.batch_limit = 1
+    FakeProducer.fail_batches = {1}
+    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    a, b = SendGroup(), SendGroup()
+
+    async def run() -> list[Any]:
+        sends = [cp.send(a, "t", b"k", [rec(f"a{i}")]) for i in range(3)]
+        sends += [cp.send(b, "t", b"k", [rec(f"b{i}")]) for i in range(2)]
+        return list(await asyncio.gather(*sends, return_exceptions=True))
+
+    results = asyncio.run(run())
+    assert results[0].rejected == 0
+    assert all(isinstance(r, DeliveryError) for r in results[1:]), results
+    assert a.failed and b.failed
+    (fake,) = FakeProducer.made
+    assert [b.records for _, b in fake.sent] == [[(b"k", b"a0")]]
 
 
 def test_submit_wakes_the_loop_once_for_what_came_meanwhile(
