@@ -272,3 +272,24 @@ def test_follow_from_reads_at_once_after_a_quiet_spell(tmp_path: Path) -> None:
     writer.join()
     assert [r for r, _ in got] == recs
     assert got[1][1] - appended[0] < 0.1  # the interval since the last read had passed
+
+
+def test_follow_from_reads_a_fast_log_at_once(tmp_path: Path) -> None:
+    """At about 2 MB/s (far above FOLLOW_FROM_BUSY_BYTES per interval) reads are not
+    held back: the batches are large anyway, and the lines must not wait."""
+    lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
+    recs = make_records(12_000)
+
+    def write() -> None:
+        for i in range(0, len(recs), 100):
+            lf.append(b"".join(recs[i : i + 100]))
+            time.sleep(0.005)
+        lf.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    batches = [batch for batch, _ in follow_from(lf, Position(0, 0))]
+    writer.join()
+    assert [r for b in batches for r in b] == recs
+    # About 0.6 s of writing: with a read at most every 0.2 s there would be 4 at most.
+    assert len(batches) > 8, [len(b) for b in batches]
