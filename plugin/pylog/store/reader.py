@@ -36,12 +36,13 @@ FOLLOW_CHECK_INTERVAL = 1.0
 #: finds one line or a thousand (a thread switch, a read, and for the Kafka shipper
 #: one send through the producer), so 200 containers logging 10 lines/s each woke
 #: 200 shippers 2,000 times a second, and their sends piled up in memory faster
-#: than one process could take them. At 0.2 s that is at most 5 wake-ups per
-#: container per second, for at most 0.2 s more delivery latency.
-FOLLOW_FROM_INTERVAL = 0.2
+#: than one process could take them. At 0.5 s that is at most 2 wake-ups per
+#: container per second, for at most 0.5 s more delivery latency (at 0.2 s, the
+#: sends still piled up when the machine was busy).
+FOLLOW_FROM_INTERVAL = 0.5
 #: A log that grows by this much per interval or more (at its rate since the last
-#: read) is read at once: its batches are large anyway, and its lines are not
-#: held back (20,000 lines/s of 100 bytes is 2 MB/s, far above).
+#: read; 128 KiB/s, some 1,300 lines/s of 100 bytes) is read at once: its batches
+#: are large anyway, and its lines are not held back.
 FOLLOW_FROM_BUSY_BYTES = 64 << 10
 
 

@@ -249,8 +249,8 @@ def test_follow_from_reads_a_busy_log_a_batch_per_interval(tmp_path: Path) -> No
     batches = [batch for batch, _ in follow_from(lf, Position(0, 0))]
     writer.join()
     assert [r for b in batches for r in b] == recs
-    # 0.5 s at one read per 0.2 s: 3 or 4 reads (a few more on a slow machine).
-    assert len(batches) <= 10, [len(b) for b in batches]
+    # 0.5 s at one read per FOLLOW_FROM_INTERVAL (0.5 s): 2 or 3 reads.
+    assert len(batches) <= 6, [len(b) for b in batches]
 
 
 def test_follow_from_reads_at_once_after_a_quiet_spell(tmp_path: Path) -> None:
@@ -260,7 +260,7 @@ def test_follow_from_reads_at_once_after_a_quiet_spell(tmp_path: Path) -> None:
     appended: list[float] = []
 
     def write() -> None:
-        time.sleep(0.5)
+        time.sleep(0.8)
         appended.append(time.monotonic())
         lf.append(recs[1])
         time.sleep(0.3)
@@ -291,5 +291,5 @@ def test_follow_from_reads_a_fast_log_at_once(tmp_path: Path) -> None:
     batches = [batch for batch, _ in follow_from(lf, Position(0, 0))]
     writer.join()
     assert [r for b in batches for r in b] == recs
-    # About 0.6 s of writing: with a read at most every 0.2 s there would be 4 at most.
+    # About 0.6 s of writing: with a read at most every 0.5 s there would be 2 or 3.
     assert len(batches) > 8, [len(b) for b in batches]
