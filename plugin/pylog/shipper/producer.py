@@ -20,9 +20,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import ssl
 import threading
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -57,6 +59,14 @@ REQUEST_TIMEOUT_MS = 60_000
 MAX_REQUEST_SIZE = 4 << 20
 
 _PARTITIONER = DefaultPartitioner()
+
+
+@functools.lru_cache(maxsize=4096)
+def _partition_for(key: bytes, partitions: tuple[int, ...]) -> int:
+    """The partition of a key, like the Java client (murmur2). Cached: aiokafka's
+    murmur2 is pure Python, and a container's key is the same for every send."""
+    return int(_PARTITIONER(key, list(partitions), list(partitions)))
+
 
 #: How often a producer checks for batches the broker has not acknowledged for
 #: ``REQUEST_TIMEOUT_MS`` (the idempotent producer retries them forever: a broker
@@ -115,6 +125,79 @@ def tls_context(cfg: KafkaSettings) -> ssl.SSLContext:
 LARGE_RECORD = 256 * 1024
 
 
+class _Batch:
+    """A batch of one partition: filled by every container shipping there, then sent."""
+
+    __slots__ = ("builder", "count", "done", "groups", "since")
+
+    def __init__(self, builder: Any, since: float, done: asyncio.Future[Any]) -> None:
+        self.builder = builder
+        self.count = 0
+        self.groups: list[SendGroup] = []
+        """The groups with records in it (repeats possible)."""
+        self.since = since
+        """Hand-over time of its first record (start of the delivery latency)."""
+        self.done = done
+        """aiokafka's delivery outcome, once the batch was handed over."""
+
+
+class _PartitionQueue:
+    """One partition's batches of one producer: the one being filled, those full.
+
+    Records go into the open batch in the order they come; a full batch (or a
+    record of :data:`LARGE_RECORD` or more, which gets a batch of its own) is
+    sealed and waits for the partition's pump (:meth:`ClusterProducer._pump`).
+
+    When a batch fails, every batch after it that is not handed over yet fails
+    too, and so does every group with records in them (:meth:`fail_all`): a
+    group's later records must not reach Kafka before the ones that failed,
+    which it sends again from its acknowledged position.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, partition: int) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.partition = partition
+        self.open: _Batch | None = None
+        self.sealed: deque[_Batch] = deque()
+        self.pump: asyncio.Future[None] | None = None
+
+    def add(self, group: SendGroup, key: bytes | None, record: OutRecord, at: float) -> _Batch:
+        value, headers, timestamp = record
+        big = len(value) >= LARGE_RECORD
+        batch = self.open
+        if batch is not None and (
+            big
+            or batch.builder.append(key=key, value=value, timestamp=timestamp, headers=headers)
+            is None
+        ):
+            self.sealed.append(batch)
+            batch = None
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self.open = _Batch(self.producer.create_batch(), at, loop.create_future())
+            batch.builder.append(key=key, value=value, timestamp=timestamp, headers=headers)
+        batch.count += 1
+        if not batch.groups or batch.groups[-1] is not group:
+            batch.groups.append(group)
+        if big:
+            self.sealed.append(batch)
+            self.open = None
+        return batch
+
+    def take(self) -> _Batch | None:
+        """The next batch to hand over, oldest first; None when there is none."""
+        if self.sealed:
+            return self.sealed.popleft()
+        batch, self.open = self.open, None
+        return batch
+
+    def fail_all(self, exc: BaseException) -> None:
+        """Fail every batch not handed over yet, and the groups with records in them."""
+        while (batch := self.take()) is not None:
+            _fail_batch(batch, exc)
+
+
 @dataclass
 class _Pending:
     records: list[OutRecord]
@@ -155,8 +238,8 @@ class ClusterProducer:
         self._lock: asyncio.Lock | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Future[None]] = set()
-        #: One hand-over at a time per partition (see _enqueue).
-        self._partition_locks: dict[tuple[str, int], asyncio.Lock] = {}
+        #: The batches being filled and handed over, per partition (see _pump).
+        self._queues: dict[tuple[str, int], _PartitionQueue] = {}
         #: Counters for /metrics, per batch (see producer_stats).
         self.stats = ProducerStats()
         #: Whether the last start, send or delivery failed: logged once per change.
@@ -219,13 +302,16 @@ class ClusterProducer:
         """Append the records in order, then wait until the broker acknowledged them all.
 
         aiokafka keeps one batch per partition waiting while another is in flight,
-        so handing it many small batches would cap a container at one small batch
-        per broker round trip. Instead, records wait in the group's queue, and
-        whoever holds the group's lock appends everything queued so far, cut into
-        batches of ``KAFKA_BATCH_SIZE`` (aiokafka's batch API, several times faster
-        than a ``send()`` per record). All records of a group share the key, so
-        they go to one partition, chosen like the Java client does (murmur2 of
-        the key; a random one for no key).
+        so a partition takes one batch per broker round trip. The records of every
+        container on a partition therefore go into one shared batch (see
+        :class:`_PartitionQueue`), cut at ``KAFKA_BATCH_SIZE`` and handed over by
+        one pump per partition (aiokafka's batch API, several times faster than a
+        ``send()`` per record). A batch per container, instead, served 200
+        containers on 4 partitions 4 batches per round trip: each container's
+        sends piled up in memory (about 4 KB a line) far faster than they left.
+        All records of a group share the key, so they go to one partition,
+        chosen like the Java client does (murmur2 of the key; a random one for no
+        key), in the order they were sent.
         """
         loop = asyncio.get_running_loop()
         item = _Pending(records, loop.create_future(), loop.time())
@@ -244,44 +330,9 @@ class ClusterProducer:
                 _settle_error(it.done, DeliveryError("an earlier batch failed"))
             return
         generation = -1
-        # For each item, how many of its records went into which batch.
-        shares: list[dict[int, int]] = [{} for _ in items]
-        batches: list[asyncio.Future[Any]] = []
         try:
             producer, generation = await self._get()
             partitions = sorted(await producer.partitions_for(topic))
-            partition = _PARTITIONER(key, partitions, partitions)
-            batch = producer.create_batch()
-            count = 0
-            since = 0.0  # hand-over time of the batch's first record
-            stats = self.stats
-
-            async def flush() -> None:
-                fut = await self._enqueue(producer, batch, topic, partition)
-                stats.watch(fut, count, since, self._outcome)
-                batches.append(fut)
-
-            for n, it in enumerate(items):
-                for value, headers, timestamp in it.records:
-                    big = len(value) >= LARGE_RECORD
-                    if count and (
-                        big
-                        or batch.append(key=key, value=value, timestamp=timestamp, headers=headers)
-                        is None
-                    ):
-                        await flush()
-                        batch, count = producer.create_batch(), 0
-                    if count == 0:
-                        since = it.at
-                        batch.append(key=key, value=value, timestamp=timestamp, headers=headers)
-                    count += 1
-                    share = shares[n]
-                    share[len(batches)] = share.get(len(batches), 0) + 1
-                    if big:
-                        await flush()
-                        batch, count = producer.create_batch(), 0
-            if count:
-                await flush()
         except (ProducerUnavailable, TimeoutError, KafkaError) as exc:
             group.failed = True
             self.stats.error(exc)
@@ -293,14 +344,59 @@ class ClusterProducer:
             for it in items:
                 _settle_error(it.done, error)
             return
-        for it, share in zip(items, shares, strict=True):
+        if key is None:
+            partition = _PARTITIONER(None, partitions, partitions)
+        else:
+            partition = _partition_for(key, tuple(partitions))
+        queue = self._queues.get((topic, partition))
+        if queue is None or queue.producer is not producer:
+            # New, or the producer was replaced: the old queue's pump fails what it holds.
+            queue = self._queues[topic, partition] = _PartitionQueue(producer, topic, partition)
+        for it in items:
+            # For each batch the item's records went into, how many.
+            shares: dict[_Batch, int] = {}
+            for r in it.records:
+                batch = queue.add(group, key, r, it.at)
+                shares[batch] = shares.get(batch, 0) + 1
             task = asyncio.ensure_future(
-                self._settle(
-                    group, it.done, [(batches[i], c) for i, c in share.items()], generation
-                )
+                self._settle(group, it.done, [(b.done, c) for b, c in shares.items()], generation)
             )
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
+        if queue.pump is None:
+            queue.pump = asyncio.ensure_future(self._pump(queue))
+
+    async def _pump(self, queue: _PartitionQueue) -> None:
+        """Hand a partition's batches to aiokafka in order, one at a time.
+
+        aiokafka keeps one batch per partition queued and makes other callers
+        wait for it to drain, but it takes the time waited so far off their
+        timeout again on every wake-up (0.14: ``timeout -= now - start``). With
+        several callers on one partition, the losers of a few rounds got
+        KafkaTimeoutError after seconds, not after the request timeout. The
+        pump is the partition's single caller; while it waits, records of every
+        container on the partition gather in the next batch.
+        """
+        try:
+            while (batch := queue.take()) is not None:
+                try:
+                    fut: asyncio.Future[Any] = await queue.producer.send_batch(
+                        batch.builder, queue.topic, partition=queue.partition
+                    )
+                except (TimeoutError, KafkaError) as exc:
+                    self.stats.error(exc)
+                    self._outcome(exc)
+                    _fail_batch(batch, exc)
+                    queue.fail_all(exc)
+                    continue
+                except BaseException as exc:
+                    _fail_batch(batch, exc)
+                    raise
+                self.stats.watch(fut, batch.count, batch.since, self._outcome)
+                fut.add_done_callback(functools.partial(_delivered, queue, batch))
+        finally:
+            queue.pump = None
+            queue.fail_all(asyncio.CancelledError())  # if it ended early (cancelled)
 
     async def _settle(
         self,
@@ -323,27 +419,6 @@ class ClusterProducer:
                 return
         if not done.done():
             done.set_result(SendResult(generation, rejected))
-
-    async def _enqueue(
-        self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int
-    ) -> asyncio.Future[Any]:
-        """Hand a batch to aiokafka, one caller per partition at a time, in turn.
-
-        aiokafka keeps one batch per partition queued and makes other callers
-        wait for it to drain, but it takes the time waited so far off their
-        timeout again on every wake-up (0.14: ``timeout -= now - start``). With
-        several containers on one partition, the losers of a few rounds got
-        KafkaTimeoutError after seconds, not after the request timeout, the
-        producer was reset, and every container shipped its in-flight lines
-        again. Waiting in an asyncio lock (FIFO) first leaves aiokafka a single
-        waiter, which is served when the queued batch drains.
-        """
-        lock = self._partition_locks.get((topic, partition))
-        if lock is None:
-            lock = self._partition_locks[topic, partition] = asyncio.Lock()
-        async with lock:
-            fut: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
-            return fut
 
     async def reset(self, generation: int) -> None:
         """Replace the producer if it is still the one that failed."""
@@ -372,6 +447,43 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _delivered(queue: _PartitionQueue, batch: _Batch, fut: asyncio.Future[Any]) -> None:
+    """A handed-over batch is done: pass its outcome on; a failure fails the batches
+    of the partition not handed over yet (see :class:`_PartitionQueue`)."""
+    if batch.done.done():
+        return
+    if fut.cancelled():
+        exc: BaseException | None = asyncio.CancelledError()
+    else:
+        exc = fut.exception()
+    if exc is None:
+        batch.done.set_result(fut.result())
+    elif isinstance(exc, REJECTED):
+        batch.done.set_exception(exc)  # these records only: counted, not sent again
+    else:
+        _fail_batch(batch, exc)
+        queue.fail_all(exc)
+
+
+def _fail_batch(batch: _Batch, exc: BaseException) -> None:
+    for group in batch.groups:
+        group.failed = True
+    if not batch.done.done():
+        batch.done.set_exception(exc)
+
+
+def _to_concurrent(fut: concurrent.futures.Future[Any], task: asyncio.Future[Any]) -> None:
+    """Copy a finished task's outcome to the future :meth:`KafkaRuntime.submit` returned."""
+    if task.cancelled():
+        fut.cancel()
+    if not fut.set_running_or_notify_cancel():
+        return
+    if (exc := task.exception()) is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(task.result())
+
+
 def _settle_error(done: asyncio.Future[SendResult], error: DeliveryError) -> None:
     if not done.done():
         done.set_exception(error)
@@ -392,6 +504,9 @@ class KafkaRuntime:
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._producers: dict[KafkaSettings, ClusterProducer] = {}
+        #: Coroutines submitted and not started yet, with their futures (see submit).
+        self._submit_lock = threading.Lock()
+        self._submitted: list[tuple[Coroutine[Any, Any, Any], concurrent.futures.Future[Any]]] = []
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="pylog-kafka", daemon=True
         )
@@ -410,7 +525,38 @@ class KafkaRuntime:
             return list(self._producers.values())
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        """Run ``coro`` on the loop; its outcome comes in the returned future.
+
+        Like ``asyncio.run_coroutine_threadsafe``, but the loop is woken once for
+        all the coroutines submitted meanwhile, not once each: with 200 shipper
+        threads each waking the loop for every line (a write to its self-pipe,
+        a GIL hand-over and a loop iteration), the loop thread got the GIL too
+        seldom to keep up, and the lines waiting for it piled up in memory.
+        """
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._submit_lock:
+            self._submitted.append((coro, fut))
+            wake = len(self._submitted) == 1
+        if wake:
+            try:
+                self._loop.call_soon_threadsafe(self._start_submitted)
+            except RuntimeError:  # the loop is closed: fail what waits for it
+                with self._submit_lock:
+                    todo, self._submitted = self._submitted, []
+                for c, f in todo:
+                    c.close()
+                    f.set_exception(RuntimeError("the Kafka loop is closed"))
+        return fut
+
+    def _start_submitted(self) -> None:
+        with self._submit_lock:
+            todo, self._submitted = self._submitted, []
+        for coro, fut in todo:
+            if fut.cancelled():
+                coro.close()
+                continue
+            task = self._loop.create_task(coro)
+            task.add_done_callback(functools.partial(_to_concurrent, fut))
 
     def new_group(self) -> SendGroup:
         # asyncio.Lock binds to a loop on first use (3.10+): safe to make here.

@@ -230,3 +230,66 @@ def test_follow_from_hands_a_large_backlog_over_in_bounded_batches(tmp_path: Pat
         got += batch
         last = pos
     assert got == recs
+
+
+def test_follow_from_reads_a_busy_log_a_batch_per_interval(tmp_path: Path) -> None:
+    """A line every 10 ms for 0.5 s comes in a few batches, not one per line: each
+    wake-up of a shipper costs a send through the producer, whatever it carries."""
+    lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
+    recs = make_records(50)
+
+    def write() -> None:
+        for rec in recs:
+            lf.append(rec)
+            time.sleep(0.01)
+        lf.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    batches = [batch for batch, _ in follow_from(lf, Position(0, 0))]
+    writer.join()
+    assert [r for b in batches for r in b] == recs
+    # 0.5 s at one read per FOLLOW_FROM_INTERVAL (0.5 s): 2 or 3 reads.
+    assert len(batches) <= 6, [len(b) for b in batches]
+
+
+def test_follow_from_reads_at_once_after_a_quiet_spell(tmp_path: Path) -> None:
+    lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
+    recs = make_records(2)
+    lf.append(recs[0])
+    appended: list[float] = []
+
+    def write() -> None:
+        time.sleep(0.8)
+        appended.append(time.monotonic())
+        lf.append(recs[1])
+        time.sleep(0.3)
+        lf.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    got = [(r, time.monotonic()) for batch, _ in follow_from(lf, Position(0, 0)) for r in batch]
+    writer.join()
+    assert [r for r, _ in got] == recs
+    assert got[1][1] - appended[0] < 0.1  # the interval since the last read had passed
+
+
+def test_follow_from_reads_a_fast_log_at_once(tmp_path: Path) -> None:
+    """At about 2 MB/s (far above FOLLOW_FROM_BUSY_BYTES per interval) reads are not
+    held back: the batches are large anyway, and the lines must not wait."""
+    lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
+    recs = make_records(12_000)
+
+    def write() -> None:
+        for i in range(0, len(recs), 100):
+            lf.append(b"".join(recs[i : i + 100]))
+            time.sleep(0.005)
+        lf.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    batches = [batch for batch, _ in follow_from(lf, Position(0, 0))]
+    writer.join()
+    assert [r for b in batches for r in b] == recs
+    # About 0.6 s of writing: with a read at most every 0.5 s there would be 2 or 3.
+    assert len(batches) > 8, [len(b) for b in batches]

@@ -1,0 +1,222 @@
+"""ClusterProducer and KafkaRuntime against a fake aiokafka producer: how sends become batches.
+
+The fake keeps aiokafka's rule that matters here: one batch per partition is
+queued while the one before it is in flight, so a partition takes one batch
+per broker round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from pylog.config import KafkaSettings
+from pylog.shipper import producer as producer_mod
+from pylog.shipper.errors import DeliveryError
+from pylog.shipper.producer import ClusterProducer, KafkaRuntime, OutRecord, SendGroup
+
+ROUND_TRIP = 0.02
+
+
+class FakeBatch:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.records: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: int, headers: Any) -> object:
+        if len(self.records) >= self.limit:
+            return None
+        self.records.append((key, value))
+        return object()
+
+
+class FakeProducer:
+    made: ClassVar[list[FakeProducer]] = []
+    fail_sends = False
+    #: Fail the hand-over of these batches (0 is the first one created).
+    fail_batches: ClassVar[set[int]] = set()
+    batch_limit = 100
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.sent: list[tuple[int, FakeBatch]] = []
+        self.created: list[FakeBatch] = []
+        self._last: dict[int, asyncio.Future[None]] = {}
+        FakeProducer.made.append(self)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1}
+
+    def create_batch(self) -> FakeBatch:
+        batch = FakeBatch(limit=FakeProducer.batch_limit)
+        self.created.append(batch)
+        return batch
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        if FakeProducer.fail_sends or self.created.index(batch) in FakeProducer.fail_batches:
+            raise KafkaConnectionError()
+        last = self._last.get(partition)
+        if last is not None:
+            await last  # one batch queued per partition, behind the one in flight
+        loop = asyncio.get_running_loop()
+        delivered: asyncio.Future[None] = loop.create_future()
+        loop.call_later(ROUND_TRIP, delivered.set_result, None)
+        self._last[partition] = delivered
+        self.sent.append((partition, batch))
+        return delivered
+
+
+@pytest.fixture(autouse=True)
+def fake_producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(producer_mod, "AIOKafkaProducer", FakeProducer)
+    FakeProducer.made = []
+    FakeProducer.fail_sends = False
+    FakeProducer.fail_batches = set()
+    FakeProducer.batch_limit = 100
+    yield
+
+
+def rec(text: str) -> OutRecord:
+    return (text.encode(), [], 0)
+
+
+def test_containers_on_a_partition_share_its_batches() -> None:
+    """200 containers, one line each every 10 ms: the lines of every container on a
+    partition go out together, one batch per round trip, not one batch per
+    container per round trip (which piled up their sends in memory)."""
+    containers, lines = 200, 10
+    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+
+    async def container(n: int, group: SendGroup) -> list[Any]:
+        sends = []
+        for i in range(lines):
+            key = f"container-{n}".encode()
+            sends.append(asyncio.ensure_future(cp.send(group, "t", key, [rec(f"{n}:{i}")])))
+            await asyncio.sleep(0.01)
+        return list(await asyncio.gather(*sends))
+
+    async def run() -> list[list[Any]]:
+        return await asyncio.gather(*(container(n, SendGroup()) for n in range(containers)))
+
+    results = asyncio.run(run())
+    assert all(r.rejected == 0 for per in results for r in per)
+    (fake,) = FakeProducer.made
+    assert sum(len(b.records) for _, b in fake.sent) == containers * lines
+    # 2,000 lines over about 0.1 s in 2 partitions at one batch per 20 ms round trip:
+    # about 5 batches each (10 to 40 when round trips are stretched by a busy machine).
+    assert len(fake.sent) <= 60, len(fake.sent)
+    # Each container's lines arrive in order, all in one partition.
+    per_key: dict[bytes | None, list[tuple[int, bytes]]] = {}
+    for partition, batch in fake.sent:
+        for key, value in batch.records:
+            per_key.setdefault(key, []).append((partition, value))
+    assert len(per_key) == containers
+    for key, got in per_key.items():
+        assert len({p for p, _ in got}) == 1
+        n = key.decode().split("-")[1] if key else ""
+        assert [v for _, v in got] == [f"{n}:{i}".encode() for i in range(lines)]
+
+
+def test_a_large_record_gets_a_batch_of_its_own() -> None:
+    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    big = "x" * producer_mod.LARGE_RECORD
+
+    async def run() -> None:
+        await cp.send(SendGroup(), "t", b"k", [rec("a"), rec(big), rec("b")])
+
+    asyncio.run(run())
+    (fake,) = FakeProducer.made
+    assert [[v[:1] for _, v in b.records] for _, b in fake.sent] == [[b"a"], [b"x"], [b"b"]]
+
+
+def test_a_failed_hand_over_fails_the_sends_in_it_and_later_ones() -> None:
+    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    group = SendGroup()
+
+    async def run() -> tuple[BaseException | None, BaseException | None]:
+        await cp.send(group, "t", b"k", [rec("ok")])
+        FakeProducer.fail_sends = True
+        first = await asyncio.gather(cp.send(group, "t", b"k", [rec("a")]), return_exceptions=True)
+        FakeProducer.fail_sends = False
+        later = await asyncio.gather(cp.send(group, "t", b"k", [rec("b")]), return_exceptions=True)
+        return first[0], later[0]
+
+    first, later = asyncio.run(run())
+    assert isinstance(first, DeliveryError) and first.generation == 1
+    assert isinstance(later, DeliveryError)  # the group failed: nothing after it is sent
+    assert group.failed
+    assert cp.stats.errors["connection"] == 1
+
+
+def test_after_a_failed_batch_the_later_ones_are_not_sent() -> None:
+    """Batch 1 of 5 cannot be handed over (a broker outage longer than the request
+    timeout): the batches after it fail with it, unsent, and so do their groups,
+    so that no line reaches Kafka before one sent earlier that failed."""
+    FakeProducer.batch_limit = 1
+    FakeProducer.fail_batches = {1}
+    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    a, b = SendGroup(), SendGroup()
+
+    async def run() -> list[Any]:
+        sends = [cp.send(a, "t", b"k", [rec(f"a{i}")]) for i in range(3)]
+        sends += [cp.send(b, "t", b"k", [rec(f"b{i}")]) for i in range(2)]
+        return list(await asyncio.gather(*sends, return_exceptions=True))
+
+    results = asyncio.run(run())
+    assert results[0].rejected == 0
+    assert all(isinstance(r, DeliveryError) for r in results[1:]), results
+    assert a.failed and b.failed
+    (fake,) = FakeProducer.made
+    assert [b.records for _, b in fake.sent] == [[(b"k", b"a0")]]
+
+
+def test_submit_wakes_the_loop_once_for_what_came_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each wake-up of the loop (a self-pipe write, a GIL hand-over) costs the
+    submitting thread and the loop; with 200 shipper threads submitting a line
+    each, one per coroutine starved the loop."""
+    rt = KafkaRuntime()
+    wakes = 0
+    real = rt._loop.call_soon_threadsafe
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal wakes
+        wakes += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rt._loop, "call_soon_threadsafe", counting)
+    try:
+        gate = threading.Event()
+
+        async def blocker() -> None:
+            gate.wait(5)  # holds the loop, as a busy loop would
+
+        async def work(i: int) -> int:
+            await asyncio.sleep(0)
+            if i == 13:
+                raise ValueError(i)
+            return i * 2
+
+        first = rt.submit(blocker())
+        futs = [rt.submit(work(i)) for i in range(100)]
+        assert wakes <= 2  # the blocker's wake-up, maybe one more before it started
+        gate.set()
+        first.result(5)
+        for i, fut in enumerate(futs):
+            if i == 13:
+                with pytest.raises(ValueError):
+                    fut.result(5)
+            else:
+                assert fut.result(5) == i * 2
+    finally:
+        rt.close(timeout=1)
