@@ -1,8 +1,9 @@
 """One container's shipper: its log, from the acknowledged position on, into Kafka.
 
 A thread per container reads the store with ``follow_from`` (woken by appends,
-never polling; a slowly written log at most every ``FOLLOW_FROM_INTERVAL``), turns records into lines (:mod:`.assemble`) and Kafka
-records (:mod:`.schema`), and hands them in batches to the cluster's producer.
+never polling; a slowly written log at most every ``FOLLOW_FROM_INTERVAL``),
+turns records into lines (:mod:`.assemble`) and Kafka records (:mod:`.schema`),
+and hands them in batches to the cluster's producer.
 Acknowledgements are taken strictly in order; the position of the last one is
 stored in the container's directory (:mod:`.position`).
 
