@@ -40,9 +40,9 @@ FOLLOW_CHECK_INTERVAL = 1.0
 #: container per second, for at most 0.5 s more delivery latency (at 0.2 s, the
 #: sends still piled up when the machine was busy).
 FOLLOW_FROM_INTERVAL = 0.5
-#: A log that grows by this much per interval or more (at its rate since the last
-#: read; 128 KiB/s, some 1,300 lines/s of 100 bytes) is read at once: its batches
-#: are large anyway, and its lines are not held back.
+#: As soon as this much is waiting (some 400 records of 100-byte lines) it is read,
+#: interval or not: such batches are large anyway, and a fast log's lines are not
+#: held back.
 FOLLOW_FROM_BUSY_BYTES = 64 << 10
 
 
@@ -276,13 +276,12 @@ def _stream(
             if state.size > offset:
                 now = time.monotonic()
                 wait = last_read + interval - now
-                grown = state.size - offset
-                if (
-                    wait > 0
-                    and not state.closed
-                    and grown * interval < FOLLOW_FROM_BUSY_BYTES * (now - last_read)
-                ):
-                    time.sleep(wait)  # let more gather: one batch for all of it
+                if wait > 0 and not state.closed and state.size - offset < FOLLOW_FROM_BUSY_BYTES:
+                    # Let more gather, for one batch: until the interval is over, or
+                    # woken by each append to see whether enough has come. (A plain
+                    # sleep held a burst that came just after a small write back
+                    # for the whole interval: p99 500 ms at 20,000 lines/s.)
+                    logfile.wait_for_change(state, wait)
                     continue
                 last_read = now
                 # Everything appended since the last wake-up, in batches of at most
