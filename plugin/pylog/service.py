@@ -8,6 +8,7 @@ endpoint; the API layer only decodes requests and encodes replies.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -296,12 +297,18 @@ class LoggingService:
         with self._lock:
             if self._drivers.get(driver.fifo) is driver:
                 del self._drivers[driver.fifo]
-        if eof:
-            # dockerd closed it: logging is over. Otherwise (shutdown) the next
-            # pylog process reattaches to it.
-            self.attachments.forget(driver.fifo)
-        self.store.release(driver.info.container_id)
-        self.store.touch(driver.info.container_id)
+        try:
+            if eof:
+                # dockerd closed it: logging is over. Otherwise (shutdown) the next
+                # pylog process reattaches to it.
+                self.attachments.forget(driver.fifo)
+        except OSError as exc:
+            # A record left behind names a FIFO that is gone; the next start drops it.
+            log.warning("container %s: cannot forget its FIFO: %s", driver.info.short_id, exc)
+        finally:
+            self.store.release(driver.info.container_id)
+        with contextlib.suppress(OSError):
+            self.store.touch(driver.info.container_id)
         errors = driver.frame_errors
         if errors.total() or driver.stats.lines_dropped_store:
             log.warning(

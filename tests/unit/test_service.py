@@ -364,6 +364,11 @@ def test_a_full_disk_does_not_fail_start_logging(
     service.start_logging(str(fifo.path), info())
     assert "cannot record its info" in caplog.text
     assert len(service.drivers()) == 1
+    # ... and its end still releases the container (forgetting its FIFO fails too)
+    fifo.close()
+    wait_for(lambda: not service.drivers())
+    wait_for(lambda: not service.store.is_active(CID))
+    assert "cannot forget its FIFO" in caplog.text
 
 
 def test_shutdown_is_bounded_with_kafka_unreachable(
