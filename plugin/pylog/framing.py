@@ -192,11 +192,16 @@ class FrameDecoder:
             lines = _unmark(list(marked))
         if len(times) != count or len(lines) != count:
             return None
-        sources: str | list[str] | None = self._sources(buf, pos, count)
-        if sources is None:
-            sources = list(columns.source)
-            if len(sources) != count or any(s != STDOUT and s != STDERR for s in sources):
-                return None
+        every = list(columns.source)
+        if len(every) != count:
+            return None
+        sources: str | list[str] = every
+        if every.count(STDOUT) == count:
+            sources = STDOUT
+        elif every.count(STDERR) == count:
+            sources = STDERR
+        elif any(s != STDOUT and s != STDERR for s in every):
+            return None
         return EntryBatch(lines, times, sources, frozenset()), pos
 
     def _decode_run(self, buf: bytes, final: bool) -> tuple[EntryBatch, int] | None:
