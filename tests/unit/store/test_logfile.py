@@ -1,10 +1,14 @@
 import gzip
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pylog.config import RotationPolicy
+from pylog.store import logfile
 from pylog.store.logfile import LogFile, StoreError
 
 from .conftest import make_records
@@ -190,3 +194,43 @@ def test_single_file_log_keeps_a_held_file(tmp_path: Path) -> None:
     lf.trim()
     assert lf.rotated_generations() == []
     lf.close()
+
+
+def test_one_file_is_compressed_at_a_time_across_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many containers rotating together must not compress all at once (memory)."""
+    active: list[int] = [0, 0]  # now, most at once
+    lock = threading.Lock()
+    real = logfile.open_gzip
+
+    class Counting:
+        def __init__(self, *args: Any) -> None:
+            self._gz = real(*args)
+
+        def __enter__(self) -> Any:
+            with lock:
+                active[0] += 1
+                active[1] = max(active)
+            return self._gz.__enter__()
+
+        def __exit__(self, *exc: object) -> None:
+            time.sleep(0.02)
+            with lock:
+                active[0] -= 1
+            self._gz.__exit__(*exc)
+
+    monkeypatch.setattr(logfile, "open_gzip", Counting)
+    recs = make_records(30)
+    logs = [
+        LogFile(tmp_path / f"c{i}", RotationPolicy(10 * len(recs[0]), 5, True)) for i in range(6)
+    ]
+    writers = [threading.Thread(target=lf.append, args=(b"".join(recs),)) for lf in logs]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    for lf in logs:
+        lf.close()
+        assert read_all(lf.directory) == b"".join(recs)
+    assert active == [0, 1]
