@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     started = time.monotonic()
+    # The plugin under test is built from the tree as it is now (make install ran
+    # just before): the commit is read now, not when the report is written.
+    commit, start_time = _git_commit(), datetime.now(UTC)
     load = os.getloadavg()[0]
     cfg = Config(quick=args.quick, rounds=args.rounds, drivers=drivers,
                  log=lambda s: print(s, flush=True))  # fmt: skip
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = aggregate(cfg.samples)
     minutes = (time.monotonic() - started) / 60
     kind = "quick smoke run (--quick)" if args.quick else "full run"
-    header = (f"pylog {_git_commit()}, {kind}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+    header = (f"pylog {commit}, {kind}, {start_time:%Y-%m-%d %H:%M} UTC, "
               f"{os.cpu_count()} cores, load average {load:.1f} at start, "
               f"{minutes:.0f} min")  # fmt: skip
     titles = {w: t for w, (t, _) in WORKLOADS.items()}
