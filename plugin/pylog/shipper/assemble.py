@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 from ..store.reader import Position
 from ..store.records import RecordError, decode_record
 from ..timefmt import seconds_of_prefix
-from .schema import Line, PlainRun, plain_line
+from .schema import Line, PlainFields, PlainRun, plain_line
 
 
 @dataclass
@@ -118,7 +119,7 @@ class LineAssembler:
                 plain = _PLAIN_RECORD.match(raw)
                 line = None
                 if plain is not None and len(plain.group(1)) <= max_line:
-                    line = plain_line(plain.groups(b""))  # type: ignore[arg-type]
+                    line = plain_line(cast(PlainFields, plain.groups(b"")))
                 if line is not None:
                     offset += len(raw)
                     out.append((line, None))
