@@ -25,14 +25,16 @@ condition variable on every append, rotation and close; they never poll.
 Compression runs in a background thread (gzip level 1 through ISA-L, see .gz) so the
 ingest thread is not held up. It writes ``.G.gz.tmp``, renames it to ``.G.gz``
 and only then unlinks ``.G``, so a reader finds one of the two at any instant;
-the next rotation waits for it to finish. One file is compressed at a time in the
-whole process, in 64 KiB steps: ten containers rotating together with 1 MiB
-steps took 20 MB more at once, and the allocator kept part of it (the bench's
-soak showed a 6 MB step at the first rotation).
+the next rotation waits for it to finish. One thread compresses for every log of
+the process, one file at a time, in 64 KiB steps: with a thread per rotation and
+1 MiB steps, ten containers rotating together took 20 MB more at once, and every
+new thread's malloc arena kept some of it (the bench's soak grew in steps at its
+rotations).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import logging
@@ -52,8 +54,19 @@ log = logging.getLogger(__name__)
 CURRENT = "json.log"
 #: Compression's read size (see the module docstring).
 _COMPRESS_CHUNK = 1 << 16
-#: At most one compression at a time, across every log of the process.
-_COMPRESSING = threading.Lock()
+#: The one compressing thread of the process (see the module docstring).
+_compressor: concurrent.futures.ThreadPoolExecutor | None = None
+_compressor_lock = threading.Lock()
+
+
+def _compress_later(path: Path) -> concurrent.futures.Future[None]:
+    global _compressor
+    with _compressor_lock:
+        if _compressor is None:
+            _compressor = concurrent.futures.ThreadPoolExecutor(1, "pylog-compress")
+        return _compressor.submit(_compress_file, path)
+
+
 _READ_BLOCK = 1 << 16
 
 
@@ -127,7 +140,7 @@ class LogFile:
         self._closed = not writable
         self._fd: int | None = None
         self._size = 0
-        self._compressor: threading.Thread | None = None
+        self._compressing: concurrent.futures.Future[None] | None = None
         if writable:
             directory.mkdir(parents=True, exist_ok=True)
             self._recover()
@@ -267,10 +280,7 @@ class LogFile:
             rotated = self.directory / _rotated_name(old, False)
             os.replace(current, rotated)
             if self.policy.compress:
-                self._compressor = threading.Thread(
-                    target=_compress_file, args=(rotated,), name="pylog-compress", daemon=True
-                )
-                self._compressor.start()
+                self._compressing = _compress_later(rotated)
         else:
             self._discard(old, current)
         self._fd = os.open(current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
@@ -320,9 +330,12 @@ class LogFile:
         path.unlink(missing_ok=True)
 
     def _wait_compressor(self) -> None:
-        if self._compressor is not None:
-            self._compressor.join()
-            self._compressor = None
+        if self._compressing is not None:
+            try:
+                self._compressing.result()
+            except Exception:
+                log.exception("compressing a rotated file of %s failed", self.directory.name)
+            self._compressing = None
 
     def close(self) -> None:
         """Stop writing; followers are woken and end once they have read everything."""
@@ -420,7 +433,7 @@ def _compress_file(path: Path) -> None:
     target = path.with_name(path.name + ".gz")
     tmp = path.with_name(path.name + ".gz.tmp")
     try:
-        with _COMPRESSING, open(path, "rb") as src, open_gzip(tmp, "wb") as dst:
+        with open(path, "rb") as src, open_gzip(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, _COMPRESS_CHUNK)
         os.replace(tmp, target)
         path.unlink(missing_ok=True)

@@ -199,8 +199,10 @@ def test_single_file_log_keeps_a_held_file(tmp_path: Path) -> None:
 def test_one_file_is_compressed_at_a_time_across_logs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Many containers rotating together must not compress all at once (memory)."""
+    """Many containers rotating together must not compress all at once, nor each in
+    a thread of its own (memory: every new thread's malloc arena keeps some)."""
     active: list[int] = [0, 0]  # now, most at once
+    threads: set[int] = set()
     lock = threading.Lock()
     real = logfile.open_gzip
 
@@ -212,6 +214,7 @@ def test_one_file_is_compressed_at_a_time_across_logs(
             with lock:
                 active[0] += 1
                 active[1] = max(active)
+                threads.add(threading.get_ident())
             return self._gz.__enter__()
 
         def __exit__(self, *exc: object) -> None:
@@ -234,3 +237,4 @@ def test_one_file_is_compressed_at_a_time_across_logs(
         lf.close()
         assert read_all(lf.directory) == b"".join(recs)
     assert active == [0, 1]
+    assert len(threads) == 1
