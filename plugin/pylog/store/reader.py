@@ -32,11 +32,11 @@ _MAX_BATCH = 1 << 20
 #: How often a follower with nothing to read checks that its consumer is still there.
 FOLLOW_CHECK_INTERVAL = 1.0
 #: ``follow_from`` reads a slowly written log at most this often: what is appended
-#: meanwhile comes as one batch. Each wake-up of a reader costs the same whether it
-#: finds one line or a thousand (a thread switch, a read, and for the Kafka shipper
-#: one send through the producer), so 200 containers logging 10 lines/s each woke
-#: 200 shippers 2,000 times a second, and their sends piled up in memory faster
-#: than one process could take them. At 0.5 s that is at most 2 wake-ups per
+#: meanwhile comes as one batch. Each read costs about the same whether it finds
+#: one line or a thousand (a read, and for the Kafka shipper one send through the
+#: producer), so 200 containers logging 10 lines/s each made 200 shippers send
+#: 2,000 times a second, and their sends piled up in memory faster than one
+#: process could take them. At 0.5 s that is at most 2 wake-ups per
 #: container per second, for at most 0.5 s more delivery latency (at 0.2 s, the
 #: sends still piled up when the machine was busy).
 FOLLOW_FROM_INTERVAL = 0.5
@@ -248,7 +248,7 @@ def _stream(
 
     With ``interval``, new data in the current file is read no sooner than that
     after the previous read, unless the log was closed or rotated meanwhile or
-    grows at :data:`FOLLOW_FROM_BUSY_BYTES` per interval or more.
+    :data:`FOLLOW_FROM_BUSY_BYTES` are waiting (checked at every append).
     """
     last_read = float("-inf")
     try:
