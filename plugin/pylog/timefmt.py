@@ -36,9 +36,10 @@ def format_rfc3339nano(ns: int) -> str:
     return prefix + "." + f"{frac:09d}".rstrip("0") + "Z"
 
 
-@lru_cache(maxsize=4096)
-def _seconds_from_prefix(prefix: str) -> int:
-    return calendar.timegm(time.strptime(prefix, "%Y-%m-%dT%H:%M:%S"))
+def format_rfc3339_fixed(ns: int) -> str:
+    """RFC 3339 UTC with all nine fraction digits (fixed width, sorts as text)."""
+    seconds, frac = divmod(ns, NS_PER_SECOND)
+    return _second_prefix(seconds) + f".{frac:09d}Z"
 
 
 @lru_cache(maxsize=4096)
@@ -48,6 +49,13 @@ def seconds_of_prefix(prefix: bytes) -> int | None:
         return calendar.timegm(time.strptime(prefix.decode(), "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         return None
+
+
+def _seconds_from_prefix(prefix: str) -> int:
+    seconds = seconds_of_prefix(prefix.encode())
+    if seconds is None:
+        raise ValueError(f"not a time: {prefix!r}")
+    return seconds
 
 
 def parse_record_time(text: str) -> int:

@@ -26,29 +26,18 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from ..models import ContainerInfo
+from ..timefmt import format_rfc3339_fixed as format_time_ns
 from ..timefmt import seconds_of_prefix
 
 SCHEMA_VERSION = 1
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-@lru_cache(maxsize=1024)
-def _second_prefix(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-
-
-def format_time_ns(ns: int) -> str:
-    """RFC 3339 UTC with all nine fraction digits (fixed width, sorts as text)."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    return _second_prefix(seconds) + f".{frac:09d}Z"
 
 
 @dataclass(slots=True)
