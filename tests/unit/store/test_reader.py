@@ -2,7 +2,7 @@
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -232,6 +232,16 @@ def test_follow_from_hands_a_large_backlog_over_in_bounded_batches(tmp_path: Pat
     assert got == recs
 
 
+def follow_while(lf: LogFile, write: Callable[[], None]) -> list[tuple[list[bytes], float]]:
+    """``follow_from`` from the start while ``write`` runs in a thread (it must close
+    the log): every batch, with when it was received."""
+    writer = threading.Thread(target=write)
+    writer.start()
+    got = [(batch, time.monotonic()) for batch, _ in follow_from(lf, Position(0, 0))]
+    writer.join()
+    return got
+
+
 def test_follow_from_reads_a_busy_log_a_batch_per_interval(tmp_path: Path) -> None:
     """A line every 10 ms for 0.5 s comes in a few batches, not one per line: each
     wake-up of a shipper costs a send through the producer, whatever it carries."""
@@ -244,10 +254,7 @@ def test_follow_from_reads_a_busy_log_a_batch_per_interval(tmp_path: Path) -> No
             time.sleep(0.01)
         lf.close()
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    batches = [batch for batch, _ in follow_from(lf, Position(0, 0))]
-    writer.join()
+    batches = [batch for batch, _ in follow_while(lf, write)]
     assert [r for b in batches for r in b] == recs
     # 0.5 s at one read per FOLLOW_FROM_INTERVAL (0.5 s): 2 or 3 reads.
     assert len(batches) <= 6, [len(b) for b in batches]
@@ -266,10 +273,7 @@ def test_follow_from_reads_at_once_after_a_quiet_spell(tmp_path: Path) -> None:
         time.sleep(0.3)
         lf.close()
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    got = [(r, time.monotonic()) for batch, _ in follow_from(lf, Position(0, 0)) for r in batch]
-    writer.join()
+    got = [(r, at) for batch, at in follow_while(lf, write) for r in batch]
     assert [r for r, _ in got] == recs
     assert got[1][1] - appended[0] < 0.1  # the interval since the last read had passed
 
@@ -286,10 +290,7 @@ def test_follow_from_reads_a_fast_log_at_once(tmp_path: Path) -> None:
             time.sleep(0.005)
         lf.close()
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    batches = [batch for batch, _ in follow_from(lf, Position(0, 0))]
-    writer.join()
+    batches = [batch for batch, _ in follow_while(lf, write)]
     assert [r for b in batches for r in b] == recs
     # About 0.6 s of writing: with a read at most every 0.5 s there would be 2 or 3.
     assert len(batches) > 8, [len(b) for b in batches]
@@ -314,9 +315,6 @@ def test_follow_from_reads_a_burst_after_a_small_write_at_once(tmp_path: Path) -
         time.sleep(0.6)
         lf.close()
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    got = [(r, time.monotonic()) for batch, _ in follow_from(lf, Position(0, 0)) for r in batch]
-    writer.join()
+    got = [(r, at) for batch, at in follow_while(lf, write) for r in batch]
     assert [r for r, _ in got] == recs
     assert got[-1][1] - appended[0] < 0.2
