@@ -172,14 +172,14 @@ class FrameDecoder:
         Returns None, having changed nothing, for anything else: chunks of long
         lines (``partial``) or anything :meth:`_decode_run` would refuse.
         """
+        if _PARTIAL_FIELD in buf:
+            return None  # checked first: the entry path walks the frames itself
         walked = self._walk(buf, final, _LINE_MARKERS)
         if walked is None:
             return None
         view, count, pos = walked
         if not count:
             return EntryBatch(), 0
-        if buf.find(_PARTIAL_FIELD, 0, pos) >= 0:
-            return None
         try:
             columns = LogEntryColumns.FromString(cast(bytes, view[:pos]))
         except DecodeError:
