@@ -163,6 +163,18 @@ def _decode_all(data: bytes) -> tuple[list[Entry], int]:
     return batch.entries(), used
 
 
+@pytest.fixture
+def columns_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything but the column parse decodes."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the entry path was used")
+
+    monkeypatch.setattr(FrameDecoder, "_decode_run", refuse)
+    monkeypatch.setattr(FrameDecoder, "_decode_frames", refuse)
+
+
+@pytest.mark.usefixtures("columns_only")
 def test_blank_lines_keep_the_columns_in_step() -> None:
     # proto3 leaves an empty line out of the frame: the column parse must still
     # give every entry its own line.
@@ -186,12 +198,8 @@ def test_mixed_sources_and_zero_times_decode_in_order() -> None:
     assert _decode_all(data) == (entries, len(data))
 
 
-def test_the_column_parse_alone_decodes_plain_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object) -> None:
-        raise AssertionError("the entry path was used")
-
-    monkeypatch.setattr(FrameDecoder, "_decode_run", refuse)
-    monkeypatch.setattr(FrameDecoder, "_decode_frames", refuse)
+@pytest.mark.usefixtures("columns_only")
+def test_the_column_parse_alone_decodes_plain_runs() -> None:
     entries = [Entry("stdout", 10 + i, b"x" * (i % 300)) for i in range(1000)]
     data = encode_entries(entries)
     assert _decode_all(data) == (entries, len(data))
