@@ -155,3 +155,24 @@ def test_broker_outage_never_stalls_containers(kafka_plugin: KafkaBroker) -> Non
     assert dedupe_in_order(got) == expected
     # usleep alone takes ticks * 0.1 s; a container blocked on logging would take far longer.
     assert wall < ticks * 0.1 * 1.5 + 15, f"container took {wall:.0f} s"
+
+
+def test_docker_logs_right_after_exit_doubles_nothing(kafka_plugin: KafkaBroker) -> None:
+    """`docker logs` of a container that has just exited, while its lines are still on
+    their way to Kafka: dockerd starts a fresh logger (StartLogging on a new FIFO) to read
+    them. Every line still reaches the topic exactly once."""
+    t = topic("reread")
+    n = 50_000
+    cids = [run(f"seq 1 {n} | sed 's/^/{k}./'", "--log-opt", f"kafka-topic={t}") for k in range(3)]
+    for k, cid in enumerate(cids):
+        assert wait(cid) == 0
+        logs = docker_cli(["logs", "--tail", "5", cid]).stdout
+        assert logs.splitlines()[-1] == f"{k}.{n}".encode()
+    got = [
+        v["message"]
+        for v in values(consume(kafka_plugin.bootstrap, t, 3 * n, timeout=240, settle=5))
+    ]
+    doubled = len(got) - len(set(got))
+    assert doubled == 0, f"{doubled} lines reached Kafka twice"
+    for k in range(3):
+        assert [m for m in got if m.startswith(f"{k}.")] == [f"{k}.{i}" for i in range(1, n + 1)]

@@ -492,3 +492,48 @@ def test_backlog_of_a_stopped_container_ships_after_restart(
     assert_resends_only_in_flight(got, expected)
     directory = settings.state_dir / "containers" / container
     assert load_position(directory) == Position(0, (directory / "json.log").stat().st_size)
+
+
+def test_reading_a_stopped_container_never_resends(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """``docker logs`` right after exit, while the container's lines are still being
+    shipped: dockerd calls StartLogging again (a new FIFO) to read the logs. That must not
+    touch the shipping under way: every line reaches Kafka exactly once."""
+    topic = new_topic("reread")
+    svc = LoggingService(make_settings(tmp_path, brokers=(kafka_broker.bootstrap,)))
+    svc.startup()
+    container = cid(90)
+    n = 100_000
+    fifo = Fifo(svc.settings.fifo_root / "run")
+    reader_fifo = Fifo(svc.settings.fifo_root / "logs")
+    try:
+        svc.start_logging(str(fifo.path), info(container, Config={"kafka-topic": topic}))
+        for start in range(0, n, 10_000):
+            fifo.entries(
+                [
+                    Entry("stdout", T0 + i, f"line {i}".encode())
+                    for i in range(start, start + 10_000)
+                ]
+            )
+        fifo.close()
+        svc.stop_logging(str(fifo.path))
+        wait_for(lambda: not svc.drivers(), what="FIFO drained")
+        (shipper,) = svc.shipping.shippers()
+        assert not shipper.done, "the shipper finished too early for this test to mean anything"
+        # What dockerd does for `docker logs` of a stopped container.
+        svc.start_logging(str(reader_fifo.path), info(container, Config={"kafka-topic": topic}))
+        read = b"".join(svc.read_logs(info(container), {"Tail": 10}))
+        assert read.count(b"line ") == 10
+        svc.stop_logging(str(reader_fifo.path))
+        reader_fifo.close()
+        got = messages(consume(kafka_broker.bootstrap, topic, n, timeout=120, settle=3))
+        wait_for(lambda: not svc.shipping.shippers(), what="shippers done")
+    finally:
+        fifo.close()
+        reader_fifo.close()
+        svc.shutdown()
+    counts = Counter(got)
+    doubled = sum(c - 1 for c in counts.values())
+    assert doubled == 0, f"{doubled} lines shipped twice"
+    assert got == [f"line {i}" for i in range(n)]

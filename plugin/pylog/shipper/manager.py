@@ -7,8 +7,9 @@ position files.
 One shipper per container ID, shared by every FIFO of that container (like
 its LogFile). A shipper ends by itself once its container's log is closed and
 everything in it is acknowledged; a new one for the same container (the
-container started again, or ``docker logs`` of a stopped one) waits for the
-old one to stop and carries on from its acknowledged position.
+container started again, or ``docker logs`` of a stopped one) lets the old one
+finish on its own and carries on from its acknowledged position, so reading a
+container's logs never sends a line twice.
 
 At startup, containers whose ``kafka.position`` lies before the end of their
 log (pylog was stopped or killed with lines unshipped) get a shipper on a

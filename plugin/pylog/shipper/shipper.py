@@ -141,9 +141,15 @@ class ContainerShipper:
     def _run(self) -> None:
         try:
             if self._after is not None:
-                # A shipper this one replaces (same container): take over where it stopped.
-                self._after.halt()
-                self._after.join()
+                # A shipper this one replaces (same container, its log closed since):
+                # let it finish on its own, then take over where it stopped. Halting
+                # it would leave batches in flight that this one would send again.
+                while not self._after.join(0.2):
+                    if self._halt.is_set():
+                        # pylog is stopping: so does the one replaced.
+                        self._after.halt()
+                        self._after.join(1.0)
+                        break
                 self._acked = self._read = max(self._acked, self._after.acked)
                 self._after = None
             self._save(force=True)
