@@ -14,6 +14,7 @@ Every failure is one line on stderr and exit code 1.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from .config import LogOptions
 from .models import validate_container_id
 from .store import Store
 from .store.logfile import LogFile
-from .store.reader import ReadOptions, read_records
+from .store.reader import DAMAGE, ReadOptions, read_records
 from .store.records import RecordError, decode_record
 
 PLUGINS_DIR = Path("/run/docker/plugins")
@@ -172,6 +173,7 @@ def print_logs(state_dir: Path, ref: str, tail: int | None) -> None:
         Store(state_dir).directory(container_id), LogOptions().rotation, writable=False
     )
     out, err = sys.stdout.buffer, sys.stderr.buffer
+    damaged = DAMAGE.files
     for raw in read_records(logfile, ReadOptions(tail=tail if tail is not None else -1)):
         try:
             rec = decode_record(raw)
@@ -181,6 +183,12 @@ def print_logs(state_dir: Path, ref: str, tail: int | None) -> None:
         stream.write(rec.log)
     out.flush()
     err.flush()
+    if DAMAGE.files > damaged:
+        print(
+            f"pylog: {DAMAGE.files - damaged} damaged log file(s) (cut short or corrupt): "
+            "printed what comes before the damage in each",
+            file=sys.stderr,
+        )
 
 
 # -- main --------------------------------------------------------------------------
@@ -204,6 +212,8 @@ def parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # The store's own warnings are summed up in one line (see print_logs).
+    logging.getLogger("pylog").setLevel(logging.ERROR)
     if args.command == "logs":
         if args.tail is not None and args.tail < 0:
             fail("--tail must be 0 or more")

@@ -29,6 +29,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .store.reader import DAMAGE
 
 if TYPE_CHECKING:
     from .service import LoggingService
@@ -145,6 +146,11 @@ class PylogCollector(Collector):
             "pylog_fifos_reattached",
             "FIFOs of a previous pylog process read again at startup.",
             value=service.reattached,
+        )
+        yield CounterMetricFamily(
+            "pylog_store_damaged_files",
+            "Compressed log files found cut short or corrupt (read up to the damage).",
+            value=DAMAGE.files,
         )
         yield CounterMetricFamily(
             "pylog_shipper_rests",

@@ -1,5 +1,6 @@
 """The `pylog` command: status and metrics from a real plugin process, logs from a real store."""
 
+import gzip
 import json
 import os
 import shutil
@@ -172,3 +173,27 @@ def test_logs_without_a_store(tmp_path: Path) -> None:
     res = pylog("logs", "--state-dir", str(tmp_path / "none"), CID)
     assert res.returncode == 1
     assert "no pylog logs under" in res.stderr.decode()
+
+
+def test_logs_of_a_truncated_gzip_prints_what_can_be_read(state: Path) -> None:
+    """A rotated file cut short (a crash or a full disk while compressing): the lines
+    before the cut and every later file are printed, the damage is named in one line."""
+    directory = state / "containers" / CID
+    oldest = min(
+        (p for p in directory.iterdir() if p.name.endswith(".gz")),
+        key=lambda p: int(p.name.split(".")[2]),
+    )
+    whole = gzip.decompress(oldest.read_bytes())
+    data = oldest.read_bytes()
+    oldest.write_bytes(data[: len(data) // 2])
+    res = pylog("logs", "--state-dir", str(state), CID)
+    assert res.returncode == 0, res.stderr
+    assert b"Traceback" not in res.stderr
+    note = res.stderr.decode().splitlines()[-1]
+    assert note.startswith("pylog: 1 damaged log file(s)")
+    printed = res.stdout.decode().splitlines()
+    expected = [f"line {i}" for i in range(300) if i % 3]
+    # The last line of the log is there; what was lost lies within the cut file.
+    assert printed[-1] == expected[-1]
+    lost = set(expected) - set(printed)
+    assert lost and all(f'"log":"{m}\\n"'.encode() in whole for m in lost)

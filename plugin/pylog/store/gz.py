@@ -12,6 +12,12 @@ import os
 from typing import BinaryIO, cast
 
 from isal import igzip
+from isal.isal_zlib import error as _isal_error
+
+__all__ = ["IsalError", "open_gzip"]
+
+#: What ISA-L raises on corrupt deflate data (its stubs do not say it is an exception).
+IsalError = cast(type[Exception], _isal_error)
 
 #: json-file's level: fast, since logs are written far more than read.
 LEVEL = 1

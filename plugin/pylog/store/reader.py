@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .gz import open_gzip
+from .gz import IsalError, open_gzip
 from .logfile import LogFile, LogState, Segment
 from .records import record_time
 
@@ -64,15 +65,48 @@ class Position:
     """Bytes into the generation's file, uncompressed."""
 
 
+class ReadDamage:
+    """Compressed files that could not be read to their end (cut short by a crash or a
+    full disk, or corrupted): readers take what comes before the damage and go on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.files = 0
+
+    def note(self, seg: Segment, exc: BaseException) -> None:
+        with self._lock:
+            self.files += 1
+        log.warning(
+            "log file %s (generation %d) is damaged (%s: %s); read what comes before it",
+            getattr(seg.file, "name", "?"),
+            seg.generation,
+            type(exc).__name__,
+            exc,
+        )
+
+
+#: Damage met by every reader in this process (exported as a metric).
+DAMAGE = ReadDamage()
+
+
 def _iter_batches(seg: Segment, start: int = 0) -> Iterator[list[bytes]]:
     """Whole records of a segment from ``start`` up to its readable size, a block at a time."""
     if seg.compressed:
+        yield from _split(_read_gzip(seg, start))
+        return
+    yield from _split(_read_range(seg.file, start, seg.size))
+
+
+def _read_gzip(seg: Segment, start: int) -> Iterator[bytes]:
+    """A gzipped segment's blocks from ``start``; ends early, counted, where it is damaged."""
+    try:
         with open_gzip(seg.file) as gz:
             if start:
                 gz.seek(start)
-            yield from _split(iter(lambda: gz.read(_BLOCK), b""))
-        return
-    yield from _split(_read_range(seg.file, start, seg.size))
+            while block := gz.read(_BLOCK):
+                yield block
+    except (EOFError, OSError, IsalError) as exc:
+        DAMAGE.note(seg, exc)
 
 
 def _read_range(f: object, start: int, end: int | None) -> Iterator[bytes]:

@@ -318,3 +318,29 @@ def test_follow_from_reads_a_burst_after_a_small_write_at_once(tmp_path: Path) -
     got = [(r, at) for batch, at in follow_while(lf, write) for r in batch]
     assert [r for r, _ in got] == recs
     assert got[-1][1] - appended[0] < 0.2
+
+
+@pytest.mark.parametrize("cut", ["half", "header", "garbage"])
+def test_a_damaged_gzip_file_ends_its_part_cleanly_and_is_counted(tmp_path: Path, cut: str) -> None:
+    """A rotated file cut short or corrupt: readers get the records before the damage
+    and every later file, never an exception."""
+    lf = LogFile(tmp_path / "c", RotationPolicy(10 * REC, 100, True))
+    recs = make_records(50)
+    for r in recs:
+        lf.append(r)
+    lf.close()
+    damaged = tmp_path / "c" / "json.log.2.gz"
+    data = damaged.read_bytes()
+    damaged.write_bytes(
+        {"half": data[: len(data) // 2], "header": data[:5], "garbage": b"not gzip" * 50}[cut]
+    )
+    before = reader.DAMAGE.files
+    lf = LogFile(tmp_path / "c", RotationPolicy(10 * REC, 100, True), writable=False)
+    got = read(lf)
+    assert reader.DAMAGE.files == before + 1
+    # Generations 0 and 1 are whole, 2 is damaged, 3 and the current file are whole.
+    assert got[:20] == recs[:20]
+    assert got[-20:] == recs[-20:]
+    assert set(got) <= set(recs) and len(got) < len(recs)
+    assert read(lf, tail=3) == recs[-3:]
+    assert [r for batch, _ in follow_from(lf, Position(2, 0)) for r in batch] == got[20:]
