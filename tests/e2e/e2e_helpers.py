@@ -204,3 +204,26 @@ def stamped_lines(data: bytes) -> list[tuple[str, bytes]]:
         assert m, f"line without timestamp: {line[:100]!r}"
         out.append((m.group(0)[:-1].decode(), line[m.end() :]))
     return out
+
+
+def plugin_processes(plugin: str = PLUGIN) -> tuple[int, int]:
+    """(gunicorn master, worker) pids of the running plugin, found by the plugin's ID in
+    their cgroup (dockerd runs a plugin in a cgroup named after it), so another pylog
+    process on the host (a second install, a test server) is never taken for it."""
+    plugin_id = docker_cli(["plugin", "inspect", "--format", "{{.Id}}", plugin]).stdout
+    suffix = "/" + plugin_id.decode().strip()
+    ours: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroups = (entry / "cgroup").read_text().splitlines()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if any(line.endswith(suffix) for line in cgroups):
+            ours[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    masters = [p for p, pp in ours.items() if pp not in ours]
+    workers = [p for p, pp in ours.items() if pp in ours]
+    assert len(masters) == 1 and len(workers) == 1, f"plugin processes: {ours}"
+    return masters[0], workers[0]

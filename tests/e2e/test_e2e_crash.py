@@ -5,29 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
-from e2e_helpers import Docker
+from e2e_helpers import Docker, plugin_processes
 
 pytestmark = pytest.mark.e2e
 
 # ~40,000 numbered lines in bursts over several seconds.
 CMD = "for i in $(seq 0 39); do seq $((i*1000+1)) $((i*1000+1000)); sleep 0.15; done"
 EXPECTED = b"".join(b"%d\n" % i for i in range(1, 40001))
-
-
-def plugin_processes() -> tuple[int, int]:
-    """(gunicorn master, worker) pids of the running pylog plugin."""
-    out = subprocess.run(
-        ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, check=True
-    ).stdout.decode()
-    procs = [line.split(None, 2) for line in out.splitlines()]
-    ours = {int(p): int(pp) for p, pp, args in procs if "pylog.server" in args}
-    masters = [p for p, pp in ours.items() if pp not in ours]
-    workers = [p for p, pp in ours.items() if pp in ours]
-    assert len(masters) == 1 and len(workers) == 1, f"plugin processes: {ours}"
-    return masters[0], workers[0]
 
 
 def wait_plugin_back(old: tuple[int, int], timeout: float = 60) -> None:
@@ -63,3 +51,17 @@ def test_sigkill_loses_no_line_and_never_blocks_the_container(docker: Docker, vi
     missing = sorted(set(range(1, 40001)) - {int(x) for x in lines})
     assert not missing, f"{len(missing)} lines lost, first {missing[:5]}"
     assert got == EXPECTED, "lines doubled or out of order"
+
+
+def test_plugin_processes_are_told_from_other_pylog_processes(docker: Docker) -> None:
+    """Another process whose command line names pylog.server (a second install, a test
+    server) is never taken for the plugin's."""
+    before = plugin_processes()
+    decoy = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-m", "pylog.server"]
+    )
+    try:
+        assert plugin_processes() == before
+    finally:
+        decoy.kill()
+        decoy.wait()

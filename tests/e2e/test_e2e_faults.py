@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import PLUGIN, Docker, docker_cli
+from e2e_helpers import PLUGIN, Docker, docker_cli, plugin_processes
 from fault_report import record_fault
-from test_e2e_crash import plugin_processes
 
 pytestmark = pytest.mark.e2e
 
