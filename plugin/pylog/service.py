@@ -29,6 +29,7 @@ from .store import Store
 from .store.attachments import Attachments
 from .store.reader import ReadOptions, read_batches
 from .store.records import RecordError, decode_record
+from .store.scrub import kept_info, repair
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,17 @@ class LoggingService:
     # -- lifecycle -------------------------------------------------------------
 
     def startup(self) -> None:
-        """Prepare the state directory and start the periodic cleanup; safe to call twice."""
+        """Prepare (and repair) the state directory, start the periodic cleanup, reattach
+        recorded FIFOs and resume Kafka backlogs; safe to call twice. Never fails over
+        a bad record in the state directory."""
         if self._started:
             return
         self._started = True
         self.store.setup()
+        # Before anything reads the state dir. Each step below skips and logs what
+        # it cannot use, whatever the error: a worker that fails to boot makes
+        # dockerd restart it in a loop, and every running container blocks.
+        self._guarded("repairing the state dir", self._repair)
         self._cleanup_thread = threading.Thread(
             target=self._cleanup_loop, name="pylog-cleanup", daemon=True
         )
@@ -75,8 +82,20 @@ class LoggingService:
         log.info("pylog started: state in %s", self.settings.state_dir)
         if self.settings.kafka.brokers:
             log.info("shipping to Kafka at %s", ",".join(self.settings.kafka.brokers))
-        self._reattach()
-        self.shipping.resume_backlogs()
+        self._guarded("reattaching FIFOs", self._reattach)
+        self._guarded("resuming Kafka backlogs", self.shipping.resume_backlogs)
+
+    @staticmethod
+    def _guarded(what: str, step: Callable[[], object]) -> None:
+        """The last line of defence of startup: a step that fails is logged, not fatal."""
+        try:
+            step()
+        except Exception:
+            log.exception("%s failed; pylog starts without it", what)
+
+    def _repair(self) -> None:
+        """Scrub Info an older pylog stored whole and make the state dir private."""
+        repair(self.settings.state_dir, self.attachments.directory)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop reading every FIFO, store what was read, close the logs; safe to call twice.
@@ -167,10 +186,15 @@ class LoggingService:
 
     def _remember(self, fifo: Path, info: ContainerInfo) -> None:
         """Write the container's Info and the FIFO record; a full disk must not fail
-        ``docker run`` (the lines it cannot store are counted), so this only warns."""
+        ``docker run`` (the lines it cannot store are counted), so this only warns.
+
+        Only the env the log-opts select is written: the rest (passwords) is not
+        pylog's to keep, and nothing read back from these files needs it.
+        """
+        kept = kept_info(info.to_json())
         try:
-            self.store.write_info(info.container_id, info.to_json())
-            self.attachments.record(fifo, info.to_json())
+            self.store.write_info(info.container_id, kept)
+            self.attachments.record(fifo, kept)
         except OSError as exc:
             log.warning(
                 "container %s: cannot record its info (%s); logging it anyway, "
@@ -189,9 +213,14 @@ class LoggingService:
                     raise FileNotFoundError(fifo)
                 info = ContainerInfo.from_json(info_json)
                 self._start(fifo, info, reattach=True)
-            except (OSError, RequestError) as exc:
-                log.info("not reattaching %s: %s", fifo.name, exc)
-                self.attachments.forget(fifo)
+            except Exception as exc:
+                # Whatever it is (gone, a log-opt or template this version rejects,
+                # an Info that is not one): skip it, so the other FIFOs are read.
+                # A FIFO that is gone is the usual case (its container stopped meanwhile).
+                level = logging.INFO if isinstance(exc, FileNotFoundError) else logging.WARNING
+                log.log(level, "not reattaching %s: %s", fifo.name[:64], _brief(exc))
+                with contextlib.suppress(OSError):
+                    self.attachments.forget(fifo)
                 continue
             self.reattached += 1
             log.info("reattached container %s to %s", info.short_id, fifo.name)
@@ -324,3 +353,9 @@ class LoggingService:
     def drivers(self) -> list[ContainerDriver]:
         with self._lock:
             return list(self._drivers.values())
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception for pylog's log, cut short: a stored record may hold anything."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -1,15 +1,20 @@
+import gzip
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pylog.config import KafkaSettings, Settings
 from pylog.framing import FrameDecoder, encode_entries
 from pylog.models import Entry, RequestError
 from pylog.service import LoggingService
+from pylog.store.attachments import Attachments
 
 from .conftest import Fifo, wait_for
+from .shipper.test_manager import closed_port
 
 CID = "c" * 64
 
@@ -397,3 +402,163 @@ def test_shutdown_is_bounded_with_kafka_unreachable(
         assert time.monotonic() - start < 8
     finally:
         fifo.close()
+
+
+# -- startup never fails on a bad record ------------------------------------------
+
+BAD_INFO = {
+    "a log-opt this version rejects": info("b" * 64, **{"max-sise": "1m"}),
+    "a tag that cannot be compiled": info("b" * 64, tag='{{index .ContainerLabels "\\x"}}'),
+    "a huge value": info("b" * 64, **{"max-size": "9" * 400}),
+    "an Info that is not an object": ["ContainerID", "b" * 64],
+    "a bad ContainerID": info("../" * 50),
+}
+
+
+def write_record(settings: object, fifo: Path, record_info: object) -> None:
+    """A FIFO record as StartLogging leaves it (written the way an older pylog did)."""
+    fifos = Path(settings.state_dir) / "fifos"  # type: ignore[attr-defined]
+    Attachments(fifos).record(fifo, record_info)  # type: ignore[arg-type]
+
+
+def write_raw_record(settings: object, name: str, text: str) -> None:
+    fifos = Path(settings.state_dir) / "fifos"  # type: ignore[attr-defined]
+    fifos.mkdir(parents=True, exist_ok=True)
+    (fifos / f"{name}.json").write_text(text)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INFO))
+def test_a_bad_fifo_record_is_skipped_and_the_good_ones_reattached(
+    settings: object,
+    make_fifo: Callable[[str], Fifo],
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    """Before: such a record raised out of startup, gunicorn's worker never booted,
+    and every container logging through pylog blocked."""
+    good, bad = make_fifo("good"), make_fifo("bad")
+    write_record(settings, good.path, info())
+    write_record(settings, bad.path, BAD_INFO[kind])
+    svc = LoggingService(settings)  # type: ignore[arg-type]
+    svc.startup()
+    try:
+        assert [d.fifo for d in svc.drivers()] == [good.path]
+        assert "not reattaching bad" in caplog.text, caplog.text
+        assert [f for f, _ in svc.attachments.recorded()] == [good.path]
+    finally:
+        svc.shutdown()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"File": "/run/docker/logging/x\\u0000y", "Info": {}}',
+        "[" * 100_000,
+        '{"File": 7, "Info": {}}',
+        "",
+    ],
+    ids=["nul-in-path", "deeply-nested", "file-not-a-string", "empty"],
+)
+def test_an_unreadable_fifo_record_is_dropped_and_the_good_ones_reattached(
+    settings: object,
+    make_fifo: Callable[[str], Fifo],
+    caplog: pytest.LogCaptureFixture,
+    record: str,
+) -> None:
+    good = make_fifo("good")
+    write_record(settings, good.path, info())
+    write_raw_record(settings, "odd", record)
+    svc = LoggingService(settings)  # type: ignore[arg-type]
+    svc.startup()
+    try:
+        assert [d.fifo for d in svc.drivers()] == [good.path]
+        assert "odd.json" in caplog.text or "not reattaching" in caplog.text
+        assert [f for f, _ in svc.attachments.recorded()] == [good.path]
+    finally:
+        svc.shutdown()
+
+
+# -- no secrets at rest --------------------------------------------------------------
+
+SECRET_ENV = ["DB_PASSWORD=hunter2", "KEEP=1"]
+
+
+def assert_private_and_clean(root: Path) -> None:
+    """No file under ``root`` holds the password; files 0600, directories 0700."""
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    for top, dirs, files in os.walk(root):
+        for d in dirs:
+            assert stat.S_IMODE((Path(top) / d).stat().st_mode) == 0o700, d
+        for f in files:
+            path = Path(top) / f
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+            data = path.read_bytes()
+            if f.endswith(".gz"):
+                data = gzip.decompress(data)
+            assert b"hunter2" not in data, path
+
+
+def test_only_the_selected_env_is_kept_and_every_file_is_private(
+    tmp_path: Path, make_fifo: Callable[[str], Fifo]
+) -> None:
+    """Before: info.json and the FIFO record held the whole env, 0644 in 0755 dirs."""
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        socket_path=tmp_path / "pylog.sock",
+        fifo_root=tmp_path / "logging",
+        kafka=KafkaSettings(brokers=(closed_port(),)),  # so a kafka.position is written too
+    )
+    svc = LoggingService(settings)
+    svc.startup()
+    try:
+        fifo = make_fifo("f1")
+        obj = info(env="KEEP", **{"max-size": "1k", "max-file": "3"})
+        obj["ContainerEnv"] = SECRET_ENV
+        svc.start_logging(str(fifo.path), obj)
+        fifo.write(encode_entries(entries(200)))
+        d = svc.store.directory(CID)
+        # Every line stored, rotated files compressed, a position written.
+        wait_for(lambda: (d / "kafka.position").exists())
+        wait_for(lambda: read(svc, Tail=1)[0].time_ns == 1199)
+        wait_for(lambda: {p.suffix for p in d.glob("json.log.*")} == {".gz"})
+        assert json.loads((d / "info.json").read_text())["ContainerEnv"] == ["KEEP=1"]
+        ((_, kept),) = svc.attachments.recorded()
+        assert kept["ContainerEnv"] == ["KEEP=1"]
+        assert json.loads((d / "json.log").read_bytes().splitlines()[-1])["attrs"] == {"KEEP": "1"}
+        assert_private_and_clean(settings.state_dir)
+    finally:
+        svc.shutdown(timeout=2)
+
+
+def test_a_state_dir_written_the_old_way_is_scrubbed_at_startup(
+    settings: object, make_fifo: Callable[[str], Fifo]
+) -> None:
+    root = Path(settings.state_dir)  # type: ignore[attr-defined]
+    old = info("a" * 64, env="KEEP")
+    old["ContainerEnv"] = SECRET_ENV
+    stopped = root / "containers" / ("a" * 64)
+    stopped.mkdir(parents=True)
+    (stopped / "info.json").write_text(json.dumps(old))
+    (stopped / "info.json.tmp").write_text(json.dumps(old))  # left by a crash
+    (stopped / "json.log").write_text("")
+    os.utime(stopped / "info.json", (1000, 1000))
+    running = make_fifo("running")
+    live = info(env="KEEP")
+    live["ContainerEnv"] = SECRET_ENV
+    write_record(settings, running.path, live)
+    write_record(settings, Path(str(running.path) + "-gone"), live)
+    for top, _dirs, files in os.walk(root):
+        os.chmod(top, 0o755)
+        for f in files:
+            os.chmod(Path(top) / f, 0o644)
+    svc = LoggingService(settings)  # type: ignore[arg-type]
+    svc.startup()
+    try:
+        assert len(svc.drivers()) == 1
+        assert_private_and_clean(root)
+        kept = json.loads((stopped / "info.json").read_text())
+        assert kept == {**old, "ContainerEnv": ["KEEP=1"]}
+        # The cleanup goes by the files' times: scrubbing does not make it younger.
+        assert (stopped / "info.json").stat().st_mtime == 1000
+    finally:
+        svc.shutdown()

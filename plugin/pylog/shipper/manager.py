@@ -24,13 +24,13 @@ import threading
 import time
 from pathlib import Path
 
-from ..config import LogOptions, OptionError, Settings, parse_log_opts
+from ..config import LogOptions, Settings, parse_log_opts
 from ..models import ContainerInfo, RequestError
 from ..pressure import IngestPressure
-from ..store import LogFile, Store
+from ..store import INFO_FILE, LogFile, Store
 from ..store.reader import Position
 from .assemble import LineAssembler
-from .position import load_position, position_path
+from .position import PositionUnreadable, load_position, position_path
 from .producer import ClusterProducer, KafkaRuntime, cluster_key
 from .routing import Route, resolve
 from .schema import ValueBuilder
@@ -70,12 +70,11 @@ class ShipperManager:
             if current is not None and current.logfile is logfile and not current.done:
                 return  # another FIFO of the same container: already shipped
             directory = self.store.directory(info.container_id)
-            start = load_position(directory)
+            start = _start_position(directory, logfile, info.short_id)
             if start is None:
                 # First time this container ships: from where its log ends now, so
                 # lines logged before Kafka was configured are not sent.
-                state = logfile.state()
-                start = Position(state.generation, state.size)
+                start = _end(logfile)
             shipper = self._new_shipper(info, options, logfile, route, directory, start, current)
             logfile.on_discard = shipper.on_discard
             logfile.hold = shipper.held_from
@@ -83,44 +82,52 @@ class ShipperManager:
         shipper.start()
 
     def resume_backlogs(self) -> list[str]:
-        """At startup: ship what stopped containers left unshipped. Returns their IDs."""
+        """At startup: ship what stopped containers left unshipped. Returns their IDs.
+
+        A container whose state cannot be used (its Info or log-opts no longer
+        parse, its ``pylog.topic`` label no longer routes, ...) is skipped with a
+        warning, whatever the error: one bad directory must not stop pylog from
+        starting, which would block every running container.
+        """
         resumed: list[str] = []
         for container_id in self.store.containers():
             try:
-                directory = self.store.directory(container_id)
-            except RequestError:
-                continue
-            if not position_path(directory).exists() or self.store.is_active(container_id):
-                continue
-            start = load_position(directory)
-            info = self._load_info(directory)
-            if start is None or info is None:
-                continue
-            try:
-                options = parse_log_opts(info.config)
-                route = self.route(info, options)
-            except (OptionError, ValueError) as exc:
-                log.warning("container %s: not resuming Kafka shipping: %s", info.short_id, exc)
-                continue
-            if route is None:
-                continue
-            logfile = self.store.reader(container_id, options.rotation)
-            state = logfile.state()
-            if start >= Position(state.generation, state.size):
-                continue
-            with self._lock:
-                if self._closed or container_id in self._shippers:
-                    continue
-                shipper = self._new_shipper(info, options, logfile, route, directory, start, None)
-                self._shippers[container_id] = shipper
-            shipper.start()
-            resumed.append(container_id)
-            log.info(
-                "container %s: resuming Kafka shipping of its backlog to %s",
-                info.short_id,
-                route.topic,
-            )
+                if self._resume(container_id):
+                    resumed.append(container_id)
+            except Exception as exc:
+                log.warning("container %s: not resuming Kafka shipping: %s", container_id[:12], exc)
         return resumed
+
+    def _resume(self, container_id: str) -> bool:
+        try:
+            directory = self.store.directory(container_id)
+        except RequestError:
+            return False
+        if not position_path(directory).exists() or self.store.is_active(container_id):
+            return False
+        info = self._load_info(directory)
+        if info is None:
+            return False
+        options = parse_log_opts(info.config)
+        route = self.route(info, options)
+        if route is None:
+            return False
+        logfile = self.store.reader(container_id, options.rotation)
+        start = _start_position(directory, logfile, info.short_id)
+        if start is None or start >= _end(logfile):
+            return False
+        with self._lock:
+            if self._closed or container_id in self._shippers:
+                return False
+            shipper = self._new_shipper(info, options, logfile, route, directory, start, None)
+            self._shippers[container_id] = shipper
+        shipper.start()
+        log.info(
+            "container %s: resuming Kafka shipping of its backlog to %s",
+            info.short_id,
+            route.topic,
+        )
+        return True
 
     def shippers(self) -> list[ContainerShipper]:
         with self._lock:
@@ -216,11 +223,37 @@ class ShipperManager:
 
     @staticmethod
     def _load_info(directory: Path) -> ContainerInfo | None:
-
+        """The stored Info; None if there is none, an error if it is unusable."""
         try:
-            return ContainerInfo.from_json(json.loads((directory / "info.json").read_text()))
-        except (OSError, ValueError):
+            text = (directory / INFO_FILE).read_text()
+        except FileNotFoundError:
             return None
+        return ContainerInfo.from_json(json.loads(text))
+
+
+def _start_position(directory: Path, logfile: LogFile, short_id: str) -> Position | None:
+    """Where shipping starts: the stored position; None if the container never shipped.
+
+    A position that exists but cannot be read was lost, not never there: the
+    lines since are shipped again from the oldest file kept (at least once),
+    rather than skipped by starting at the log's end.
+    """
+    try:
+        return load_position(directory)
+    except PositionUnreadable as exc:
+        start = _oldest(logfile)
+        log.warning(
+            "container %s: %s; shipping again from the oldest kept log file (generation %d)",
+            short_id,
+            exc,
+            start.generation,
+        )
+        return start
+
+
+def _oldest(logfile: LogFile) -> Position:
+    rotated = logfile.rotated_generations()
+    return Position(rotated[0] if rotated else logfile.state().generation, 0)
 
 
 def _end(logfile: LogFile) -> Position:

@@ -4,7 +4,10 @@ Layout under the state directory (a host mount, so it survives plugin restarts
 and upgrades)::
 
     containers/<container id>/json.log[.N[.gz]]   the log files (see logfile)
-    containers/<container id>/info.json           the container's Info, last seen
+    containers/<container id>/info.json           the container's Info, last seen, without
+                                                  the env the log-opts do not select
+
+Everything is private to pylog: directories 0700, files 0600 (see atomic).
 
 Several writers can share one container's log (a dockerd restart with
 live-restore starts a new FIFO before the old one reaches EOF), so logs are
@@ -15,7 +18,6 @@ reference counted: the first :meth:`Store.acquire` opens the files, the last
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import threading
@@ -26,9 +28,10 @@ from typing import Any
 
 from ..config import RotationPolicy
 from ..models import validate_container_id
+from .atomic import private_dir, write_json
 from .logfile import LogFile, StoreError
 
-__all__ = ["LogFile", "Store", "StoreError"]
+__all__ = ["INFO_FILE", "LogFile", "Store", "StoreError"]
 
 INFO_FILE = "info.json"
 
@@ -41,7 +44,9 @@ class Store:
         self._open: dict[str, tuple[LogFile, int]] = {}
 
     def setup(self) -> None:
-        self.containers_dir.mkdir(parents=True, exist_ok=True)
+        """Create the state directory and ``containers/``, both private (0700)."""
+        private_dir(self.root)
+        private_dir(self.containers_dir)
 
     def directory(self, container_id: str) -> Path:
         return self.containers_dir / validate_container_id(container_id)
@@ -83,13 +88,14 @@ class Store:
             return container_id in self._open
 
     def write_info(self, container_id: str, info: Mapping[str, Any]) -> None:
-        """Record the container's Info atomically (also marks the container as recently used)."""
+        """Record the container's Info atomically (also marks the container as recently used).
+
+        The caller passes the Info as it may be kept (see :mod:`.scrub`): no env
+        beyond what the log-opts select.
+        """
         directory = self.directory(container_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (INFO_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(info, f)
-        os.replace(tmp, directory / INFO_FILE)
+        private_dir(directory)
+        write_json(directory / INFO_FILE, info)
 
     def touch(self, container_id: str) -> None:
         path = self.directory(container_id) / INFO_FILE

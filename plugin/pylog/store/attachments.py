@@ -2,19 +2,23 @@
 
 dockerd restarts a crashed plugin but never repeats StartLogging for running
 containers; their FIFOs stay open and the containers stall once the pipe is
-full. So every StartLogging is recorded here (FIFO path and container Info,
-written atomically) and forgotten when the FIFO reaches EOF; when pylog starts,
-it reattaches to every recorded FIFO that still exists.
+full. So every StartLogging is recorded here (FIFO path and container Info
+without unselected env, written atomically, 0600) and forgotten when the FIFO
+reaches EOF; when pylog starts, it reattaches to every recorded FIFO that still
+exists.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
+
+from .atomic import private_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +32,9 @@ class Attachments:
         return self.directory / (hashlib.sha256(str(fifo).encode()).hexdigest()[:32] + ".json")
 
     def record(self, fifo: Path, info: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(fifo)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"File": str(fifo), "Info": info}, f)
-        os.replace(tmp, path)
+        """Remember ``fifo``; ``info`` is the Info as it may be kept (see store.scrub)."""
+        private_dir(self.directory)
+        write_json(self._path(fifo), {"File": str(fifo), "Info": info})
 
     def forget(self, fifo: Path) -> None:
         self._path(fifo).unlink(missing_ok=True)
@@ -48,12 +49,20 @@ class Attachments:
         for name in names:
             path = self.directory / name
             if not name.endswith(".json"):
-                path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)  # a temp file left by a crash
                 continue
             try:
                 obj = json.loads(path.read_text(encoding="utf-8"))
-                out.append((Path(obj["File"]), obj["Info"]))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("dropping unreadable attachment record %s: %s", name, exc)
-                path.unlink(missing_ok=True)
+                file = obj["File"]
+                if not isinstance(file, str):
+                    raise TypeError(f"File is a {type(file).__name__}")
+                if self._path(Path(file)) != path:
+                    # Not one pylog wrote, and forget() could never remove it.
+                    raise ValueError("not named after its FIFO")
+                out.append((Path(file), obj["Info"]))
+            except Exception as exc:  # whatever is wrong with it, it is of no use
+                log.warning("dropping unreadable attachment record %s: %r", name, exc)
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
         return out

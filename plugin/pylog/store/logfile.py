@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import RotationPolicy
+from .atomic import FILE_MODE, private_dir, write_atomic
 from .gz import open_gzip
 
 log = logging.getLogger(__name__)
@@ -142,11 +143,14 @@ class LogFile:
         self._size = 0
         self._compressing: concurrent.futures.Future[None] | None = None
         if writable:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_dir(directory)
             self._recover()
         self._generation = self._load_generation()
         if writable:
-            self._fd = os.open(self._current_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            self._fd = os.open(
+                self._current_path(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE
+            )
+            os.fchmod(self._fd, FILE_MODE)  # a file left by an older pylog may be 0644
             self._size = os.fstat(self._fd).st_size
         else:
             with contextlib.suppress(FileNotFoundError):
@@ -189,9 +193,9 @@ class LogFile:
         return max(recorded, rotated[-1] + 1 if rotated else 0)
 
     def _store_generation(self, generation: int) -> None:
-        tmp = self.directory / (GENERATION_FILE + ".tmp")
-        tmp.write_text(f"{generation}\n")
-        os.replace(tmp, self.directory / GENERATION_FILE)
+        # Not fsynced: this runs on the ingest path at each rotation, and a
+        # generation file lost in a power cut is recovered from the rotated files.
+        write_atomic(self.directory / GENERATION_FILE, f"{generation}\n".encode(), durable=False)
 
     def _recover(self) -> None:
         """Tidy up after a crash: drop temp files and gz twins of plain files."""
@@ -283,7 +287,7 @@ class LogFile:
                 self._compressing = _compress_later(rotated)
         else:
             self._discard(old, current)
-        self._fd = os.open(current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        self._fd = os.open(current, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         self._size = 0
         self._generation = old + 1
         self._trim_locked(needed)
@@ -433,7 +437,9 @@ def _compress_file(path: Path) -> None:
     target = path.with_name(path.name + ".gz")
     tmp = path.with_name(path.name + ".gz.tmp")
     try:
-        with open(path, "rb") as src, open_gzip(tmp, "wb") as dst:
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with open(path, "rb") as src, open(fd, "wb") as raw, open_gzip(raw, "wb") as dst:
             shutil.copyfileobj(src, dst, _COMPRESS_CHUNK)
         os.replace(tmp, target)
         path.unlink(missing_ok=True)

@@ -1,16 +1,25 @@
 """The service with Kafka configured but no broker reachable: nothing waits on it."""
 
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
-from pylog.config import KafkaSettings, Settings
+from pylog.config import KafkaSettings, RotationPolicy, Settings
 from pylog.framing import FrameDecoder, encode_entries
 from pylog.models import Entry, RequestError
 from pylog.service import LoggingService
-from pylog.shipper.position import load_position, save_position
+from pylog.shipper.position import (
+    PositionUnreadable,
+    load_position,
+    position_path,
+    save_position,
+)
+from pylog.store import LogFile
 from pylog.store.reader import Position
+from pylog.store.records import RecordEncoder
 
 from ..conftest import Fifo, wait_for
 
@@ -150,3 +159,91 @@ def test_rotation_holds_what_the_shipper_still_needs(
     assert logfile.rotated_generations()[0] == 0  # held: the shipper is still at 0
     assert len(logfile.rotated_generations()) > 1
     assert shipper.stats.lines_lost_rotation == 0
+
+
+def stopped_container(
+    settings: Settings, cid: str, position: str, labels: dict[str, str] | None = None
+) -> LogFile:
+    """A container pylog logged earlier: rotated files (the oldest kept is not
+    generation 0), its info.json and the given ``kafka.position`` text."""
+    directory = settings.state_dir / "containers" / cid
+    opts = {"max-size": "1k", "max-file": "3", "compress": "false"}
+    enc = RecordEncoder()
+    log = LogFile(directory, RotationPolicy(1000, 3, False))
+    for i in range(100):
+        log.append(enc.encode(Entry("stdout", i, b"x" * 60)))
+    log.close()
+    obj = {"ContainerID": cid, "ContainerName": "/old", "Config": opts}
+    obj["ContainerLabels"] = labels or {}
+    (directory / "info.json").write_text(json.dumps(obj))
+    position_path(directory).write_text(position)
+    return LogFile(directory, RotationPolicy(1000, 3, False), writable=False)
+
+
+def stored(directory: Path) -> Position | None:
+    try:
+        return load_position(directory)
+    except PositionUnreadable:
+        return None
+
+
+@pytest.mark.parametrize("position", ["", "garbage", '{"generation": -3, "offset": 7}'])
+def test_a_corrupt_position_resumes_from_the_oldest_kept_file(
+    kafka_settings: Settings, caplog: pytest.LogCaptureFixture, position: str
+) -> None:
+    """Before: a lost position read as never-shipped, and the backlog was skipped."""
+    log = stopped_container(kafka_settings, CID, position)
+    oldest = log.rotated_generations()[0]
+    assert oldest > 0
+    svc = LoggingService(kafka_settings)
+    svc.startup()
+    try:
+        (shipper,) = svc.shipping.shippers()
+        assert shipper.acked == Position(oldest, 0)
+        assert "shipping again from the oldest kept log file" in caplog.text
+        # ... and the position is good again.
+        wait_for(lambda: stored(svc.store.directory(CID)) == Position(oldest, 0))
+    finally:
+        svc.shutdown(timeout=1)
+
+
+def test_a_corrupt_position_ships_a_restarted_container_from_the_oldest_kept_file(
+    kafka_settings: Settings, make_fifo: Callable[[str], Fifo]
+) -> None:
+    log = stopped_container(kafka_settings, CID, "{")
+    oldest = log.rotated_generations()[0]
+    # Without Kafka at startup nothing resumes; the container starts again later.
+    svc = LoggingService(kafka_settings)
+    svc.startup()
+    try:
+        for s in svc.shipping.shippers():
+            s.halt()
+            s.join(5)
+        fifo = make_fifo("f")
+        svc.start_logging(str(fifo.path), info(**{"max-size": "1k", "max-file": "3"}))
+        shipper = next(s for s in svc.shipping.shippers() if not s.done)
+        assert shipper.acked == Position(oldest, 0)
+    finally:
+        svc.shutdown(timeout=1)
+
+
+def test_a_backlog_that_no_longer_routes_is_skipped_and_the_others_resume(
+    kafka_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the RoutingError stopped startup, so the worker never booted."""
+    bad = "b" * 64
+    stopped_container(
+        kafka_settings, bad, '{"generation": 0, "offset": 0}', {"pylog.topic": "{{.Password}}"}
+    )
+    stopped_container(kafka_settings, CID, '{"generation": 0, "offset": 0}')
+    unparsable = kafka_settings.state_dir / "containers" / ("e" * 64)
+    stopped_container(kafka_settings, "e" * 64, '{"generation": 0, "offset": 0}')
+    (unparsable / "info.json").write_text("[" * 100_000)
+    svc = LoggingService(kafka_settings)
+    svc.startup()
+    try:
+        assert [s.container_id for s in svc.shipping.shippers()] == [CID]
+        assert f"container {bad[:12]}: not resuming Kafka shipping" in caplog.text
+        assert "container eeeeeeeeeeee: not resuming Kafka shipping" in caplog.text
+    finally:
+        svc.shutdown(timeout=1)

@@ -1,9 +1,16 @@
 import gzip
+import stat
 from pathlib import Path
 
+import pytest
 from pylog.config import RotationPolicy
 from pylog.models import Entry
-from pylog.shipper.position import load_position, position_path, save_position
+from pylog.shipper.position import (
+    PositionUnreadable,
+    load_position,
+    position_path,
+    save_position,
+)
 from pylog.shipper.shipper import _count_lines
 from pylog.store import LogFile
 from pylog.store.reader import Position, follow_from
@@ -19,10 +26,38 @@ def test_position_roundtrip_and_atomic(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kafka.position"]
 
 
-def test_unreadable_position_is_none(tmp_path: Path) -> None:
-    for text in ("", "{", '{"generation": -1, "offset": 0}', '{"generation": "1", "offset": 2}'):
-        position_path(tmp_path).write_text(text)
-        assert load_position(tmp_path) is None
+def test_an_absent_position_is_none_and_a_stored_one_is_private(tmp_path: Path) -> None:
+    assert load_position(tmp_path) is None
+    save_position(tmp_path, Position(3, 4))
+    assert stat.S_IMODE(position_path(tmp_path).stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n",
+        "{",
+        "\x00\x00\x00",
+        "null",
+        "[1, 2]",
+        '"x"',
+        "{}",
+        '{"generation": 1}',
+        '{"generation": -1, "offset": 0}',
+        '{"generation": 1, "offset": -5}',
+        '{"generation": "1", "offset": 2}',
+        '{"generation": 1.5, "offset": 2}',
+        '{"generation": true, "offset": 2}',
+        '{"generation": 1, "offset": null}',
+        "[" * 100_000,
+    ],
+)
+def test_an_unreadable_position_is_an_error_not_none(tmp_path: Path, text: str) -> None:
+    """Lost is not never-shipped: the manager must not start at the log's end."""
+    position_path(tmp_path).write_text(text)
+    with pytest.raises(PositionUnreadable):
+        load_position(tmp_path)
 
 
 def test_positions_are_ordered_across_generations() -> None:
