@@ -97,6 +97,8 @@ DEFAULT_MAX_FILE = 5
 DEFAULT_COMPRESS = True
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
+#: Above any size pylog can use (and below what a float holds exactly enough).
+_MAX_SIZE_VALUE = 1 << 60
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
@@ -111,7 +113,13 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(text.strip())
     if m is None:
         raise ValueError(text)
-    return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    try:
+        size = int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    except OverflowError:
+        raise ValueError(text) from None
+    if size > _MAX_SIZE_VALUE:
+        raise ValueError(text)
+    return size
 
 
 def parse_bool(text: str) -> bool:

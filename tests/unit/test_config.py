@@ -72,6 +72,8 @@ def test_dockerd_keys_are_accepted_and_ignored() -> None:
         ({"bogus": "1"}, "bogus"),
         ({"max-size": "abc"}, "max-size"),
         ({"max-size": "0"}, "max-size"),
+        ({"max-size": "9" * 400}, "max-size"),
+        ({"max-size": "1e400"}, "max-size"),
         ({"max-file": "0"}, "max-file"),
         ({"max-file": "x"}, "max-file"),
         ({"compress": "maybe"}, "compress"),
