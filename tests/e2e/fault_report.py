@@ -77,6 +77,10 @@ What the figures show (Docker 20.10):
 """
 
 
+#: Everything in the report from this line on is written by hand and kept as it is.
+HAND_WRITTEN = "<!-- written by hand below: kept when the table is regenerated -->"
+
+
 def record_fault(
     fault: str,
     *,
@@ -120,4 +124,10 @@ def render(rows: dict[str, dict[str, object]], path: Path) -> None:
         r = rows[name]
         figures = " | ".join(fig(r[k]) for k in ("written", "stored", "lost", "duplicated"))
         lines.append(f"| {name} | {figures} | {r['note']} | {r['when']} |\n")
-    path.write_text("".join(lines))
+    kept = ""
+    if path.exists():
+        old = path.read_text()
+        at = old.find(HAND_WRITTEN)
+        if at >= 0:
+            kept = "\n" + old[at:]
+    path.write_text("".join(lines) + kept)
