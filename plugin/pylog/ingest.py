@@ -13,6 +13,11 @@ microseconds (dockerd writes a frame's header and body in two writes). The
 reader waits for the rest with pauses that double from 1 ms to 64 ms: a poll
 on the FIFO cannot wait for it, since the FIFO stays readable. If the frame
 has still not grown after those 127 ms, the reader stops peeking it: see below.
+Why pauses: they leave the cut frame in the FIFO, so a crash loses nothing,
+and cost no file descriptor. Being woken by the write itself (inotify, or
+edge-triggered epoll on the FIFO) would cost one more descriptor per
+container, and epoll's wake-up on every pipe write is a kernel behaviour that
+some kernel versions lacked (5.5 to 5.13), which would hang the reader.
 
 **Frames read into memory.** A frame is read out of the FIFO (consumed) into
 a buffer of the frame's size, and decoded from there, when it cannot be peeked
