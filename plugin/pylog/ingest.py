@@ -145,6 +145,9 @@ class FifoReader:
         # O_NONBLOCK: opening never waits for a writer; reads are driven by poll().
         self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         self._fds = [self._fd]
+        # Closing and halt() take turns: halt() must never write to a number
+        # the reader has closed and the process may have reused for a log file.
+        self._fds_lock = threading.Lock()
         try:
             self._peek_r, self._peek_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._fds += [self._peek_r, self._peek_w]
@@ -202,18 +205,20 @@ class FifoReader:
     def halt(self) -> None:
         """Stop reading as soon as the current chunk is handled; leave the rest in the pipe."""
         self._halted = True
-        with contextlib.suppress(OSError):
-            os.eventfd_write(self._wake, 1)
+        with self._fds_lock, contextlib.suppress(OSError):
+            if self._fds:
+                os.eventfd_write(self._wake, 1)
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def _close_fds(self) -> None:
-        for fd in self._fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._fds = []
+        with self._fds_lock:
+            for fd in self._fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._fds = []
 
     def _run(self) -> None:
         eof = False

@@ -214,3 +214,19 @@ def test_fds_per_reader(tmp_path: Path) -> None:
         assert reader.join(10)
     sink_opened = counts[2] - counts[1] - ingest.FDS_PER_READER
     assert _open_fds() == counts[0] + sink_opened
+
+
+def test_halt_after_the_end_writes_to_no_reused_descriptor(tmp_path: Path) -> None:
+    path, writer = _fifo(tmp_path)
+    reader, _, _, ended = _read_all(path)
+    reader.start()
+    os.close(writer)
+    assert ended.wait(10) and reader.join(10)
+    # The reader's descriptors are closed: the next files opened may get their numbers.
+    victims = [os.open(tmp_path / f"file{i}", os.O_RDWR | os.O_CREAT) for i in range(8)]
+    try:
+        reader.halt()
+        assert all(os.fstat(fd).st_size == 0 for fd in victims)
+    finally:
+        for fd in victims:
+            os.close(fd)
