@@ -35,14 +35,16 @@ CMD = (
 EXPECTED = b"".join(b"%06d" % i + b"x" * (WIDTH - 6) + b"\n" for i in range(1, LINES + 1))
 
 
+SAVED_LIMIT = SOFT_LIMIT.read_text()
+
+
 @pytest.fixture
 def no_pipe_quota() -> Iterator[None]:
-    saved = SOFT_LIMIT.read_text()
     SOFT_LIMIT.write_text("1\n")
     try:
         yield
     finally:
-        SOFT_LIMIT.write_text(saved)
+        SOFT_LIMIT.write_text(SAVED_LIMIT)
 
 
 @pytest.mark.timeout(300)
@@ -52,6 +54,7 @@ def test_long_lines_are_stored_when_pipes_cannot_grow(docker: Docker, no_pipe_qu
         try:
             code = docker.wait(cid, timeout=60)
         except subprocess.TimeoutExpired:
+            _restart_plugin()
             pytest.fail("the container did not exit within 60 s: its log writes block")
         assert code == 0
         got = docker.logs(cid, timeout=60).stdout
@@ -60,3 +63,12 @@ def test_long_lines_are_stored_when_pipes_cannot_grow(docker: Docker, no_pipe_qu
     finally:
         with contextlib.suppress(subprocess.TimeoutExpired):
             docker_cli(["rm", "-f", cid], check=False, timeout=60)
+
+
+def _restart_plugin() -> None:
+    """A pylog stuck on a FIFO keeps its container (and `docker rm -f`) blocked:
+    restarted with the quota restored, it reattaches the FIFO and drains it."""
+    SOFT_LIMIT.write_text(SAVED_LIMIT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        docker_cli(["plugin", "disable", "-f", PLUGIN], check=False, timeout=60)
+        docker_cli(["plugin", "enable", "--timeout", "0", PLUGIN], check=False, timeout=60)
