@@ -93,14 +93,16 @@ class ContainerDriver:
     def join(self, timeout: float | None = None) -> bool:
         return self._reader.join(timeout)
 
-    def _on_data(self, data: bytes, final: bool) -> int:
-        """Store the whole frames at the start of ``data``; returns the bytes they took."""
+    def _on_data(self, data: bytes, final: bool) -> tuple[int, int]:
+        """Store the whole frames at the start of ``data``; returns the bytes they
+        took and the length of the cut frame after them (see ingest.DataHandler)."""
         if self._pressure is not None:
             self._pressure.note_read(len(data))
         batch, used = self._decoder.decode(data, final=final)
+        wanted = self._decoder.wanted(data, used)
         self._report_frame_errors()
         if not batch.lines:
-            return used
+            return used, wanted
         records = self._encoder.encode_batch(batch)
         count = len(batch.lines)
         if self._check_replay:
@@ -110,7 +112,7 @@ class ContainerDriver:
         stats.lines_received += len(batch.lines)
         stats.bytes_received += sum(map(len, batch.lines))
         self._store(records, count)
-        return used
+        return used, wanted
 
     def _without_replay(self, records: bytes, count: int) -> tuple[bytes, int]:
         """Drop the head of ``records`` that the log already ends with.

@@ -321,6 +321,22 @@ class FrameDecoder:
                     return j - 4
             i = j + 1
 
+    def wanted(self, buf: bytes, used: int) -> int:
+        """Bytes the cut frame at ``buf[used:]`` takes in all, header included; 0 if unknown.
+
+        The FIFO reader asks after :meth:`decode` has left a cut frame: one
+        longer than its pipes can show at once must be read into memory
+        instead of waited for. A length above the bound is never wanted (the
+        decoder counts it and resynchronises instead), and nothing is known
+        while resynchronising.
+        """
+        if self._resync or used >= len(buf):
+            return 0
+        if len(buf) - used < 4:
+            return 4
+        (length,) = _LEN.unpack_from(buf, used)
+        return 4 + length if length <= self.max_frame else 0
+
     def close(self) -> list[Entry]:
         """End of stream: a trailing cut frame is counted as truncated; returns any
         entries found after it while resynchronising."""

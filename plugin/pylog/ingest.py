@@ -2,17 +2,50 @@
 and without losing what it read if pylog is killed.
 
 Bytes are *peeked* with ``tee(2)`` (copied out of the pipe without consuming
-them), handed to ``on_data``, and only the bytes it reports as handled (whole
-frames, stored) are then taken out of the pipe. So when pylog dies at any point,
-everything not yet stored is still in the FIFO for the next pylog process,
-which reattaches to it (see store.attachments); at worst the last batch is seen
-twice, which the driver recognises. A frame cut by the end of what is in the
-pipe stays there until the rest arrives.
+them) into a private peek pipe, handed to ``on_data``, and only the bytes it
+reports as handled (whole frames, stored) are then taken out of the pipe. So
+when pylog dies at any point, everything not yet stored is still in the FIFO
+for the next pylog process, which reattaches to it (see store.attachments); at
+worst the last batch is seen twice, which the driver recognises.
 
-The pipe is enlarged to 1 MiB where the kernel allows, so a burst has room
-while a batch is being written. Reading ends at EOF, which dockerd causes by
-closing its end after StopLogging, or at once on :meth:`FifoReader.halt`
-(pylog shutting down: what is still in the pipe stays there).
+A frame cut by the end of what is in the pipe is normally finished within
+microseconds (dockerd writes a frame's header and body in two writes). The
+reader waits for the rest with pauses that double from 1 ms to 64 ms: a poll
+on the FIFO cannot wait for it, since the FIFO stays readable. If the frame
+has still not grown after those 127 ms, the reader stops peeking it: see below.
+Why pauses: they leave the cut frame in the FIFO, so a crash loses nothing,
+and cost no file descriptor. Being woken by the write itself (inotify, or
+edge-triggered epoll on the FIFO) would cost one more descriptor per
+container, and epoll's wake-up on every pipe write is a kernel behaviour that
+some kernel versions lacked (5.5 to 5.13), which would hang the reader.
+
+**Frames read into memory.** A frame is read out of the FIFO (consumed) into
+a buffer of the frame's size, and decoded from there, when it cannot be peeked
+whole or waiting for it would stall:
+
+- it is longer than both pipes can show at once (every decision uses the
+  pipes' real sizes from ``F_GETPIPE_SZ``: past the kernel's per-user pipe
+  quota, ``fs.pipe-user-pages-soft``, pipes cannot grow and a new peek pipe
+  gets 8 KiB, smaller than one of dockerd's 16 KiB chunks);
+- its writer has hung up, or it has not grown for those 127 ms (a writer
+  stalled mid-frame; the reader then blocks in poll and uses no CPU).
+
+That buffer never exceeds the decoder's bound on a frame (``max_frame``): a
+longer length is counted and skipped by resynchronising, never buffered. The
+cost: a frame being read into memory when pylog is killed or halted is lost,
+and the next process, which reattaches with a resynchronising decoder, skips
+and counts the part of it left in the FIFO. Everything else keeps the
+guarantee above.
+
+**Pipe sizes.** The FIFO and the peek pipe are grown to 1 MiB, so a burst has
+room while a batch is written, but only once the FIFO is seen at least half
+full in one peek: those pages count against a quota that every root process
+on the host shares (16,384 pages by default), and a quiet container has no
+use for them. A failed attempt is tried again 10 s later at the earliest.
+
+Reading ends at EOF, which dockerd causes by closing its end after
+StopLogging, or at once on :meth:`FifoReader.halt` (pylog shutting down: what
+is still in the pipe stays there).
 """
 
 from __future__ import annotations
@@ -22,9 +55,13 @@ import ctypes
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import select
+import struct
+import termios
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,26 +69,57 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
+#: File descriptors one running :class:`FifoReader` holds: the FIFO, both ends
+#: of its peek pipe and its wake-up eventfd. (The ``/dev/null`` that consumed
+#: bytes are spliced to is one for the whole process.)
+FDS_PER_READER = 4
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 _SPLICE_F_NONBLOCK = 2
-#: How long to wait for the rest of a frame that is only partly in the pipe.
-_PARTIAL_WAIT_MS = 5
+_PAGE = mmap.PAGESIZE
+#: The pauses while a frame is cut: doubled from the first up to the last.
+_PAUSE_FIRST_MS = 1
+_PAUSE_LAST_MS = 64
+#: Seconds before a failed attempt to grow the pipes is made again.
+_GROW_RETRY_S = 10.0
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _tee = _libc.tee
 _tee.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_size_t, ctypes.c_uint]
 _tee.restype = ctypes.c_ssize_t
 
-#: ``on_data(data, final)`` returns how many leading bytes of ``data`` it has
-#: handled for good; ``final`` means nothing more can arrive to complete the rest.
-DataHandler = Callable[[bytes, bool], int]
+#: ``on_data(data, final)`` returns ``(used, wanted)``: how many leading bytes
+#: of ``data`` it has handled for good, and, when it left a cut frame at
+#: ``data[used:]``, that frame's whole length (0 if unknown). ``final`` means
+#: nothing more can arrive to complete the rest.
+DataHandler = Callable[[bytes, bool], tuple[int, int]]
+
+_sink_fd = -1
+_sink_lock = threading.Lock()
+
+
+def _sink() -> int:
+    """The process's one ``/dev/null``, where consumed bytes are spliced to."""
+    global _sink_fd
+    with _sink_lock:
+        if _sink_fd < 0:
+            _sink_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        return _sink_fd
 
 
 def _set_pipe_size(fd: int, size: int) -> int:
     with contextlib.suppress(OSError):
         fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+    return _pipe_size(fd)
+
+
+def _pipe_size(fd: int) -> int:
     return int(fcntl.fcntl(fd, _F_GETPIPE_SZ))
+
+
+def _pipe_bytes(fd: int) -> int:
+    """Bytes waiting in a pipe."""
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
 class FifoReader:
@@ -65,29 +133,71 @@ class FifoReader:
         *,
         name: str = "pylog-fifo",
         chunk: int = READ_CHUNK,
+        grow_to: int = PIPE_SIZE,
+        peek_size: int = 0,
     ) -> None:
+        """``grow_to``: the size both pipes are grown to once the FIFO is busy (0: never).
+        ``peek_size``: a size to set the new peek pipe to, as the kernel's quota
+        would (tests: 8 KiB is what a pipe gets past the quota)."""
         self.path = path
         self._on_data = on_data
         self._on_end = on_end
         # O_NONBLOCK: opening never waits for a writer; reads are driven by poll().
         self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         self._fds = [self._fd]
+        # Closing and halt() take turns: halt() must never write to a number
+        # the reader has closed and the process may have reused for a log file.
+        self._fds_lock = threading.Lock()
         try:
-            self.pipe_size = _set_pipe_size(self._fd, PIPE_SIZE)
             self._peek_r, self._peek_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._fds += [self._peek_r, self._peek_w]
-            _set_pipe_size(self._peek_w, self.pipe_size)
-            self._sink = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-            self._fds.append(self._sink)
-            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self._fds += [self._wake_r, self._wake_w]
+            if peek_size:
+                _set_pipe_size(self._peek_w, peek_size)
+            self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._fds.append(self._wake)
+            self._sink = _sink()
+            self._chunk_limit = chunk
+            self._measure()
         except BaseException:
             self._close_fds()
             raise
-        self._chunk = min(chunk, self.pipe_size)
+        self._grow_to = grow_to
+        self._next_grow = 0.0
         self._halted = False
         self.bytes_read = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _measure(self) -> None:
+        """Size every decision on what the two pipes really hold."""
+        self.pipe_size = _pipe_size(self._fd)
+        self.peek_size = _pipe_size(self._peek_w)
+        shown = min(self.pipe_size, self.peek_size)
+        self._chunk = min(self._chunk_limit, shown)
+        # The longest frame one tee is sure to show whole: the pipes count pages,
+        # and the frame may share its first and last page with other bytes.
+        self._window = shown - 2 * _PAGE
+
+    def _maybe_grow(self, peeked: int) -> None:
+        """Grow both pipes once the FIFO is seen at least half full."""
+        if not self._grow_to or peeked * 2 < self._chunk:
+            return
+        if self.pipe_size >= self._grow_to and self.peek_size >= self._grow_to:
+            return
+        now = time.monotonic()
+        if now < self._next_grow:
+            return
+        fifo = _set_pipe_size(self._fd, self._grow_to)
+        _set_pipe_size(self._peek_w, fifo)
+        self._measure()
+        if self.pipe_size < self._grow_to or self.peek_size < self._grow_to:
+            self._next_grow = now + _GROW_RETRY_S
+            log.debug(
+                "%s: pipes not grown to %d (FIFO %d, peek pipe %d bytes)",
+                self.path.name,
+                self._grow_to,
+                self.pipe_size,
+                self.peek_size,
+            )
 
     def start(self) -> None:
         self._thread.start()
@@ -95,18 +205,20 @@ class FifoReader:
     def halt(self) -> None:
         """Stop reading as soon as the current chunk is handled; leave the rest in the pipe."""
         self._halted = True
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        with self._fds_lock, contextlib.suppress(OSError):
+            if self._fds:
+                os.eventfd_write(self._wake, 1)
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def _close_fds(self) -> None:
-        for fd in self._fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._fds = []
+        with self._fds_lock:
+            for fd in self._fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._fds = []
 
     def _run(self) -> None:
         eof = False
@@ -144,41 +256,97 @@ class FifoReader:
             except InterruptedError:
                 continue
 
+    def _take(self, buf: bytearray, n: int) -> int:
+        """Read up to ``n`` bytes of the FIFO into ``buf``: bytes read, 0 at EOF, -1 if empty."""
+        got = 0
+        while got < n:
+            try:
+                data = os.read(self._fd, n - got)
+            except BlockingIOError:
+                return got or -1
+            except InterruptedError:
+                continue
+            if not data:
+                return got
+            buf += data
+            got += len(data)
+        return got
+
     def _pump(self) -> bool:
         """Returns True at EOF, False when halted."""
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        waiting_for_more = False
+        # An empty FIFO: wait for data, the writer's hang-up or halt().
+        idle = select.poll()
+        idle.register(self._fd, select.POLLIN)
+        idle.register(self._wake, select.POLLIN)
+        # A cut frame: the FIFO is readable, so wait for the hang-up or halt() only.
+        pausing = select.poll()
+        pausing.register(self._fd, 0)
+        pausing.register(self._wake, select.POLLIN)
+        # Bytes read out of the FIFO but not handled yet: the head of a frame
+        # that is read into memory, ``need`` bytes long once complete.
+        carry = bytearray()
+        need = 0
+        pause = _PAUSE_FIRST_MS
+        last_rest = -1
         while not self._halted:
-            if waiting_for_more:
-                # Part of a frame is in the pipe: the writer is finishing it.
-                poller.poll(_PARTIAL_WAIT_MS)
-                waiting_for_more = False
-            n = self._peek()
-            if n < 0:
-                poller.poll()
+            if len(carry) < need:
+                got = self._take(carry, need - len(carry))
+                if got < 0:
+                    idle.poll()
+                elif got == 0:
+                    self._handle(carry, b"", True)
+                    return True
                 continue
+            n = self._peek()
             if n == 0:
+                if carry:
+                    self._handle(carry, b"", True)
                 return True
-            data = self._read_peeked(n)
-            hung_up = False
-            if n < self._chunk and _writers_gone(self._fd):
+            if n < 0 and not carry:
+                idle.poll()
+                continue
+            peeked = self._read_peeked(n) if n > 0 else b""
+            if n > 0:
+                self._maybe_grow(n)
+            hung_up = final = False
+            if 0 <= n < self._chunk and _writers_gone(self._fd):
                 # The writer may have added the rest of a frame between the peek
                 # and its hang-up: look again, now that nothing more can come.
-                n = self._peek()
-                data = self._read_peeked(n)
-                hung_up = n < self._chunk
-            used = self._on_data(data, hung_up)
-            if used == 0 and n >= self.pipe_size:
-                # The pipe is full of one frame that can never fit: let it be skipped.
-                used = self._on_data(data, True)
-            if used:
-                self.bytes_read += used
-                self._consume(used)
-            if used < n:
-                waiting_for_more = True
+                hung_up = True
+                n = max(self._peek(), 0)
+                peeked = self._read_peeked(n)
+                final = _pipe_bytes(self._fd) == n
+            used, rest, wanted = self._handle(carry, peeked, final)
+            if not rest or final:
+                need, last_rest = 0, -1
+                continue
+            # A cut frame is pending at the end of what was seen.
+            if used or rest != last_rest:
+                pause = _PAUSE_FIRST_MS
+            last_rest = rest
+            if carry or hung_up or wanted > self._window or pause > _PAUSE_LAST_MS:
+                need = wanted or rest + 1
+                self._take(carry, need - len(carry))
+            elif not used:
+                # Nothing new since the last look: give the writer time.
+                pausing.poll(pause)
+                pause *= 2
         return False
+
+    def _handle(self, carry: bytearray, peeked: bytes, final: bool) -> tuple[int, int, int]:
+        """Hand ``carry + peeked`` to on_data and drop what it used from both.
+
+        Returns (bytes used, bytes left over, the whole length of the cut
+        frame those begin, if known).
+        """
+        data = bytes(carry) + peeked if carry else peeked
+        used, wanted = self._on_data(data, final)
+        if used:
+            self.bytes_read += used
+            taken = min(used, len(carry))
+            del carry[:taken]
+            self._consume(used - taken)
+        return used, len(data) - used, wanted
 
 
 def _writers_gone(fd: int) -> bool:

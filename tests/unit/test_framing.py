@@ -206,3 +206,21 @@ def test_the_column_parse_alone_decodes_plain_runs() -> None:
     cut = data[:-7]  # a frame cut at the end stays for the next read
     got, used = _decode_all(cut)
     assert got == entries[:-1] and used == len(data) - len(encode_entries(entries[-1:]))
+
+
+def test_wanted_is_the_whole_length_of_the_cut_frame() -> None:
+    decoder = FrameDecoder(max_frame=1000)
+    data = encode_entries([Entry("stdout", 1, b"a\n"), Entry("stdout", 2, b"b" * 500)])
+    first = len(encode_entries([Entry("stdout", 1, b"a\n")]))
+    for cut in (first + 2, first + 4, len(data) - 1):
+        _, used = decoder.decode(data[:cut])
+        assert used == first
+        assert decoder.wanted(data[:cut], used) == (4 if cut < first + 4 else len(data) - first)
+    _, used = decoder.decode(data)
+    assert decoder.wanted(data, used) == 0
+
+
+def test_nothing_is_wanted_past_the_bound_or_while_resynchronising() -> None:
+    data = encode_entries([Entry("stdout", 1, b"c" * 2000)])
+    assert FrameDecoder(max_frame=1000).wanted(data[:100], 0) == 0
+    assert FrameDecoder(max_frame=4000, resync=True).wanted(data[:100], 0) == 0
