@@ -19,6 +19,9 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
+
+import re2
 
 from .tag import TagTemplate, TemplateError
 
@@ -131,11 +134,33 @@ def parse_bool(text: str) -> bool:
     raise ValueError(text)
 
 
-def _compile(name: str, pattern: str) -> re.Pattern[str]:
+#: A regex from a log-opt (``labels-regex``, ``env-regex``, ``kafka-multiline-pattern``).
+UserRegex: TypeAlias = "re2._Regexp[str]"
+
+_RE2_OPTIONS = re2.Options()
+# A bad pattern is the user's error, reported in their `docker run`: RE2 need not
+# also print it to the plugin's stderr.
+_RE2_OPTIONS.log_errors = False
+
+
+def _compile(name: str, pattern: str) -> UserRegex:
+    """A regex chosen by whoever creates a container, compiled with RE2.
+
+    Labels, env keys and (for the multiline pattern) log lines are matched
+    against it, so a backtracking engine would let a pattern like ``(a+)+$``
+    or the text an application logs take exponential time. RE2 matches in
+    time linear in the text; it has no backreferences or lookaround.
+    """
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise OptionError(f"invalid {name} {pattern!r}: {exc}") from None
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise OptionError(
+            f"invalid log opt '{name}' {pattern!r}: {reason} (RE2 syntax is accepted: "
+            "no backreferences or lookaround)"
+        ) from None
 
 
 def _split_keys(text: str) -> tuple[str, ...]:
@@ -159,7 +184,7 @@ class KafkaOptions:
     brokers: tuple[str, ...] | None = None
     json: bool = False
     """Lines that are JSON objects are also shipped parsed, in the record's ``fields``."""
-    multiline_pattern: re.Pattern[str] | None = None
+    multiline_pattern: UserRegex | None = None
     """A line matching this starts a new record; other lines are appended to the current one."""
     multiline_max_lines: int = DEFAULT_MULTILINE_MAX_LINES
     multiline_timeout: float = DEFAULT_MULTILINE_TIMEOUT
@@ -173,9 +198,9 @@ class LogOptions:
         default_factory=lambda: RotationPolicy(DEFAULT_MAX_SIZE, DEFAULT_MAX_FILE, DEFAULT_COMPRESS)
     )
     labels: tuple[str, ...] = ()
-    labels_regex: re.Pattern[str] | None = None
+    labels_regex: UserRegex | None = None
     env: tuple[str, ...] = ()
-    env_regex: re.Pattern[str] | None = None
+    env_regex: UserRegex | None = None
     tag: TagTemplate | None = None
     kafka: KafkaOptions = field(default_factory=KafkaOptions)
 
@@ -195,7 +220,7 @@ class LogOptions:
 
 
 def _select(
-    source: Mapping[str, str], keys: tuple[str, ...], regex: re.Pattern[str] | None
+    source: Mapping[str, str], keys: tuple[str, ...], regex: UserRegex | None
 ) -> dict[str, str]:
     out = {key: source[key] for key in keys if key in source}
     if regex is not None:
@@ -325,9 +350,7 @@ def _parse_kafka_opts(opts: Mapping[str, str]) -> KafkaOptions:
             )
     pattern = None
     if opts.get(OPT_KAFKA_MULTILINE_PATTERN):
-        pattern = _compile(
-            f"log opt '{OPT_KAFKA_MULTILINE_PATTERN}'", opts[OPT_KAFKA_MULTILINE_PATTERN]
-        )
+        pattern = _compile(OPT_KAFKA_MULTILINE_PATTERN, opts[OPT_KAFKA_MULTILINE_PATTERN])
     return KafkaOptions(
         enabled=enabled,
         topic=_template(OPT_KAFKA_TOPIC, opts[OPT_KAFKA_TOPIC])

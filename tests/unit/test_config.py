@@ -88,6 +88,73 @@ def test_bad_options_are_named(opts: dict[str, str], named: str) -> None:
         parse_log_opts(opts)
 
 
+@pytest.mark.parametrize("opt", ["labels-regex", "env-regex", "kafka-multiline-pattern"])
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a)\1", r"(?=a)b", r"(?!a)b", r"(?<=a)b", r"(?<!a)b", r"a\Z", r"(?>a)", "a{1001}"],
+)
+def test_regex_outside_re2_is_refused_naming_the_opt(opt: str, pattern: str) -> None:
+    with pytest.raises(OptionError) as exc:
+        parse_log_opts({opt: pattern})
+    message = str(exc.value)
+    assert f"log opt '{opt}'" in message
+    assert "RE2 syntax is accepted" in message
+    assert ": b'" not in message  # RE2's reason, decoded from its bytes
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("length", [30, 100_000])
+def test_catastrophic_regex_takes_linear_time(length: int) -> None:
+    """(a+)+$ backtracks exponentially in Python's re: 30 a's took minutes."""
+    hostile = "a" * length + "!"
+    opts = parse_log_opts({"labels-regex": "(a+)+$", "env-regex": "(a+)+$"})
+    assert opts.extra_attributes({hostile: "l", "aa": "m"}, {hostile: "e", "b": "x"}) == {"aa": "m"}
+
+
+def test_regex_matches_text_not_bytes() -> None:
+    """Keys are matched as text: ``.`` is one character, however many bytes it takes.
+    ``\\w``, ``\\d``, ``\\s`` and ``\\b`` are ASCII-only in RE2; ``\\pL`` is any letter."""
+    labels = {"café": "1", "cafe": "2", "caf": "3", "日本": "4", "x": "5"}
+
+    def selected(pattern: str) -> list[str]:
+        return sorted(parse_log_opts({"labels-regex": pattern}).selected_labels(labels))
+
+    assert selected("^caf.$") == ["cafe", "café"]
+    assert selected("é") == ["café"]
+    assert selected("^..$") == ["日本"]
+    assert selected(r"^\w+$") == ["caf", "cafe", "x"]
+    assert selected(r"^\pL+$") == ["caf", "cafe", "café", "x", "日本"]
+    assert selected("(?i)CAFÉ") == ["café"]
+    assert selected(r"^\x{65E5}") == ["日本"]
+
+
+def test_regex_keeps_its_pattern_text() -> None:
+    opts = parse_log_opts({"labels-regex": "^a|b$", "kafka-multiline-pattern": r"^\d"})
+    assert opts.labels_regex is not None and opts.labels_regex.pattern == "^a|b$"
+    multiline = opts.kafka.multiline_pattern
+    assert multiline is not None and multiline.pattern == r"^\d"
+
+
+@pytest.mark.parametrize(
+    ("opts", "named"),
+    [
+        ({"tag": "{{" + " " * 2000}, "log opt 'tag'"),
+        ({"kafka-topic": "x" * 1025}, "log opt 'kafka-topic'"),
+        ({"kafka-key": "{{" * 600}, "log opt 'kafka-key'"),
+    ],
+)
+def test_long_template_is_refused_naming_the_opt_and_the_limit(
+    opts: dict[str, str], named: str
+) -> None:
+    with pytest.raises(OptionError, match=f"{named}.*the limit is 1024"):
+        parse_log_opts(opts)
+
+
+def test_long_template_in_plugin_env_is_refused_naming_it() -> None:
+    with pytest.raises(OptionError, match=r"KAFKA_TOPIC.*the limit is 1024"):
+        Settings.from_env({"KAFKA_TOPIC": "{{.Name}}" + "x" * 5000})
+
+
 def test_unknown_option_message_lists_what_is_accepted() -> None:
     with pytest.raises(OptionError) as exc:
         parse_log_opts({"max_size": "1m"})

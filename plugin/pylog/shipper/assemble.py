@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
+from ..config import UserRegex
 from ..store.reader import Position
 from ..store.records import RecordError, decode_record
 from ..timefmt import seconds_of_prefix
@@ -68,7 +69,7 @@ class LineAssembler:
         *,
         max_line: int,
         raw_text: bool = True,
-        multiline: re.Pattern[str] | None = None,
+        multiline: UserRegex | None = None,
         multiline_max_lines: int = 500,
         multiline_timeout: float = 2.0,
     ) -> None:

@@ -1,6 +1,7 @@
 import json
-import re
 
+import pytest
+from pylog.config import UserRegex, parse_log_opts
 from pylog.models import Entry
 from pylog.shipper.assemble import LineAssembler, lines_only
 from pylog.shipper.schema import PlainRun
@@ -83,9 +84,16 @@ def test_unfinished_line_is_flushed_at_finish() -> None:
     assert out[0][1] == Position(0, len(batch[0]))
 
 
+def regex(pattern: str) -> UserRegex:
+    """A multiline pattern compiled as the log-opt is."""
+    compiled = parse_log_opts({"kafka-multiline-pattern": pattern}).kafka.multiline_pattern
+    assert compiled is not None
+    return compiled
+
+
 def test_multiline_merges_until_the_next_first_line() -> None:
     a = LineAssembler(
-        Position(0, 0), max_line=10_000, multiline=re.compile(r"^\S"), multiline_timeout=2.0
+        Position(0, 0), max_line=10_000, multiline=regex(r"^\S"), multiline_timeout=2.0
     )
     text = ["Exception: x", "  at a", "  at b", "next", "  more"]
     batch = recs(*(Entry("stdout", i, t.encode()) for i, t in enumerate(text)))
@@ -104,12 +112,33 @@ def test_multiline_merges_until_the_next_first_line() -> None:
 
 
 def test_multiline_max_lines() -> None:
-    a = LineAssembler(
-        Position(0, 0), max_line=10_000, multiline=re.compile("^S"), multiline_max_lines=2
-    )
+    a = LineAssembler(Position(0, 0), max_line=10_000, multiline=regex("^S"), multiline_max_lines=2)
     batch = recs(*(Entry("stdout", i, t.encode()) for i, t in enumerate(["S", "a", "b", "c"])))
     out = feed(a, batch)
     assert [x.text for x in lines_only(out)] == ["S\na", "b\nc"]
+
+
+@pytest.mark.timeout(5)
+def test_multiline_pattern_takes_linear_time_on_hostile_lines() -> None:
+    """(a+)+$ against a's and a "!" backtracks exponentially in Python's re."""
+    a = LineAssembler(Position(0, 0), max_line=200_000, multiline=regex("(a+)+$"))
+    hostile = "a" * 100_000 + "!"
+    text = ["aaa", hostile, "a" * 30 + "!", "aaaa"]
+    batch = recs(*(Entry("stdout", i, t.encode()) for i, t in enumerate(text)))
+    out = feed(a, batch) + a.finish()
+    assert [x.text for x in lines_only(out)] == [
+        "\n".join(["aaa", hostile, "a" * 30 + "!"]),
+        "aaaa",
+    ]
+
+
+def test_multiline_pattern_on_non_ascii_lines() -> None:
+    """Lines are matched as text: ``.`` is one character, ``\\pL`` any letter."""
+    a = LineAssembler(Position(0, 0), max_line=10_000, multiline=regex(r"^\pL.:"))
+    text = ["Ét: x", "  à", "ü:", "Ωé: y", "  ñ"]
+    batch = recs(*(Entry("stdout", i, t.encode()) for i, t in enumerate(text)))
+    out = feed(a, batch) + a.finish()
+    assert [x.text for x in lines_only(out)] == ["Ét: x\n  à\nü:", "Ωé: y\n  ñ"]
 
 
 def test_unreadable_records_are_counted_and_skipped() -> None:
