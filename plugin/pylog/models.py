@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 from .timefmt import parse_go_time
 
 #: A container ID is used as a directory name: allow Docker's 64-hex IDs and
-#: anything equally harmless, never a path separator or a leading dot.
-_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: anything equally harmless, never a path separator or a leading dot. Matched
+#: with ``fullmatch``: ``$`` alone also matches before a final newline.
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -55,7 +56,7 @@ def _str_list(obj: dict[str, Any], key: str) -> list[str]:
 
 
 def validate_container_id(container_id: str) -> str:
-    if not _CONTAINER_ID.match(container_id) or ".." in container_id:
+    if not _CONTAINER_ID.fullmatch(container_id) or ".." in container_id:
         raise RequestError(f"invalid ContainerID {container_id!r}")
     return container_id
 
