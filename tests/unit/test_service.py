@@ -397,3 +397,24 @@ def test_shutdown_is_bounded_with_kafka_unreachable(
         assert time.monotonic() - start < 8
     finally:
         fifo.close()
+
+
+def test_times_in_the_second_before_the_epoch_round_trip(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    # A time_nano of -999,999,999..-1 is 1969-12-31T23:59:59.xxxZ; it was once
+    # stored without its date, and `docker logs --since` then failed.
+    times = [-999_999_999, -5, -1, 0, 7]
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries([Entry("stdout", t, b"x") for t in times]))
+    wait_for(lambda: len(read(service)) == len(times))
+    stored = (service.store.directory(CID) / "json.log").read_bytes().splitlines()
+    assert [json.loads(r)["time"] for r in stored[:3]] == [
+        "1969-12-31T23:59:59.000000001Z",
+        "1969-12-31T23:59:59.999999995Z",
+        "1969-12-31T23:59:59.999999999Z",
+    ]
+    assert [e.time_ns for e in read(service)] == times
+    since = read(service, Since="1969-12-31T23:59:59.5Z", Until="0001-01-01T00:00:00Z")
+    assert [e.time_ns for e in since] == times[1:]
