@@ -361,6 +361,7 @@ ENV_LOG_LEVEL = "PYLOG_LOG_LEVEL"
 ENV_THREADS = "PYLOG_THREADS"
 ENV_RETENTION = "PYLOG_RETENTION"
 ENV_MAX_FRAME = "PYLOG_MAX_FRAME"
+ENV_MAX_REQUEST = "PYLOG_MAX_REQUEST"
 
 ENV_KAFKA_BROKERS = "KAFKA_BROKERS"
 ENV_KAFKA_CLIENT_ID = "KAFKA_CLIENT_ID"
@@ -607,6 +608,8 @@ class Settings:
     fifo_root: Path = Path("/run/docker/logging")
     log_level: str = "info"
     threads: int = 64
+    max_request: int = 8 << 20
+    """Largest request body accepted; a container's Info (env, labels) fits many times."""
     retention_seconds: float = 7 * 86400
     """Logs of a container not logged to for this long are deleted; 0 keeps them forever."""
     max_frame: int = 1 << 20
@@ -634,6 +637,9 @@ class Settings:
             max_frame = parse_size(get(ENV_MAX_FRAME) or str(d.max_frame))
             if max_frame < 64 * 1024:
                 raise OptionError(f"{ENV_MAX_FRAME} must be at least 64k")
+            max_request = parse_size(get(ENV_MAX_REQUEST) or str(d.max_request))
+            if max_request < 64 * 1024:
+                raise OptionError(f"{ENV_MAX_REQUEST} must be at least 64k")
         except ValueError as exc:
             if isinstance(exc, OptionError):
                 raise
@@ -646,5 +652,6 @@ class Settings:
             threads=threads,
             retention_seconds=retention,
             max_frame=max_frame,
+            max_request=max_request,
             kafka=KafkaSettings.from_env(env),
         )

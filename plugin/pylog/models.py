@@ -26,6 +26,11 @@ class RequestError(ValueError):
     """A request from dockerd that pylog cannot accept; the message goes back in ``Err``."""
 
 
+class BusyError(RequestError):
+    """A request refused for want of a resource (reader slots, file descriptors), not
+    for what it asks: the same request can succeed later."""
+
+
 def _str(obj: dict[str, Any], key: str) -> str:
     value = obj.get(key)
     if value is None:

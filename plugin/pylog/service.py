@@ -287,6 +287,8 @@ class LoggingService:
     def _fifo_path(self, file: Any) -> Path:
         if not isinstance(file, str) or not file:
             raise RequestError("File must be a non-empty string")
+        if "\x00" in file:
+            raise RequestError(f"File must not contain a NUL byte, got {file!r}")
         path = Path(file)
         root = self.settings.fifo_root
         if not path.is_absolute() or path.parent != root or path.name in ("", ".", ".."):
