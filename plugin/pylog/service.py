@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import stat
 import threading
 import time
@@ -133,6 +134,8 @@ class LoggingService:
                 raise RequestError("pylog is shutting down")
             if fifo in self._drivers:
                 raise RequestError(f"already logging {fifo}")
+            directory = self.store.directory(info.container_id)
+            new_directory = not directory.exists()
             logfile = self.store.acquire(info.container_id, options.rotation)
             try:
                 driver = ContainerDriver(
@@ -146,10 +149,10 @@ class LoggingService:
                     pressure=self.pressure,
                 )
             except OSError as exc:
-                self.store.release(info.container_id)
+                self._undo_acquire(info.container_id, directory if new_directory else None)
                 raise RequestError(f"cannot start logging: {exc}") from None
             except BaseException:
-                self.store.release(info.container_id)
+                self._undo_acquire(info.container_id, directory if new_directory else None)
                 raise
             self._remember(fifo, info)
             self._drivers[fifo] = driver
@@ -164,6 +167,13 @@ class LoggingService:
                 info.name,
                 f", shipping to Kafka topic {route.topic}" if route is not None else "",
             )
+
+    def _undo_acquire(self, container_id: str, created: Path | None) -> None:
+        """Release a log a failed start acquired, and remove its directory if this
+        attempt created it: a refused ``docker run`` leaves nothing behind."""
+        self.store.release(container_id)
+        if created is not None and not self.store.is_active(container_id):
+            shutil.rmtree(created, ignore_errors=True)
 
     def _remember(self, fifo: Path, info: ContainerInfo) -> None:
         """Write the container's Info and the FIFO record; a full disk must not fail

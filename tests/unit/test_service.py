@@ -127,10 +127,23 @@ def test_fifo_must_be_directly_under_the_logging_root(
         service.start_logging(file, info())
 
 
-def test_missing_fifo_is_a_clear_error(service: LoggingService) -> None:
+def test_missing_fifo_is_a_clear_error(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
     with pytest.raises(RequestError, match="cannot start logging"):
         service.start_logging(str(service.settings.fifo_root / "nope"), info())
     assert not service.store.is_active(CID)
+    # The failed attempt leaves no empty container directory behind...
+    assert not service.store.directory(CID).exists()
+    # ...but never removes the logs of an earlier run.
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries(entries(2)))
+    fifo.close()
+    wait_for(lambda: not service.drivers())
+    with pytest.raises(RequestError, match="cannot start logging"):
+        service.start_logging(str(service.settings.fifo_root / "nope"), info())
+    assert len(read(service)) == 2
 
 
 def test_same_fifo_twice_is_refused(
