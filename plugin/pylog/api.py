@@ -62,9 +62,12 @@ def _peer_alive(environ: dict[str, Any]) -> Callable[[], bool]:
         return lambda: True
 
     def alive() -> bool:
+        # poll, not select: select refuses descriptors above 1023, and pylog runs
+        # with thousands open: every such stream ended at its first check.
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if not readable:
+            poller.register(sock, select.POLLIN)
+            if not poller.poll(0):
                 return True
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
         except (OSError, ValueError):

@@ -1,11 +1,14 @@
 """The HTTP shapes dockerd depends on (shared/docs/logdriver-protocol.md)."""
 
 import json
+import os
+import resource
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 from flask.testing import FlaskClient
-from pylog.api import create_app
+from pylog.api import _peer_alive, create_app
 from pylog.framing import FrameDecoder, encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
@@ -183,3 +186,24 @@ def test_a_large_real_info_fits_under_the_limit(
     raw = json.dumps({"File": str(fifo.path), "Info": info}).encode()
     assert len(raw) > 4_000_000
     assert post(client, "LogDriver.StartLogging", raw=raw) == (200, {"Err": ""})
+
+
+@pytest.mark.parametrize("high", [False, True])
+def test_a_follower_is_alive_until_its_client_goes_whatever_its_descriptor(high: bool) -> None:
+    # pylog raises its open-file limit and holds thousands of descriptors: a
+    # follower's socket above 1023 once counted as gone at once (select's limit).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if high and min(soft, hard) < 2100:
+        pytest.skip("needs an open-file limit above 2100")
+    ours, theirs = socket.socketpair()
+    if high:
+        fd = os.dup2(ours.fileno(), 2000)
+        ours.close()
+        ours = socket.socket(fileno=fd)
+    try:
+        alive = _peer_alive({"gunicorn.socket": ours})
+        assert alive()
+        theirs.close()
+        assert not alive()
+    finally:
+        ours.close()
