@@ -23,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 
 from . import __version__
 from .config import OptionError, Settings
+from .fdlimit import raise_open_files_limit
 from .lograte import RateLimitFilter
 
 if TYPE_CHECKING:
@@ -104,6 +105,15 @@ def main() -> None:
         print(f"pylog: {exc}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)
+    try:
+        before, after = raise_open_files_limit()
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the open-file limit: %s", exc)
+    else:
+        # Before gunicorn starts: its worker inherits the limit.
+        log.info(
+            "open-file limit: %d%s", after, f" (raised from {before})" if after != before else ""
+        )
     settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
     log.info("pylog %s listening on %s", __version__, settings.socket_path)
     PluginServer(settings).run()

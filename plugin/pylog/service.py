@@ -22,6 +22,7 @@ from typing import Any
 from . import framing
 from .config import LogOptions, OptionError, Settings, parse_log_opts
 from .driver import ContainerDriver
+from .fdlimit import FdBudget
 from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
 from .pressure import IngestPressure
@@ -92,6 +93,8 @@ class LoggingService:
         self._lock = threading.Lock()
         self._drivers: dict[Path, ContainerDriver] = {}
         self._stopped = threading.Event()
+        #: Refuses new containers and streams before descriptors run out.
+        self.fds = FdBudget()
         #: One per ReadLogs stream being served (see read_logs).
         self._reader_slots = threading.BoundedSemaphore(settings.max_readers)
         self._cleanup_thread: threading.Thread | None = None
@@ -161,7 +164,11 @@ class LoggingService:
     # -- endpoints -------------------------------------------------------------
 
     def start_logging(self, file: Any, info_json: Any) -> None:
-        self._start(self._fifo_path(file), ContainerInfo.from_json(info_json))
+        fifo, info = self._fifo_path(file), ContainerInfo.from_json(info_json)
+        # Refused while a clear answer is still possible (see fdlimit). Reattached
+        # FIFOs are not checked: their descriptors were counted when they started.
+        self.fds.check_start()
+        self._start(fifo, info)
 
     def _start(self, fifo: Path, info: ContainerInfo, *, reattach: bool = False) -> None:
         try:
@@ -282,6 +289,7 @@ class LoggingService:
             options = parse_log_opts(info.config)
         except OptionError:
             options = LogOptions()
+        self.fds.check_read()
         if not self._reader_slots.acquire(blocking=False):
             raise BusyError(
                 f"pylog is already serving {self.settings.max_readers} docker logs streams, "

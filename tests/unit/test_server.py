@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -10,7 +11,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,13 +40,17 @@ def http(sock_path: Path, method: str, body: bytes = b"") -> tuple[int, bytes]:
 
 @contextlib.contextmanager
 def running_server(
-    tmp_path: Path, threads: int = 8, prefix: Sequence[str] = (), **env: str
+    tmp_path: Path,
+    threads: int = 8,
+    preexec_fn: Callable[[], object] | None = None,
+    **env: str,
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path, float]]:
-    """``python -m pylog.server`` (after ``prefix``, e.g. prlimit), once it answers."""
+    """``python -m pylog.server`` under ``tmp_path``, once it answers."""
     sock = tmp_path / "run" / "pylog.sock"
     start = time.monotonic()
     proc = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "pylog.server"],
+        [sys.executable, "-m", "pylog.server"],
+        preexec_fn=preexec_fn,
         env={**server_env(tmp_path, sock, threads=threads), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -215,5 +220,55 @@ def test_followers_over_the_cap_are_refused_and_control_requests_still_answer(
     finally:
         for s in followers:
             s.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def nofile_limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-file limit")
+
+
+@pytest.mark.timeout(120)
+def test_open_file_limit_is_raised_and_start_refused_before_it_runs_dry(tmp_path: Path) -> None:
+    # pylog inherits containerd's soft limit and holds about 7 descriptors per
+    # container; at the limit it stopped answering altogether.
+    hard = 400
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+    fds: list[int] = []
+    try:
+        with running_server(tmp_path, threads=4, preexec_fn=low_limit) as (proc, sock, _):
+            assert nofile_limits(proc.pid) == (hard, hard)
+            started, err = 0, ""
+            for i in range(hard):
+                fifo = tmp_path / f"fifo{i}"
+                os.mkfifo(fifo)
+                fds.append(os.open(fifo, os.O_RDWR))
+                body = {"File": str(fifo), "Info": {"ContainerID": f"{i:064x}"}}
+                status, reply, _ = timed_http(sock, "LogDriver.StartLogging", body)
+                assert status == 200
+                if err := str(reply["Err"]):
+                    break
+                started += 1
+            # Refused with a message naming the limit, after a fair share of it.
+            assert "open-file limit" in err and str(hard) in err, err
+            assert started >= 20, started
+            # Every other endpoint still answers.
+            assert timed_http(sock, "LogDriver.Capabilities", {})[:2] == (
+                200,
+                {"Cap": {"ReadLogs": True}, "Err": ""},
+            )
+            read = {"Info": {"ContainerID": f"{0:064x}"}, "Config": {"Tail": -1}}
+            assert http(sock, "LogDriver.ReadLogs", json.dumps(read).encode())[0] == 200
+            stop = {"File": str(tmp_path / "fifo0")}
+            assert timed_http(sock, "LogDriver.StopLogging", stop)[:2] == (200, {"Err": ""})
+            os.close(fds.pop(0))
+    finally:
         for fd in fds:
             os.close(fd)
