@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import time
@@ -5,8 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pylog.config import Settings
 from pylog.framing import FrameDecoder, encode_entries
-from pylog.models import Entry, RequestError
+from pylog.models import BusyError, Entry, RequestError
 from pylog.service import LoggingService
 
 from .conftest import Fifo, wait_for
@@ -431,3 +433,23 @@ def test_times_in_the_second_before_the_epoch_round_trip(
     assert [e.time_ns for e in read(service)] == times
     since = read(service, Since="1969-12-31T23:59:59.5Z", Until="0001-01-01T00:00:00Z")
     assert [e.time_ns for e in since] == times[1:]
+
+
+def test_reader_slots_are_capped_and_given_back_even_unstarted(settings: Settings) -> None:
+    service = LoggingService(dataclasses.replace(settings, max_readers=2))
+    service.startup()
+    try:
+        follow = {"Follow": True, "Tail": -1}
+        a = service.read_logs({"ContainerID": CID}, follow)
+        b = service.read_logs({"ContainerID": CID}, follow)
+        with pytest.raises(BusyError, match="PYLOG_MAX_READERS"):
+            service.read_logs({"ContainerID": CID}, follow)
+        # Closed before its first frame (the client went away at once): a plain
+        # generator would never have run its cleanup, and the slot stayed taken.
+        a.close()  # type: ignore[attr-defined]
+        assert list(service.read_logs({"ContainerID": CID}, {})) == []  # ran to its end
+        b.close()  # type: ignore[attr-defined]
+        for _ in range(2):
+            service.read_logs({"ContainerID": CID}, follow)
+    finally:
+        service.shutdown()
