@@ -392,6 +392,8 @@ ENV_LOG_LEVEL = "PYLOG_LOG_LEVEL"
 ENV_THREADS = "PYLOG_THREADS"
 ENV_RETENTION = "PYLOG_RETENTION"
 ENV_MAX_FRAME = "PYLOG_MAX_FRAME"
+ENV_MAX_READERS = "PYLOG_MAX_READERS"
+ENV_MAX_REQUEST = "PYLOG_MAX_REQUEST"
 
 ENV_KAFKA_BROKERS = "KAFKA_BROKERS"
 ENV_KAFKA_CLIENT_ID = "KAFKA_CLIENT_ID"
@@ -637,7 +639,14 @@ class Settings:
     socket_path: Path = Path("/run/docker/plugins/pylog.sock")
     fifo_root: Path = Path("/run/docker/logging")
     log_level: str = "info"
-    threads: int = 64
+    threads: int = 16
+    """HTTP threads kept for every request but ``docker logs`` streams (StartLogging,
+    StopLogging, Capabilities, metrics): those always find one free."""
+    max_readers: int = 512
+    """Concurrent ReadLogs streams (``docker logs``, with or without ``-f``); each holds
+    a thread of its own, so the server runs ``max_readers + threads`` threads."""
+    max_request: int = 8 << 20
+    """Largest request body accepted; a container's Info (env, labels) fits many times."""
     retention_seconds: float = 7 * 86400
     """Logs of a container not logged to for this long are deleted; 0 keeps them forever."""
     max_frame: int = 1 << 20
@@ -665,6 +674,12 @@ class Settings:
             max_frame = parse_size(get(ENV_MAX_FRAME) or str(d.max_frame))
             if max_frame < 64 * 1024:
                 raise OptionError(f"{ENV_MAX_FRAME} must be at least 64k")
+            max_readers = int(get(ENV_MAX_READERS) or d.max_readers)
+            if max_readers < 1:
+                raise OptionError(f"{ENV_MAX_READERS} must be at least 1")
+            max_request = parse_size(get(ENV_MAX_REQUEST) or str(d.max_request))
+            if max_request < 64 * 1024:
+                raise OptionError(f"{ENV_MAX_REQUEST} must be at least 64k")
         except ValueError as exc:
             if isinstance(exc, OptionError):
                 raise
@@ -677,5 +692,7 @@ class Settings:
             threads=threads,
             retention_seconds=retention,
             max_frame=max_frame,
+            max_readers=max_readers,
+            max_request=max_request,
             kafka=KafkaSettings.from_env(env),
         )

@@ -14,8 +14,9 @@ from typing import Any, NamedTuple
 from .timefmt import parse_go_time
 
 #: A container ID is used as a directory name: allow Docker's 64-hex IDs and
-#: anything equally harmless, never a path separator or a leading dot.
-_CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: anything equally harmless, never a path separator or a leading dot. Matched
+#: with ``fullmatch``: ``$`` alone also matches before a final newline.
+_CONTAINER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -23,6 +24,11 @@ STDERR = "stderr"
 
 class RequestError(ValueError):
     """A request from dockerd that pylog cannot accept; the message goes back in ``Err``."""
+
+
+class BusyError(RequestError):
+    """A request refused for want of a resource (reader slots, file descriptors), not
+    for what it asks: the same request can succeed later."""
 
 
 def _str(obj: dict[str, Any], key: str) -> str:
@@ -55,7 +61,7 @@ def _str_list(obj: dict[str, Any], key: str) -> list[str]:
 
 
 def validate_container_id(container_id: str) -> str:
-    if not _CONTAINER_ID.match(container_id) or ".." in container_id:
+    if not _CONTAINER_ID.fullmatch(container_id) or ".." in container_id:
         raise RequestError(f"invalid ContainerID {container_id!r}")
     return container_id
 

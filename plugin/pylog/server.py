@@ -1,7 +1,9 @@
 """The plugin process: gunicorn serving the LogDriver API on the plugin socket.
 
 One worker process (all per-container state lives in one place) with a pool
-of threads, so long ``docker logs -f`` streams never starve StartLogging.
+of threads: ``PYLOG_MAX_READERS`` for ``docker logs`` streams (the service
+refuses more) plus ``PYLOG_THREADS`` that are left for everything else, so
+long ``docker logs -f`` streams never starve StartLogging or StopLogging.
 Lifecycle: gunicorn loads the app in the worker (:meth:`PluginServer.load`,
 which is also where the app's modules are first imported),
 the service starts after the worker is initialised (``post_worker_init``) and
@@ -21,6 +23,7 @@ from gunicorn.app.base import BaseApplication
 
 from . import __version__
 from .config import OptionError, Settings
+from .fdlimit import raise_open_files_limit
 from .lograte import RateLimitFilter
 
 if TYPE_CHECKING:
@@ -52,7 +55,14 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
             "bind": [f"unix:{s.socket_path}"],
             "workers": 1,
             "worker_class": "gthread",
-            "threads": s.threads,
+            # A thread per docker logs stream, up to the cap the service enforces,
+            # and `threads` more that only the other requests can take: a
+            # StartLogging or StopLogging never waits behind a follow stream.
+            # gunicorn starts threads as needed: an idle one costs nothing.
+            "threads": s.max_readers + s.threads,
+            # Open connections; the default (1000) would stop accepting below the
+            # thread count once max_readers is raised.
+            "worker_connections": s.max_readers + s.threads + 256,
             "keepalive": 60,
             "timeout": 60,
             "graceful_timeout": 15,
@@ -95,6 +105,15 @@ def main() -> None:
         print(f"pylog: {exc}", file=sys.stderr)
         sys.exit(2)
     configure_logging(settings.log_level)
+    try:
+        before, after = raise_open_files_limit()
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the open-file limit: %s", exc)
+    else:
+        # Before gunicorn starts: its worker inherits the limit.
+        log.info(
+            "open-file limit: %d%s", after, f" (raised from {before})" if after != before else ""
+        )
     settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
     log.info("pylog %s listening on %s", __version__, settings.socket_path)
     PluginServer(settings).run()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import stat
 import threading
 import time
@@ -21,8 +22,9 @@ from typing import Any
 from . import framing
 from .config import LogOptions, OptionError, Settings, parse_log_opts
 from .driver import ContainerDriver
+from .fdlimit import FdBudget
 from .metrics import exposition, make_registry, status_report
-from .models import ContainerInfo, ReadConfig, RequestError
+from .models import BusyError, ContainerInfo, ReadConfig, RequestError
 from .pressure import IngestPressure
 from .shipper import RoutingError, ShipperManager
 from .store import Store
@@ -43,6 +45,47 @@ CLEANUP_INTERVAL = 3600.0
 STOPPED_DRAIN_WAIT = 5.0
 
 
+class LogStream:
+    """A ReadLogs response body that gives its reader slot back exactly once: at its
+    end, or when the server closes it (client gone, shutdown).
+
+    A plain generator would not do: one closed before its first ``next`` never
+    runs its ``finally``. An exception while streaming is logged with its
+    traceback and ends the stream: the 200 is sent by then, so an ``Err`` can
+    no longer be.
+    """
+
+    def __init__(self, frames: Iterator[bytes], release: Callable[[], None], short_id: str) -> None:
+        self._frames = frames
+        self._release: Callable[[], None] | None = release
+        self._short_id = short_id
+
+    def __iter__(self) -> LogStream:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._frames)
+        except StopIteration:
+            self.close()
+            raise
+        except Exception:
+            log.exception("container %s: reading its log failed", self._short_id)
+            self.close()
+            raise StopIteration from None
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+        finally:
+            release()
+
+
 class LoggingService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -51,6 +94,10 @@ class LoggingService:
         self._lock = threading.Lock()
         self._drivers: dict[Path, ContainerDriver] = {}
         self._stopped = threading.Event()
+        #: Refuses new containers and streams before descriptors run out.
+        self.fds = FdBudget()
+        #: One per ReadLogs stream being served (see read_logs).
+        self._reader_slots = threading.BoundedSemaphore(settings.max_readers)
         self._cleanup_thread: threading.Thread | None = None
         self._started = False
         #: Full FIFO reads make the shippers stand back (see pressure.py).
@@ -136,7 +183,11 @@ class LoggingService:
     # -- endpoints -------------------------------------------------------------
 
     def start_logging(self, file: Any, info_json: Any) -> None:
-        self._start(self._fifo_path(file), ContainerInfo.from_json(info_json))
+        fifo, info = self._fifo_path(file), ContainerInfo.from_json(info_json)
+        # Refused while a clear answer is still possible (see fdlimit). Reattached
+        # FIFOs are not checked: their descriptors were counted when they started.
+        self.fds.check_start()
+        self._start(fifo, info)
 
     def _start(self, fifo: Path, info: ContainerInfo, *, reattach: bool = False) -> None:
         try:
@@ -152,6 +203,8 @@ class LoggingService:
                 raise RequestError("pylog is shutting down")
             if fifo in self._drivers:
                 raise RequestError(f"already logging {fifo}")
+            directory = self.store.directory(info.container_id)
+            new_directory = not directory.exists()
             logfile = self.store.acquire(info.container_id, options.rotation)
             try:
                 driver = ContainerDriver(
@@ -165,10 +218,10 @@ class LoggingService:
                     pressure=self.pressure,
                 )
             except OSError as exc:
-                self.store.release(info.container_id)
+                self._undo_acquire(info.container_id, directory if new_directory else None)
                 raise RequestError(f"cannot start logging: {exc}") from None
             except BaseException:
-                self.store.release(info.container_id)
+                self._undo_acquire(info.container_id, directory if new_directory else None)
                 raise
             self._remember(fifo, info)
             self._drivers[fifo] = driver
@@ -183,6 +236,13 @@ class LoggingService:
                 info.name,
                 f", shipping to Kafka topic {route.topic}" if route is not None else "",
             )
+
+    def _undo_acquire(self, container_id: str, created: Path | None) -> None:
+        """Release a log a failed start acquired, and remove its directory if this
+        attempt created it: a refused ``docker run`` leaves nothing behind."""
+        self.store.release(container_id)
+        if created is not None and not self.store.is_active(container_id):
+            shutil.rmtree(created, ignore_errors=True)
 
     def _remember(self, fifo: Path, info: ContainerInfo) -> None:
         """Write the container's Info and the FIFO record; a full disk must not fail
@@ -245,28 +305,46 @@ class LoggingService:
         config_json: Any,
         consumer_alive: Callable[[], bool] = lambda: True,
     ) -> Iterator[bytes]:
-        """Validate now, then return the framed LogEntry stream for ``docker logs``."""
+        """Validate now, then return the framed LogEntry stream for ``docker logs``.
+
+        The stream holds one of ``max_readers`` reader slots until it ends or is
+        closed; with none free the request is refused (:class:`BusyError`) rather
+        than queued, so streams can never take the threads StartLogging and
+        StopLogging need (and a follow stream ends only after StopLogging).
+        """
         info = ContainerInfo.from_json(info_json)
         config = ReadConfig.from_json(config_json)
         try:
             options = parse_log_opts(info.config)
         except OptionError:
             options = LogOptions()
-        if not config.follow:
-            self._wait_for_stopped(info.container_id, STOPPED_DRAIN_WAIT)
-        logfile = self.store.reader(info.container_id, options.rotation)
-        read_opts = ReadOptions(
-            tail=config.tail,
-            since_ns=config.since_ns,
-            until_ns=config.until_ns,
-            follow=config.follow,
-        )
-        stopped = self._stopped
+        self.fds.check_read()
+        if not self._reader_slots.acquire(blocking=False):
+            raise BusyError(
+                f"pylog is already serving {self.settings.max_readers} docker logs streams, "
+                "the most it serves at once (plugin setting PYLOG_MAX_READERS); "
+                "try again when one has ended"
+            )
+        try:
+            if not config.follow:
+                self._wait_for_stopped(info.container_id, STOPPED_DRAIN_WAIT)
+            logfile = self.store.reader(info.container_id, options.rotation)
+            read_opts = ReadOptions(
+                tail=config.tail,
+                since_ns=config.since_ns,
+                until_ns=config.until_ns,
+                follow=config.follow,
+            )
+            stopped = self._stopped
 
-        def alive() -> bool:
-            return not stopped.is_set() and consumer_alive()
+            def alive() -> bool:
+                return not stopped.is_set() and consumer_alive()
 
-        return self._frames(read_batches(logfile, read_opts, alive), info.short_id)
+            frames = self._frames(read_batches(logfile, read_opts, alive), info.short_id)
+        except BaseException:
+            self._reader_slots.release()
+            raise
+        return LogStream(frames, self._reader_slots.release, info.short_id)
 
     def _wait_for_stopped(self, container_id: str, timeout: float) -> None:
         """Let the drivers of a container that just stopped store the rest of its FIFO.
@@ -316,6 +394,8 @@ class LoggingService:
     def _fifo_path(self, file: Any) -> Path:
         if not isinstance(file, str) or not file:
             raise RequestError("File must be a non-empty string")
+        if "\x00" in file:
+            raise RequestError(f"File must not contain a NUL byte, got {file!r}")
         path = Path(file)
         root = self.settings.fifo_root
         if not path.is_absolute() or path.parent != root or path.name in ("", ".", ".."):

@@ -33,7 +33,8 @@ def test_info_tolerates_nulls() -> None:
 
 
 @pytest.mark.parametrize(
-    "cid", ["", "../etc", "a/b", ".hidden", "a" * 200, "x/../../y", "..", "a..b"]
+    "cid",
+    ["", "../etc", "a/b", ".hidden", "a" * 200, "x/../../y", "..", "a..b", "abc\n", "a\x00b"],
 )
 def test_container_id_cannot_escape_the_log_folder(cid: str) -> None:
     with pytest.raises(RequestError):

@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import json
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from pylog.config import KafkaSettings, Settings
 from pylog.framing import FrameDecoder, encode_entries
-from pylog.models import Entry, RequestError
+from pylog.models import BusyError, Entry, RequestError
 from pylog.service import LoggingService
 from pylog.store.attachments import Attachments
 
@@ -132,10 +133,23 @@ def test_fifo_must_be_directly_under_the_logging_root(
         service.start_logging(file, info())
 
 
-def test_missing_fifo_is_a_clear_error(service: LoggingService) -> None:
+def test_missing_fifo_is_a_clear_error(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
     with pytest.raises(RequestError, match="cannot start logging"):
         service.start_logging(str(service.settings.fifo_root / "nope"), info())
     assert not service.store.is_active(CID)
+    # The failed attempt leaves no empty container directory behind...
+    assert not service.store.directory(CID).exists()
+    # ...but never removes the logs of an earlier run.
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries(entries(2)))
+    fifo.close()
+    wait_for(lambda: not service.drivers())
+    with pytest.raises(RequestError, match="cannot start logging"):
+        service.start_logging(str(service.settings.fifo_root / "nope"), info())
+    assert len(read(service)) == 2
 
 
 def test_same_fifo_twice_is_refused(
@@ -562,3 +576,44 @@ def test_a_state_dir_written_the_old_way_is_scrubbed_at_startup(
         assert (stopped / "info.json").stat().st_mtime == 1000
     finally:
         svc.shutdown()
+
+
+def test_times_in_the_second_before_the_epoch_round_trip(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    # A time_nano of -999,999,999..-1 is 1969-12-31T23:59:59.xxxZ; it was once
+    # stored without its date, and `docker logs --since` then failed.
+    times = [-999_999_999, -5, -1, 0, 7]
+    fifo = make_fifo("f1")
+    service.start_logging(str(fifo.path), info())
+    fifo.write(encode_entries([Entry("stdout", t, b"x") for t in times]))
+    wait_for(lambda: len(read(service)) == len(times))
+    stored = (service.store.directory(CID) / "json.log").read_bytes().splitlines()
+    assert [json.loads(r)["time"] for r in stored[:3]] == [
+        "1969-12-31T23:59:59.000000001Z",
+        "1969-12-31T23:59:59.999999995Z",
+        "1969-12-31T23:59:59.999999999Z",
+    ]
+    assert [e.time_ns for e in read(service)] == times
+    since = read(service, Since="1969-12-31T23:59:59.5Z", Until="0001-01-01T00:00:00Z")
+    assert [e.time_ns for e in since] == times[1:]
+
+
+def test_reader_slots_are_capped_and_given_back_even_unstarted(settings: Settings) -> None:
+    service = LoggingService(dataclasses.replace(settings, max_readers=2))
+    service.startup()
+    try:
+        follow = {"Follow": True, "Tail": -1}
+        a = service.read_logs({"ContainerID": CID}, follow)
+        b = service.read_logs({"ContainerID": CID}, follow)
+        with pytest.raises(BusyError, match="PYLOG_MAX_READERS"):
+            service.read_logs({"ContainerID": CID}, follow)
+        # Closed before its first frame (the client went away at once): a plain
+        # generator would never have run its cleanup, and the slot stayed taken.
+        a.close()  # type: ignore[attr-defined]
+        assert list(service.read_logs({"ContainerID": CID}, {})) == []  # ran to its end
+        b.close()  # type: ignore[attr-defined]
+        for _ in range(2):
+            service.read_logs({"ContainerID": CID}, follow)
+    finally:
+        service.shutdown()

@@ -57,7 +57,9 @@ class RecordEncoder:
             for source in ("stdout", "stderr")
             for complete in (True, False)
         }
-        self._last_second = -1
+        # No second is cached yet. (Not -1: that is a real second, the one
+        # before the epoch, whose records would then be written without a date.)
+        self._last_second: int | None = None
         self._second_prefix = b""
 
     def _time(self, ns: int) -> bytes:
