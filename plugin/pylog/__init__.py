@@ -2,7 +2,7 @@
 
 dockerd hands pylog a FIFO of framed protobuf ``LogEntry`` messages per container;
 pylog keeps a json-file compatible log per container (served back to ``docker logs``
-through ReadLogs) and, later, ships enriched records to Kafka.
+through ReadLogs) and ships enriched records to Kafka.
 
 Import direction, top-down: ``api`` -> ``service`` -> ``driver`` -> ``ingest`` /
 ``store`` -> ``config`` / ``framing`` / ``models`` / ``timefmt``.

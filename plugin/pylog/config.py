@@ -94,7 +94,9 @@ DOCKERD_OPTS = frozenset(
     }
 )
 
-#: Disk use is bounded by default, like Docker's ``local`` driver: 5 files of 20 MB, gzipped.
+#: Disk use is bounded by default, as with Docker's ``local`` driver and with its
+#: numbers: 5 files of 20 MiB (20,971,520 bytes, a little more than ``max-size=20m``,
+#: which is 20,000,000), gzipped.
 DEFAULT_MAX_SIZE = 20 * 1024 * 1024
 DEFAULT_MAX_FILE = 5
 DEFAULT_COMPRESS = True
@@ -103,6 +105,12 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$", re.IGNORECASE)
 #: Above any size pylog can use (and below what a float holds exactly enough).
 _MAX_SIZE_VALUE = 1 << 60
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+#: go-units' size grammar, as Docker 20.10 vends it (go-units v0.4.0): digits with
+#: any number of ``.digits`` groups (``1.2.3`` matches and then fails as a number),
+#: one optional space, an optional unit letter, an optional ``i``, an optional ``b``.
+#: ASCII digits only, and nothing around it: ``" 32"`` is refused, ``"32 "`` is 32.
+_HUMAN_SIZE = re.compile(r"(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?", re.ASCII)
+_DECIMAL_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
 _TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 
@@ -112,7 +120,12 @@ class OptionError(ValueError):
 
 
 def parse_size(text: str) -> int:
-    """A size like json-file's ``max-size``: ``10k``, ``20m``, ``1g`` (powers of 1024)."""
+    """A size for pylog's own settings: ``64k``, ``1m``, ``8m``, in powers of 1024.
+
+    For ``PYLOG_MAX_FRAME``, ``PYLOG_MAX_REQUEST``, ``KAFKA_BATCH_SIZE`` and
+    ``KAFKA_MAX_LINE``, which are buffer sizes, where ``1m`` meaning 1 MiB is the
+    expected reading. Not for ``max-size``: see :func:`parse_human_size`.
+    """
     m = _SIZE.match(text.strip())
     if m is None:
         raise ValueError(text)
@@ -123,6 +136,26 @@ def parse_size(text: str) -> int:
     if size > _MAX_SIZE_VALUE:
         raise ValueError(text)
     return size
+
+
+def parse_human_size(text: str) -> int:
+    """``max-size`` exactly as json-file reads it (go-units ``FromHumanSize``).
+
+    Units are decimal whatever the spelling: ``k``, ``kb``, ``ki`` and ``KiB`` are all
+    1000, ``20m`` is 20,000,000 bytes, ``1g`` is 10**9. A fraction is truncated
+    after the unit is applied, as Go's ``int64(float)`` does: ``32.5 B`` is 32,
+    ``0.3k`` is 300. The same text therefore rotates at the same size under pylog
+    and under json-file (or ``local``). Raises ``ValueError`` where go-units returns
+    an error, and for sizes beyond any disk.
+    """
+    m = _HUMAN_SIZE.fullmatch(text)
+    if m is None:
+        raise ValueError(text)
+    number = float(m.group(1))  # "1.2.3" raises, as Go's ParseFloat fails on it
+    size = number * _DECIMAL_UNITS[(m.group(2) or "").lower()]
+    if not size <= _MAX_SIZE_VALUE:
+        raise ValueError(text)
+    return int(size)
 
 
 def parse_bool(text: str) -> bool:
@@ -246,7 +279,7 @@ def parse_log_opts(opts: Mapping[str, str]) -> LogOptions:
             max_size = -1
         else:
             try:
-                max_size = parse_size(text)
+                max_size = parse_human_size(text)
             except ValueError:
                 raise OptionError(
                     f"invalid value for log opt '{OPT_MAX_SIZE}': {text!r} "

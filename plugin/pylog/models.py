@@ -1,7 +1,7 @@
 """Plain data passed between the layers: container info, read requests, entries.
 
 These mirror the JSON dockerd sends (Go field names, see
-shared/docs/logdriver-protocol.md) but are validated on the way in, so nothing
+docs/logdriver-protocol.md) but are validated on the way in, so nothing
 below the API layer handles raw request dictionaries.
 """
 

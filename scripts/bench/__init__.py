@@ -1,5 +1,6 @@
 """``make bench``: the same workloads through the ``none``, ``json-file``, ``local``
-and ``pylog`` logging drivers on the real Docker engine (issue #5).
+and ``pylog`` logging drivers on the real Docker engine, checked against pylog's
+performance targets (see docs/performance.md).
 
 Run as ``PYTHONPATH=scripts python -m bench --help``. The modules:
 

@@ -162,7 +162,7 @@ def aggregate(samples: Iterable[Sample]) -> list[Row]:
 
 @dataclass(frozen=True)
 class Target:
-    """One of issue #5's targets: ``figure`` of ``driver`` on ``workload`` must be
+    """One of pylog's performance targets: ``figure`` of ``driver`` on ``workload`` must be
     ``op`` (``<=`` or ``>=`` or ``<``) ``limit``."""
 
     text: str

@@ -1,4 +1,4 @@
-"""pylog as the daemon's default log driver, from daemon.json (issue #6).
+"""pylog as the daemon's default log driver, from daemon.json.
 
 dockerd is started with ``--config-file`` naming a daemon.json that sets
 ``"log-driver": "pylog"`` and ``log-opts``; a container run without ``--log-driver``

@@ -1,4 +1,4 @@
-"""dockerd restarted with live-restore while containers log (issue #4).
+"""dockerd restarted with live-restore while containers log.
 
 With ``--live-restore`` a dockerd that stops leaves its containers and managed plugins
 running. Its log copiers die with it; the plugin's reader of each logging FIFO sees EOF

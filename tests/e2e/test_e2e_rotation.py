@@ -37,3 +37,22 @@ def test_rotation_matches_json_file(docker: Docker, opts: dict[str, str]) -> Non
     for tail in ("1", "5", "25", "1000"):
         ref, got = (docker.logs(c, "--tail", tail) for c in pair)
         assert_same_logs(ref, got, f"docker logs --tail {tail} with {opts}")
+
+
+# Records of 1,002 to 1,012 bytes (a 939-byte line plus the record's JSON; the time's
+# length varies): a "10k" file holds 10 of them when "10k" is 10,000 bytes, as
+# json-file reads it, and 11 when it is 10,240. So which lines are kept shows how
+# max-size was read.
+DECIMAL_CMD = (
+    "pad=$(head -c 933 /dev/zero | tr '\\0' x); i=1; "
+    "while [ $i -le 60 ]; do printf '%05d %s\\n' $i \"$pad\"; i=$((i+1)); done"
+)
+
+
+def test_max_size_units_are_decimal_like_json_file(docker: Docker) -> None:
+    opts = {"max-size": "10k", "max-file": "2"}
+    pair = docker.run_pair(DECIMAL_CMD, log_opts=opts)
+    ref, got = (docker.logs(c) for c in pair)
+    # json-file kept whole files of 10 lines: the current one and one rotated.
+    assert ref.stdout.count(b"\n") == 20, ref.stdout[:80]
+    assert_same_logs(ref, got, f"docker logs with {opts}")

@@ -1,4 +1,4 @@
-"""`docker plugin upgrade` keeps the stored logs and the Kafka shipping position (#4).
+"""`docker plugin upgrade` keeps the stored logs and the Kafka shipping position.
 
 The plugin is pushed to a local registry twice: `v1` (`make push`) and `v2` (the same
 rootfs plus one marker file, so it is a different plugin image).

@@ -1,4 +1,4 @@
-"""The HTTP shapes dockerd depends on (shared/docs/logdriver-protocol.md)."""
+"""The HTTP shapes dockerd depends on (docs/logdriver-protocol.md)."""
 
 import json
 import os

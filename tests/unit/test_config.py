@@ -8,6 +8,7 @@ from pylog.config import (
     OptionError,
     Settings,
     parse_duration,
+    parse_human_size,
     parse_log_opts,
     parse_size,
 )
@@ -32,8 +33,63 @@ def test_defaults_bound_disk_use() -> None:
         ("3MiB", 3 << 20),
     ],
 )
-def test_sizes_like_json_file(text: str, size: int) -> None:
+def test_pylog_settings_sizes_are_powers_of_1024(text: str, size: int) -> None:
     assert parse_size(text) == size
+
+
+KB, MB, GB, TB, PB = 10**3, 10**6, 10**9, 10**12, 10**15
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        # go-units' own FromHumanSize examples (size_test.go).
+        ("32", 32),
+        ("32b", 32),
+        ("32B", 32),
+        ("32k", 32 * KB),
+        ("32K", 32 * KB),
+        ("32kb", 32 * KB),
+        ("32Kb", 32 * KB),
+        ("32Mb", 32 * MB),
+        ("32Gb", 32 * GB),
+        ("32Tb", 32 * TB),
+        ("32Pb", 32 * PB),
+        ("32.5kB", 32500),
+        ("32.5 kB", 32500),
+        ("32.5 B", 32),
+        ("0.3 K", 300),
+        # The "i" is allowed and changes nothing: still decimal.
+        ("32Kib", 32 * KB),
+        ("32KIB", 32 * KB),
+        ("1ki", KB),
+        ("32i", 32),
+        ("20m", 20_000_000),
+        ("1g", GB),
+        ("1.5m", 1_500_000),
+        ("32 ", 32),
+    ],
+)
+def test_max_size_reads_like_go_units_from_human_size(text: str, size: int) -> None:
+    assert parse_human_size(text) == size
+
+
+@pytest.mark.parametrize(
+    "text",
+    # go-units' own error examples, then what Docker 20.10's json-file refuses too.
+    ["", "hello", "-32", ".3kB", " 32 ", "32m b", "32bm", " 32", "1e3", "1.2.3", "1_000", "\u0663"],
+)
+def test_max_size_refuses_what_go_units_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_human_size(text)
+
+
+def test_max_size_is_decimal_like_json_file() -> None:
+    assert parse_log_opts({"max-size": "20m"}).rotation.max_size == 20_000_000
+    assert parse_log_opts({"max-size": "10KiB"}).rotation.max_size == 10_000
+    # A fraction that truncates to nothing is not a positive size, as in json-file.
+    with pytest.raises(OptionError, match="max-size"):
+        parse_log_opts({"max-size": "0.0001k"})
 
 
 def test_json_file_options() -> None:
@@ -50,7 +106,7 @@ def test_json_file_options() -> None:
         }
     )
     assert (opts.rotation.max_size, opts.rotation.max_files, opts.rotation.compress) == (
-        10240,
+        10000,
         3,
         False,
     )

@@ -1,4 +1,4 @@
-"""Shipping container logs from the local store to Kafka (issue 3).
+"""Shipping container logs from the local store to Kafka.
 
 Modules, one job each:
 

@@ -49,11 +49,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: How long a batch may wait for the broker before it is failed (and shipped again).
-#: Failing one resets the producer, which fails every container's batches on it, and
-#: those are shipped again (duplicates where they had got through). With ten
-#: containers at full speed on a busy 2-core machine, batches waited over 30 s for
-#: CPU, not for the broker; hence a minute.
+#: How long a batch may wait for the broker before it is failed and shipped again;
+#: failing one resets the producer for every container on it, so this is generous
+#: (docs/performance.md, "Why the constants are what they are").
 REQUEST_TIMEOUT_MS = 60_000
 #: The largest request; a record above it is rejected locally (see ``rejected``).
 MAX_REQUEST_SIZE = 4 << 20

@@ -33,8 +33,8 @@ from aiokafka.errors import (
 from .errors import ProducerUnavailable
 
 #: Upper bounds (seconds) of the delivery latency buckets: linger (20 ms) up to the
-#: request timeout (30 s), after which a batch fails instead.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: producer's request timeout (60 s), after which a batch fails instead.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 #: The kinds of send error, the ``kind`` label of ``pylog_kafka_send_errors_total``.
 ERROR_KINDS = ("unavailable", "timeout", "connection", "rejected", "broker", "cancelled", "other")

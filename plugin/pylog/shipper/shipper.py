@@ -42,12 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Records per producer hand-over.
 BATCH_RECORDS = 2000
-#: Lines read ahead of the broker's acknowledgements, at most. This bounds
-#: memory, and also how long a batch waits inside the producer: containers
-#: sharing a producer queue their batches together, and one that waits longer
-#: than the request timeout fails and is shipped again (a duplicate if the first
-#: send got through after all). At 50,000 with ten containers at full speed,
-#: batches waited over 30 s on a busy 2-core machine (the bench's 10c workload).
+#: Lines read ahead of the broker's acknowledgements, at most: bounds memory and how
+#: long a batch queues in a shared producer, where one that outwaits the request
+#: timeout is shipped again (docs/performance.md, "Why the constants are what they are").
 MAX_IN_FLIGHT = 20_000
 #: Backoff between retries after a failure: doubles from MIN to MAX.
 BACKOFF_MIN = 0.5

@@ -26,10 +26,8 @@ Compression runs in a background thread (gzip level 1 through ISA-L, see .gz) so
 ingest thread is not held up. It writes ``.G.gz.tmp``, renames it to ``.G.gz``
 and only then unlinks ``.G``, so a reader finds one of the two at any instant;
 the next rotation waits for it to finish. One thread compresses for every log of
-the process, one file at a time, in 64 KiB steps: with a thread per rotation and
-1 MiB steps, ten containers rotating together took 20 MB more at once, and every
-new thread's malloc arena kept some of it (the bench's soak grew in steps at its
-rotations).
+the process, one file at a time, in 64 KiB steps, so rotations that coincide do not
+add up in memory (docs/performance.md, "Why the constants are what they are").
 """
 
 from __future__ import annotations

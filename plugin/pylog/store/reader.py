@@ -32,14 +32,10 @@ _MAX_BATCH = 1 << 20
 
 #: How often a follower with nothing to read checks that its consumer is still there.
 FOLLOW_CHECK_INTERVAL = 1.0
-#: ``follow_from`` reads a slowly written log at most this often: what is appended
-#: meanwhile comes as one batch. Each read costs about the same whether it finds
-#: one line or a thousand (a read, and for the Kafka shipper one send through the
-#: producer), so 200 containers logging 10 lines/s each made 200 shippers send
-#: 2,000 times a second, and their sends piled up in memory faster than one
-#: process could take them. At 0.5 s that is at most 2 wake-ups per
-#: container per second, for at most 0.5 s more delivery latency (at 0.2 s, the
-#: sends still piled up when the machine was busy).
+#: ``follow_from`` reads a slowly written log at most this often, so what is appended
+#: meanwhile comes as one batch: a read (and the shipper's send) costs about the same
+#: for one line as for a thousand. The price is up to 0.5 s more delivery latency
+#: (docs/performance.md, "Why the constants are what they are").
 FOLLOW_FROM_INTERVAL = 0.5
 #: As soon as this much is waiting (some 400 records of 100-byte lines) it is read,
 #: interval or not: such batches are large anyway, and a fast log's lines are not

@@ -10,7 +10,13 @@ from aiokafka.errors import (
     NotLeaderForPartitionError,
 )
 from pylog.shipper.errors import ProducerUnavailable
-from pylog.shipper.producer_stats import LatencyHistogram, ProducerStats, error_kind
+from pylog.shipper.producer import REQUEST_TIMEOUT_MS
+from pylog.shipper.producer_stats import (
+    LATENCY_BUCKETS,
+    LatencyHistogram,
+    ProducerStats,
+    error_kind,
+)
 
 
 @pytest.mark.parametrize(
@@ -69,3 +75,8 @@ def test_watch_counts_each_batch_once_with_its_outcome() -> None:
     assert total >= 10 * 0.2
     assert stats.in_flight(0.0) == (0, 0.0)
     assert len(seen) == 2 and seen[0] is None and isinstance(seen[1], KafkaTimeoutError)
+
+
+def test_latency_buckets_reach_the_request_timeout() -> None:
+    """A batch can be acknowledged up to the request timeout: the last bucket is there."""
+    assert LATENCY_BUCKETS[-1] == REQUEST_TIMEOUT_MS / 1000
