@@ -1,6 +1,6 @@
 """Kafka record value, schema version 1: one JSON object per log line.
 
-``v``         1, bumped on any incompatible change
+``v``         1 (``SCHEMA_VERSION``), bumped on any incompatible change
 ``message``   the line, without its trailing newline (chunks of a long line joined)
 ``stream``    ``stdout`` or ``stderr``
 ``time``      RFC 3339 UTC with 9 fraction digits (``2026-11-27T10:08:19.123456789Z``):
@@ -36,7 +36,12 @@ from ..store.records import PlainFields, PlainLines, plain_time_ns, unescape_log
 from ..timefmt import format_rfc3339_fixed as format_time_ns
 from ..timefmt import seconds_of_prefix
 
+#: The ``v`` of every value; every template below takes it from here.
 SCHEMA_VERSION = 1
+
+#: How every value starts: its version, then the message.
+_HEAD = f'{{"v":{SCHEMA_VERSION},"message":'
+_HEAD_BYTES = _HEAD.encode()
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -141,7 +146,7 @@ class ValueBuilder:
         self._plain: dict[str, bytes] = {}
         self._plain_run: dict[bytes, bytes] = {}
         for stream in ("stdout", "stderr"):
-            head = b'{"v":1,"message":"%b","stream":"' + stream.encode() + b'","time":"%b'
+            head = _HEAD_BYTES + b'"%b","stream":"' + stream.encode() + b'","time":"%b'
             self._plain[stream] = head + tail
             self._plain_run[stream.encode()] = head + b".%bZ" + tail
         self._parse_json = parse_json
@@ -160,7 +165,7 @@ class ValueBuilder:
                 return template % (line.escaped, time_text)
             return b"".join(
                 (
-                    b'{"v":1,"message":"',
+                    _HEAD_BYTES + b'"',
                     line.escaped,
                     b'","stream":"',
                     line.stream.encode(),
@@ -170,9 +175,7 @@ class ValueBuilder:
                 )
             )
         head = (
-            '{"v":'
-            + str(SCHEMA_VERSION)
-            + ',"message":'
+            _HEAD
             + _dumps(line.message)
             + ',"stream":'
             + _dumps(line.stream)
