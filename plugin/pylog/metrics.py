@@ -1,22 +1,22 @@
-"""Prometheus metrics, read from the live counters at scrape time.
+"""Prometheus metrics and the status report, rendered from a :class:`~.snapshot.Snapshot`.
 
 Nothing here runs on the ingest or shipping path: the drivers and shippers keep
-plain integer counters (``DriverStats``, ``FrameErrors``, ``ShipperStats``) and
-:class:`PylogCollector` turns them into metric families when ``/metrics`` is
-scraped. Labels are the short container ID and the container's name, and for
-Kafka producers their broker list; no other setting, option or env value is
-exported, so no secret can leak. Producers count per batch (``ProducerStats``).
+plain integer counters, the service copies them into a snapshot when ``/metrics``
+is scraped or ``/status`` asked, and :class:`PylogCollector` turns that into
+metric families. This module imports nothing of the service, the drivers or the
+shippers: the snapshot is all it sees. Labels are the short container ID and
+the container's name, and for Kafka producers their broker list; no other
+setting, option or env value is exported, so no secret can leak. Producers
+count per batch.
 """
 
 from __future__ import annotations
 
-import json
 import socket
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
@@ -29,12 +29,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from . import __version__
-from .store.reader import DAMAGE
-
-if TYPE_CHECKING:
-    from .service import LoggingService
-    from .shipper.producer import ClusterProducer
-    from .shipper.shipper import ContainerShipper
+from .snapshot import ProducerCounters, Snapshot
 
 #: The classic text format, what generate_latest writes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -58,49 +53,26 @@ def _name(raw: str) -> str:
     return raw.lstrip("/")
 
 
-def backlog_bytes(shipper: ContainerShipper) -> int:
-    """Bytes of the log's current file not yet acknowledged by Kafka (0 when caught up).
-
-    When the shipper is still in an older, rotated file, the whole current file counts
-    and :func:`backlog_files` says how many rotated files are left too.
-    """
-    state = shipper.logfile.state()
-    acked = shipper.acked
-    if acked.generation >= state.generation:
-        return max(0, state.size - acked.offset)
-    return state.size
-
-
-def backlog_files(shipper: ContainerShipper) -> int:
-    """Rotated files the shipper has not finished yet."""
-    state = shipper.logfile.state()
-    return max(0, state.generation - shipper.acked.generation)
-
-
 class PylogCollector(Collector):
-    def __init__(self, service: LoggingService) -> None:
-        self.service = service
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.snapshot = snapshot
 
     def collect(self) -> Iterable[Metric]:
-        yield from self._ingest()
-        yield from self._shipping()
+        snap = self.snapshot()
+        yield from self._ingest(snap)
+        yield from self._shipping(snap)
 
-    def _ingest(self) -> Iterator[Metric]:
-        service = self.service
-        drivers = service.drivers()
+    def _ingest(self, snap: Snapshot) -> Iterator[Metric]:
         per: dict[str, _Ingest] = {}
-        for d in drivers:
-            cid = d.info.container_id
-            c = per.setdefault(cid, _Ingest(_name(d.info.container_name)))
-            s = d.stats
-            c.lines_received += s.lines_received
-            c.bytes_received += s.bytes_received
-            c.lines_stored += s.lines_stored
-            c.bytes_stored += s.bytes_stored
-            c.dropped_store += s.lines_dropped_store
-            errors = d.frame_errors
+        for d in snap.fifos:
+            c = per.setdefault(d.container_id, _Ingest(_name(d.container_name)))
+            c.lines_received += d.lines_received
+            c.bytes_received += d.bytes_received
+            c.lines_stored += d.lines_stored
+            c.bytes_stored += d.bytes_stored
+            c.dropped_store += d.lines_dropped_store
             for kind in c.frame_errors:
-                c.frame_errors[kind] += getattr(errors, kind)
+                c.frame_errors[kind] += d.frame_errors[kind]
 
         families = {
             "lines_received": CounterMetricFamily(
@@ -141,26 +113,27 @@ class PylogCollector(Collector):
         yield GaugeMetricFamily(
             "pylog_containers_active", "Containers being logged now.", value=len(per)
         )
-        yield GaugeMetricFamily("pylog_fifos_active", "FIFOs being read now.", value=len(drivers))
+        yield GaugeMetricFamily(
+            "pylog_fifos_active", "FIFOs being read now.", value=len(snap.fifos)
+        )
         yield CounterMetricFamily(
             "pylog_fifos_reattached",
             "FIFOs of a previous pylog process read again at startup.",
-            value=service.reattached,
+            value=snap.fifos_reattached,
         )
         yield CounterMetricFamily(
             "pylog_store_damaged_files",
             "Compressed log files found cut short or corrupt (read up to the damage).",
-            value=DAMAGE.files,
+            value=snap.damaged_files,
         )
         yield CounterMetricFamily(
             "pylog_shipper_rests",
             "Times a shipper stood back because a FIFO was being read flat out.",
-            value=service.pressure.rests,
+            value=snap.shipper_rests,
         )
 
-    def _shipping(self) -> Iterator[Metric]:
-        service = self.service
-        names = {d.info.container_id: _name(d.info.container_name) for d in service.drivers()}
+    def _shipping(self, snap: Snapshot) -> Iterator[Metric]:
+        names = {d.container_id: _name(d.container_name) for d in snap.fifos}
         shipped = CounterMetricFamily(
             "pylog_ship_lines_acked",
             "Lines Kafka acknowledged (since this shipper started).",
@@ -192,21 +165,20 @@ class PylogCollector(Collector):
             "Rotated log files not yet fully acknowledged by Kafka.",
             labels=LABELS,
         )
-        shippers = service.shipping.shippers()
+        shippers = snap.shippers
         for sh in sorted(shippers, key=lambda s: s.container_id):
             name = names.get(sh.container_id)
             if name is None:
-                name = _stored_name(sh)
-            labels = [sh.short_id, name]
-            st = sh.stats
-            shipped.add_metric(labels, st.lines_acked)
-            rejected.add_metric(labels, st.lines_rejected)
-            lost.add_metric(labels, st.lines_lost_rotation)
-            retries.add_metric(labels, st.retries)
-            backlog.add_metric(labels, backlog_bytes(sh))
-            backlog_f.add_metric(labels, backlog_files(sh))
+                name = sh.stored_name
+            labels = [sh.container_id[:12], name]
+            shipped.add_metric(labels, sh.lines_acked)
+            rejected.add_metric(labels, sh.lines_rejected)
+            lost.add_metric(labels, sh.lines_lost_rotation)
+            retries.add_metric(labels, sh.retries)
+            backlog.add_metric(labels, sh.backlog_bytes)
+            backlog_f.add_metric(labels, sh.backlog_files)
         yield from (shipped, rejected, lost, retries, backlog, backlog_f)
-        yield from _producers(service.shipping.producers())
+        yield from _producers(snap.producers)
         yield GaugeMetricFamily(
             "pylog_ship_shippers_active",
             "Containers being shipped to Kafka now.",
@@ -214,7 +186,7 @@ class PylogCollector(Collector):
         )
 
 
-def _producers(producers: list[ClusterProducer]) -> Iterator[Metric]:
+def _producers(producers: list[ProducerCounters]) -> Iterator[Metric]:
     """Per Kafka producer, labelled by its brokers (what names a producer; no credentials)."""
     labels = ["brokers"]
     starts = CounterMetricFamily(
@@ -258,38 +230,26 @@ def _producers(producers: list[ClusterProducer]) -> Iterator[Metric]:
         "until the broker takes a batch: a broker outage shows here, not as errors.",
         labels=labels,
     )
-    now = time.monotonic()  # the Kafka loop's clock
-    for p in sorted(producers, key=lambda p: p.describe()):
-        label = [p.describe()]
-        st = p.stats
-        starts.add_metric(label, p.generation)
-        batches.add_metric(label, st.batches_sent)
-        records.add_metric(label, st.records_sent)
-        acked.add_metric(label, st.records_acked)
-        for kind, n in list(st.errors.items()):
+    for p in sorted(producers, key=lambda p: p.brokers):
+        label = [p.brokers]
+        starts.add_metric(label, p.starts)
+        batches.add_metric(label, p.batches_sent)
+        records.add_metric(label, p.records_sent)
+        acked.add_metric(label, p.records_acked)
+        for kind, n in p.errors.items():
             errors.add_metric([*label, kind], n)
-        retries.add_metric(label, st.retries)
-        buckets, total = st.latency.snapshot()
-        latency.add_metric(label, buckets, total)
-        waiting, age = st.in_flight(now)
-        in_flight.add_metric(label, waiting)
-        oldest.add_metric(label, age)
+        retries.add_metric(label, p.retries)
+        latency.add_metric(label, p.latency_buckets, p.latency_sum)
+        in_flight.add_metric(label, p.batches_in_flight)
+        oldest.add_metric(label, p.oldest_in_flight)
     yield from (starts, batches, records, acked, errors, retries, latency, in_flight, oldest)
 
 
-def _stored_name(shipper: ContainerShipper) -> str:
-    try:
-        obj = json.loads((shipper.directory / "info.json").read_text())
-    except (OSError, ValueError):
-        return ""
-    name = obj.get("ContainerName") if isinstance(obj, dict) else None
-    return _name(name) if isinstance(name, str) else ""
-
-
-def make_registry(service: LoggingService) -> CollectorRegistry:
-    """A registry of its own (not the client's global one): pylog's metrics and the process's."""
+def make_registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    """A registry of its own (not the client's global one): pylog's metrics, from a
+    snapshot taken at each scrape, and the process's."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PylogCollector(service))
+    registry.register(PylogCollector(snapshot))
     ProcessCollector(namespace="pylog", registry=registry)
     return registry
 
@@ -314,20 +274,19 @@ def probe_broker(address: str, timeout: float = PROBE_TIMEOUT) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def status_report(service: LoggingService) -> dict[str, Any]:
+def status_report(snap: Snapshot) -> dict[str, Any]:
     """What ``pylog status`` prints: containers being logged and shipped, broker reachability.
 
     Like the metrics, it holds no setting that could be a secret: broker addresses and
     topics only.
     """
     per: dict[str, dict[str, Any]] = {}
-    for d in service.drivers():
-        s, e = d.stats, d.frame_errors
+    for d in snap.fifos:
         c = per.setdefault(
-            d.info.container_id,
+            d.container_id,
             {
-                "id": d.info.container_id,
-                "name": _name(d.info.container_name),
+                "id": d.container_id,
+                "name": _name(d.container_name),
                 "fifos": 0,
                 "lines_received": 0,
                 "lines_stored": 0,
@@ -338,30 +297,29 @@ def status_report(service: LoggingService) -> dict[str, Any]:
             },
         )
         c["fifos"] += 1
-        c["lines_received"] += s.lines_received
-        c["lines_stored"] += s.lines_stored
-        c["bytes_stored"] += s.bytes_stored
-        c["lines_dropped"] += s.lines_dropped_store
-        c["frame_errors"] += e.corrupt + e.oversize + e.truncated
+        c["lines_received"] += d.lines_received
+        c["lines_stored"] += d.lines_stored
+        c["bytes_stored"] += d.bytes_stored
+        c["lines_dropped"] += d.lines_dropped_store
+        c["frame_errors"] += sum(d.frame_errors.values())
     shipping: list[dict[str, Any]] = []
-    brokers: set[str] = set(service.settings.kafka.brokers)
-    for sh in service.shipping.shippers():
-        brokers.update(sh.route.brokers)
-        st = sh.stats
+    brokers: set[str] = set(snap.brokers)
+    for sh in snap.shippers:
+        brokers.update(sh.brokers)
         entry = {
-            "topic": sh.route.topic,
-            "brokers": list(sh.route.brokers),
-            "lines_acked": st.lines_acked,
-            "retries": st.retries,
-            "lines_lost_rotation": st.lines_lost_rotation,
-            "backlog_bytes": backlog_bytes(sh),
-            "backlog_files": backlog_files(sh),
+            "topic": sh.topic,
+            "brokers": list(sh.brokers),
+            "lines_acked": sh.lines_acked,
+            "retries": sh.retries,
+            "lines_lost_rotation": sh.lines_lost_rotation,
+            "backlog_bytes": sh.backlog_bytes,
+            "backlog_files": sh.backlog_files,
         }
         live = per.get(sh.container_id)
         if live is not None:
             live["shipping"] = entry
         else:
-            shipping.append({"id": sh.container_id, "name": _stored_name(sh), **entry})
+            shipping.append({"id": sh.container_id, "name": sh.stored_name, **entry})
     ordered = sorted(brokers)
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(ordered)))) as pool:
         errors = list(pool.map(probe_broker, ordered))
@@ -377,5 +335,5 @@ def status_report(service: LoggingService) -> dict[str, Any]:
                 for b, err in zip(ordered, errors, strict=True)
             ],
         },
-        "fifos_reattached": service.reattached,
+        "fifos_reattached": snap.fifos_reattached,
     }

@@ -9,6 +9,7 @@ endpoint; the API layer only decodes requests and encodes replies.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -27,9 +28,12 @@ from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
 from .pressure import IngestPressure
 from .shipper import RoutingError, ShipperManager
+from .shipper.producer import ClusterProducer
+from .shipper.shipper import ContainerShipper
+from .snapshot import IngestCounters, ProducerCounters, ShipperCounters, Snapshot
 from .store import Store
 from .store.attachments import Attachments
-from .store.reader import ReadOptions, read_batches
+from .store.reader import DAMAGE, ReadOptions, read_batches
 from .store.records import RecordError, decode_record
 from .store.scrub import kept_info, repair
 
@@ -106,7 +110,7 @@ class LoggingService:
         self.shipping = ShipperManager(settings, self.store, self.pressure)
         #: FIFOs of a previous process read again at startup (see _reattach).
         self.reattached = 0
-        self._metrics = make_registry(self)
+        self._metrics = make_registry(self.snapshot)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -387,7 +391,28 @@ class LoggingService:
 
     def status(self) -> dict[str, Any]:
         """Health, containers being logged and shipped, broker reachability (``pylog status``)."""
-        return status_report(self)
+        return status_report(self.snapshot())
+
+    def snapshot(self) -> Snapshot:
+        """Every counter /metrics and /status show, copied now into plain data.
+
+        The driver and shipper lists are taken under their locks; each counter
+        is a plain int its one writer updates, read as it is at this moment.
+        """
+        fifos = [_ingest_counters(d) for d in self.drivers()]
+        live = {f.container_id for f in fifos}
+        return Snapshot(
+            fifos=fifos,
+            shippers=[
+                _shipper_counters(sh, named=sh.container_id in live)
+                for sh in self.shipping.shippers()
+            ],
+            producers=[_producer_counters(p) for p in self.shipping.producers()],
+            brokers=tuple(self.settings.kafka.brokers),
+            fifos_reattached=self.reattached,
+            damaged_files=DAMAGE.files,
+            shipper_rests=self.pressure.rests,
+        )
 
     # -- internals -------------------------------------------------------------
 
@@ -439,3 +464,71 @@ def _brief(exc: BaseException) -> str:
     """An exception for pylog's log, cut short: a stored record may hold anything."""
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _ingest_counters(driver: ContainerDriver) -> IngestCounters:
+    s, e = driver.stats, driver.frame_errors
+    return IngestCounters(
+        container_id=driver.info.container_id,
+        container_name=driver.info.container_name,
+        lines_received=s.lines_received,
+        bytes_received=s.bytes_received,
+        lines_stored=s.lines_stored,
+        bytes_stored=s.bytes_stored,
+        lines_dropped_store=s.lines_dropped_store,
+        frame_errors={"corrupt": e.corrupt, "oversize": e.oversize, "truncated": e.truncated},
+    )
+
+
+def _shipper_counters(shipper: ContainerShipper, *, named: bool) -> ShipperCounters:
+    """``named``: the container is being logged, its name is known (its Info is not read)."""
+    st = shipper.stats
+    state = shipper.logfile.state()
+    acked = shipper.acked
+    # In an older, rotated file: the whole current file is left, and the rotated ones.
+    if acked.generation >= state.generation:
+        backlog = max(0, state.size - acked.offset)
+    else:
+        backlog = state.size
+    return ShipperCounters(
+        container_id=shipper.container_id,
+        stored_name="" if named else _stored_name(shipper.directory),
+        topic=shipper.route.topic,
+        brokers=tuple(shipper.route.brokers),
+        lines_acked=st.lines_acked,
+        lines_rejected=st.lines_rejected,
+        lines_lost_rotation=st.lines_lost_rotation,
+        retries=st.retries,
+        backlog_bytes=backlog,
+        backlog_files=max(0, state.generation - acked.generation),
+    )
+
+
+def _producer_counters(producer: ClusterProducer) -> ProducerCounters:
+    st = producer.stats
+    buckets, total = st.latency.snapshot()
+    waiting, age = st.in_flight(time.monotonic())  # the Kafka loop's clock
+    return ProducerCounters(
+        brokers=producer.describe(),
+        starts=producer.generation,
+        batches_sent=st.batches_sent,
+        records_sent=st.records_sent,
+        records_acked=st.records_acked,
+        errors=dict(list(st.errors.items())),
+        retries=st.retries,
+        latency_buckets=buckets,
+        latency_sum=total,
+        batches_in_flight=waiting,
+        oldest_in_flight=age,
+    )
+
+
+def _stored_name(directory: Path) -> str:
+    """The container's name from its stored Info, without the leading ``/``; empty if
+    there is none to read."""
+    try:
+        obj = json.loads((directory / "info.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    name = obj.get("ContainerName") if isinstance(obj, dict) else None
+    return name.lstrip("/") if isinstance(name, str) else ""

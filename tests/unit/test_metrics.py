@@ -1,17 +1,22 @@
 """GET /metrics: Prometheus text read from the live counters of a real service."""
 
+import ast
 import dataclasses
 import json
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pylog import metrics
 from pylog.api import create_app
 from pylog.config import KafkaSettings, Settings
 from pylog.framing import encode_entries
+from pylog.metrics import status_report
 from pylog.models import Entry
 from pylog.service import LoggingService
+from pylog.snapshot import IngestCounters, Snapshot
 
 from .conftest import Fifo, wait_for
 
@@ -149,3 +154,39 @@ def test_status_reports_backlog_and_broker_reachability(
     assert brokers[down]["reachable"] is False
     assert "ConnectionRefused" in brokers[down]["error"]
     assert SECRET not in json.dumps(report)
+
+
+def test_metrics_imports_nothing_of_the_service() -> None:
+    """metrics.py renders a Snapshot: it must not reach into the service, drivers or shippers."""
+    tree = ast.parse(Path(metrics.__file__).read_text())
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            imported.add(base)
+            imported.update(f"{base}.{a.name}".replace("..", ".") for a in node.names)
+    forbidden = ("service", "driver", "shipper", "ingest", "store", "api", "server")
+    bad = sorted(
+        name
+        for name in imported
+        for part in name.replace("pylog.", ".").split(".")
+        if part in forbidden
+    )
+    assert bad == []
+
+
+def test_status_renders_from_a_snapshot_alone() -> None:
+    snap = Snapshot(
+        fifos=[
+            IngestCounters(
+                CID, "/web", 3, 30, 2, 99, 1, {"corrupt": 1, "oversize": 0, "truncated": 2}
+            )
+        ],
+        fifos_reattached=4,
+    )
+    report = status_report(snap)
+    (c,) = report["containers"]
+    assert (c["name"], c["lines_stored"], c["lines_dropped"], c["frame_errors"]) == ("web", 2, 1, 3)
+    assert report["fifos_reattached"] == 4 and report["kafka"]["configured"] is False

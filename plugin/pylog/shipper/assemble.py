@@ -10,20 +10,23 @@ acknowledged that line (and every line before it), the log up to that position
 has been shipped. Data still held here (an unfinished line, a multiline group)
 keeps the commit position at its start, so a restart re-reads it rather than
 losing it.
+
+It never looks inside a stored record: ``store.records`` decodes them
+(:func:`~pylog.store.records.decode_record`) and picks out plain whole lines
+without decoding (:func:`~pylog.store.records.split_plain_run`,
+:func:`~pylog.store.records.match_plain`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import cast
+from operator import itemgetter
 
 from ..config import UserRegex
 from ..store.reader import Position
-from ..store.records import RecordError, decode_record
-from ..timefmt import seconds_of_prefix
-from .schema import Line, PlainFields, PlainRun, plain_line
+from ..store.records import RecordError, decode_record, match_plain, split_plain_run
+from .schema import Line, PlainRun, plain_line
 
 
 @dataclass
@@ -117,13 +120,10 @@ class LineAssembler:
         max_line = self.max_line
         for raw in batch:
             if fast and not self._chunks:
-                plain = _PLAIN_RECORD.match(raw)
-                line = None
-                if plain is not None and len(plain.group(1)) <= max_line:
-                    line = plain_line(cast(PlainFields, plain.groups(b"")))
-                if line is not None:
+                plain = match_plain(raw)
+                if plain is not None and len(plain[0][0]) <= max_line:
                     offset += len(raw)
-                    out.append((line, None))
+                    out.append((plain_line(*plain), None))
                     continue
             start = Position(gen, offset)
             offset += len(raw)
@@ -143,21 +143,12 @@ class LineAssembler:
 
     def _plain_run(self, batch: list[bytes], end: Position) -> list[Item] | None:
         """The whole batch as one :class:`PlainRun`, or None if any record needs a
-        closer look.
-
-        One regular-expression pass over the joined records finds every plain
-        whole line; as no match spans a newline, as many matches as records
-        means every record is one.
-        """
-        found: list[tuple[bytes, bytes, bytes, bytes]] = _PLAIN_RECORD.findall(b"".join(batch))
-        if len(found) != len(batch) or not found:
-            return None
-        if max(len(f[0]) for f in found) > self.max_line:
-            return None
-        if any(seconds_of_prefix(second) is None for second in {f[2] for f in found}):
+        closer look (``store.records`` tells which are plain whole lines)."""
+        plain = split_plain_run(batch)
+        if plain is None or max(map(len, map(itemgetter(0), plain.rows))) > self.max_line:
             return None
         self._end = end
-        return [(PlainRun(found), end)]
+        return [(PlainRun(plain), end)]
 
     def _record(
         self,
@@ -290,20 +281,6 @@ class LineAssembler:
                 self._line(stream, chunks.time_ns, data, chunks.start, 0.0, out)
                 self._flush_group(stream, out)
         return out
-
-
-#: A whole line as pylog stores it, matched without decoding: its escaped text
-#: up to the escaped newline that ends it (an escape is taken as a pair, so an
-#: escaped backslash before an ``n`` is not mistaken for one), the stream, attrs
-#: (skipped), the time to the second and its fraction (Go trims trailing zeros:
-#: 0 to 9 digits). Nothing in it matches a raw newline, so in a buffer of
-#: records each match is one whole record. Anything else (a chunk, a line
-#: without newline, another layout) takes the decoding path.
-_PLAIN_RECORD = re.compile(
-    rb'^\{"log":"([^"\\\n]*(?:\\[^\n][^"\\\n]*)*)\\n","stream":"(stdout|stderr)"'
-    rb'(?:,"attrs":\{[^\n]*?\})?,"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z"\}$',
-    re.MULTILINE,
-)
 
 
 def lines_only(items: Iterable[Item]) -> list[Line]:

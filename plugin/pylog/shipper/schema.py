@@ -1,6 +1,6 @@
 """Kafka record value, schema version 1: one JSON object per log line.
 
-``v``         1, bumped on any incompatible change
+``v``         1 (``SCHEMA_VERSION``), bumped on any incompatible change
 ``message``   the line, without its trailing newline (chunks of a long line joined)
 ``stream``    ``stdout`` or ``stderr``
 ``time``      RFC 3339 UTC with 9 fraction digits (``2026-11-27T10:08:19.123456789Z``):
@@ -32,10 +32,16 @@ from functools import lru_cache
 from typing import Any
 
 from ..models import ContainerInfo
+from ..store.records import PlainFields, PlainLines, plain_time_ns, unescape_log
 from ..timefmt import format_rfc3339_fixed as format_time_ns
 from ..timefmt import seconds_of_prefix
 
+#: The ``v`` of every value; every template below takes it from here.
 SCHEMA_VERSION = 1
+
+#: How every value starts: its version, then the message.
+_HEAD = f'{{"v":{SCHEMA_VERSION},"message":'
+_HEAD_BYTES = _HEAD.encode()
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -62,28 +68,19 @@ class Line:
         """The message, whichever way it is held."""
         if self.escaped is None:
             return self.message
-        text: str = json.loads(b'"' + self.escaped + b'"')
-        return text
+        return unescape_log(self.escaped)
 
-
-#: A plain whole line's fields as it is stored: its escaped text (without the
-#: newline), stream, time to the second and fraction digits (0 to 9, Go trims
-#: trailing zeros). See ``assemble._PLAIN_RECORD``.
-PlainFields = tuple[bytes, bytes, bytes, bytes]
 
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
 
 
-def plain_line(fields: PlainFields) -> Line | None:
-    """The :class:`Line` of a plain record's fields; None if its time is not valid."""
-    escaped, stream, second, fraction = fields
-    seconds = seconds_of_prefix(second)
-    if seconds is None:
-        return None
-    nanos = fraction.ljust(9, b"0")
+def plain_line(fields: PlainFields, time_ns: int | None = None) -> Line:
+    """The :class:`Line` of a plain record's fields (read by ``store.records``);
+    ``time_ns`` is their time when the caller has it already."""
+    escaped, stream, second, nanos = fields
     return Line(
         _STREAMS[stream],
-        seconds * 1_000_000_000 + int(nanos),
+        plain_time_ns(second, nanos) if time_ns is None else time_ns,
         "",
         escaped=escaped,
         time_text=second + b"." + nanos + b"Z",
@@ -92,21 +89,21 @@ def plain_line(fields: PlainFields) -> Line | None:
 
 @dataclass(frozen=True, slots=True)
 class PlainRun:
-    """Plain whole lines, consecutive in the log, kept as their stored fields.
+    """Plain whole lines, consecutive in the log, kept as their stored fields
+    (``store.records.split_plain_run``).
 
     The fast path for the common case: their values are made in one pass
-    (:meth:`ValueBuilder.plain_records`), with no object per line. Every
-    second prefix is a valid time (the assembler checks).
+    (:meth:`ValueBuilder.plain_records`), with no object per line.
     """
 
-    fields: list[PlainFields]
+    plain: PlainLines
 
     def __len__(self) -> int:
-        return len(self.fields)
+        return len(self.plain)
 
     def lines(self) -> list[Line]:
         """The same lines as :class:`Line` objects (tests and tools)."""
-        return [line for f in self.fields if (line := plain_line(f)) is not None]
+        return [plain_line(f) for f in self.plain.fields()]
 
 
 #: A Kafka record as a shipper hands it over: (value, headers, timestamp in ms).
@@ -149,7 +146,7 @@ class ValueBuilder:
         self._plain: dict[str, bytes] = {}
         self._plain_run: dict[bytes, bytes] = {}
         for stream in ("stdout", "stderr"):
-            head = b'{"v":1,"message":"%b","stream":"' + stream.encode() + b'","time":"%b'
+            head = _HEAD_BYTES + b'"%b","stream":"' + stream.encode() + b'","time":"%b'
             self._plain[stream] = head + tail
             self._plain_run[stream.encode()] = head + b".%bZ" + tail
         self._parse_json = parse_json
@@ -168,7 +165,7 @@ class ValueBuilder:
                 return template % (line.escaped, time_text)
             return b"".join(
                 (
-                    b'{"v":1,"message":"',
+                    _HEAD_BYTES + b'"',
                     line.escaped,
                     b'","stream":"',
                     line.stream.encode(),
@@ -178,9 +175,7 @@ class ValueBuilder:
                 )
             )
         head = (
-            '{"v":'
-            + str(SCHEMA_VERSION)
-            + ',"message":'
+            _HEAD
             + _dumps(line.message)
             + ',"stream":'
             + _dumps(line.stream)
@@ -210,11 +205,13 @@ class ValueBuilder:
         ms = _second_ms
         return [
             (
-                templates[stream] % (escaped, second, fraction.ljust(9, b"0")),
+                templates[stream] % (escaped, second, nanos),
                 headers[stream],
-                ms(second) + int((fraction + b"00")[:3]),
+                ms(second) + int(nanos[:3]),
             )
-            for escaped, stream, second, fraction in run.fields
+            for (escaped, stream, second, _), nanos in zip(
+                run.plain.rows, run.plain.nanos, strict=True
+            )
         ]
 
     def headers(self, line: Line) -> list[tuple[str, bytes]]:

@@ -7,19 +7,27 @@ newline, are stored without the trailing ``\\n``, exactly as Docker's json-file
 driver stores them, so ``docker logs`` prints the same bytes. Bytes that are not
 valid UTF-8 become U+FFFD, one per bad byte, as Go's JSON encoder does.
 
-This module is the only place that knows the format; the files underneath
-(:mod:`.logfile`) deal in opaque newline-terminated records.
+This module is the only place that knows the format, both ways: it writes
+records (:class:`RecordEncoder`) and reads them, whole (:func:`decode_record`,
+:func:`record_time`) or, for the shipper's fast path, without decoding
+(:func:`split_plain_run`, :func:`match_plain`, :func:`unescape_log`). The files
+underneath (:mod:`.logfile`) deal in opaque newline-terminated records; the
+shipper (``shipper.assemble``, ``shipper.schema``) gets fields from here and
+never looks inside a record itself.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
 
 from ..models import Entry, EntryBatch
-from ..timefmt import NS_PER_SECOND, format_rfc3339nano, parse_record_time
+from ..timefmt import NS_PER_SECOND, format_rfc3339nano, parse_record_time, seconds_of_prefix
 
 
 def _go_replace(err: UnicodeError) -> tuple[str, int]:
@@ -164,3 +172,92 @@ def record_time(raw: bytes) -> int:
         except ValueError:
             pass
     return decode_record(raw).time_ns
+
+
+# -- plain whole lines, read without decoding (the shipper's fast path) ----------------
+
+#: A whole line as pylog stores it, matched without decoding: its escaped text
+#: up to the escaped newline that ends it (an escape is taken as a pair, so an
+#: escaped backslash before an ``n`` is not mistaken for one), the stream, attrs
+#: (skipped), the time to the second and its fraction (Go trims trailing zeros:
+#: 0 to 9 digits). Nothing in it matches a raw newline, so in a buffer of
+#: records each match is one whole record. Anything else (a chunk, a line
+#: without newline, another layout) must be read with :func:`decode_record`.
+_PLAIN_RECORD = re.compile(
+    rb'^\{"log":"([^"\\\n]*(?:\\[^\n][^"\\\n]*)*)\\n","stream":"(stdout|stderr)"'
+    rb'(?:,"attrs":\{[^\n]*?\})?,"time":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z"\}$',
+    re.MULTILINE,
+)
+
+#: One plain whole line's fields: its text JSON-escaped (no quotes, no newline;
+#: it can be spliced into a JSON string as it is), its stream (``b"stdout"`` or
+#: ``b"stderr"``), its time to the second (``YYYY-MM-DDTHH:MM:SS``, UTC, a valid
+#: time) and the nine digits of its fraction of a second.
+PlainFields = tuple[bytes, bytes, bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class PlainLines:
+    """Plain whole lines, consecutive in a log: the fields of each, split in two.
+
+    ``rows[i]`` holds line i's escaped text, stream and second as in
+    :data:`PlainFields`, then its fraction as stored (0 to 9 digits: ignore
+    it); ``nanos[i]`` holds its nine fraction digits. Read them together as
+    ``for (escaped, stream, second, _), nanos in zip(rows, nanos)``: the rows
+    come straight from one regular-expression pass and the digits from one
+    C-level map, so a line costs no Python code here.
+    """
+
+    rows: list[tuple[bytes, bytes, bytes, bytes]]
+    nanos: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def fields(self) -> list[PlainFields]:
+        """The same lines as :data:`PlainFields` (tests and tools)."""
+        return [(e, s, sec, n) for (e, s, sec, _), n in zip(self.rows, self.nanos, strict=True)]
+
+
+def split_plain_run(batch: list[bytes]) -> PlainLines | None:
+    """Every record of ``batch`` as a plain whole line, or None if any is not one.
+
+    One regular-expression pass over the joined records finds every plain
+    whole line; as no match spans a newline, as many matches as records
+    means every record is one.
+    """
+    rows: list[tuple[bytes, bytes, bytes, bytes]] = _PLAIN_RECORD.findall(b"".join(batch))
+    if len(rows) != len(batch) or not rows:
+        return None
+    if any(seconds_of_prefix(second) is None for second in set(map(itemgetter(2), rows))):
+        return None
+    nanos = list(map(bytes.ljust, map(itemgetter(3), rows), repeat(9), repeat(b"0")))
+    return PlainLines(rows, nanos)
+
+
+def match_plain(raw: bytes) -> tuple[PlainFields, int] | None:
+    """The fields and time (ns since the epoch) of one record if it is a plain whole
+    line with a valid time, else None."""
+    plain = _PLAIN_RECORD.match(raw)
+    if plain is None:
+        return None
+    escaped, stream, second, fraction = plain.groups(b"")
+    seconds = seconds_of_prefix(second)
+    if seconds is None:
+        return None
+    nanos = fraction.ljust(9, b"0")
+    return (escaped, stream, second, nanos), seconds * NS_PER_SECOND + int(nanos)
+
+
+def plain_time_ns(second: bytes, nanos: bytes) -> int:
+    """Nanoseconds since the epoch of a plain line's time (see :data:`PlainFields`)."""
+    seconds = seconds_of_prefix(second)
+    if seconds is None:
+        raise RecordError(f"not a stored time: {second!r}")
+    return seconds * NS_PER_SECOND + int(nanos)
+
+
+def unescape_log(escaped: bytes) -> str:
+    """The text of a plain line's escaped field (see :data:`PlainFields`)."""
+    text: str = json.loads(b'"' + escaped + b'"')
+    return text

@@ -1,7 +1,11 @@
 import json
+import re
+from pathlib import Path
 
-from pylog.models import ContainerInfo
-from pylog.shipper.schema import Line, ValueBuilder, format_time_ns
+from pylog.models import ContainerInfo, Entry
+from pylog.shipper import schema
+from pylog.shipper.schema import SCHEMA_VERSION, Line, PlainRun, ValueBuilder, format_time_ns
+from pylog.store.records import RecordEncoder, split_plain_run
 
 INFO = ContainerInfo(
     container_id="c" * 64,
@@ -50,3 +54,35 @@ def test_optional_fields() -> None:
     assert v["lines"] == 2 and v["message"] == "a\nb"
     v = json.loads(b.value(Line("stdout", 1, "{}", part=2, last=True)))
     assert (v["part"], v["last"]) == (2, True) and "fields" not in v
+
+
+def test_every_value_carries_the_schema_version() -> None:
+    b = ValueBuilder(INFO, tag="t", labels={}, env={}, parse_json=True, host="h")
+    enc = RecordEncoder()
+    raws = [enc.encode(Entry("stdout", 1_700_000_000_5, b"plain")) for _ in range(3)]
+    run = split_plain_run(raws)
+    assert run is not None
+    values = [v for v, _, _ in b.plain_records(PlainRun(run))]
+    values += [b.value(line) for line in PlainRun(run).lines()]  # a plain line with its stream
+    odd = PlainRun(run).lines()[0]
+    odd.stream = "other"  # a plain line without a template of its own
+    values.append(b.value(odd))
+    values += [
+        b.value(Line("stderr", 5, "text")),
+        b.value(Line("stdout", 5, '{"a": 1}')),
+        b.value(Line("stdout", 5, "a\nb", lines=2)),
+        b.value(Line("stdout", 5, "x", part=2, last=False)),
+    ]
+    assert SCHEMA_VERSION == 1
+    assert [json.loads(v)["v"] for v in values] == [SCHEMA_VERSION] * len(values)
+
+
+def test_the_version_is_written_in_one_place() -> None:
+    """No value template spells the version out: they all take SCHEMA_VERSION."""
+    root = Path(schema.__file__).parent.parent
+    found = [
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if re.search(r"""\{\s*\\?['"]v\\?['"]\s*:\s*\d""", p.read_text())
+    ]
+    assert found == []

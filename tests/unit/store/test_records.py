@@ -1,9 +1,20 @@
 import json
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pylog.models import Entry, EntryBatch
-from pylog.store.records import RecordEncoder, decode_record, record_time
+from pylog.store import records
+from pylog.store.records import (
+    RecordEncoder,
+    decode_record,
+    match_plain,
+    plain_time_ns,
+    record_time,
+    split_plain_run,
+    unescape_log,
+)
 
 
 def test_record_is_json_file_format() -> None:
@@ -99,3 +110,48 @@ def test_batch_encoding_is_record_by_record_encoding(
     assert RecordEncoder(attrs).encode_batch(EntryBatch.of(plain)) == b"".join(
         enc.encode(e) for e in plain
     )
+
+
+def test_plain_lines_are_split_into_their_fields_without_decoding() -> None:
+    enc = RecordEncoder({"app": "a"})
+    entries = [
+        Entry("stdout", 1_700_000_000_123_456_789, b"one"),
+        Entry("stderr", 1_700_000_000_100_000_000, b'say "\\n" \xc3\xa9'),
+        Entry("stdout", 1_700_000_001_000_000_000, b""),
+    ]
+    raws = [enc.encode(e) for e in entries]
+    plain = split_plain_run(raws)
+    assert plain is not None and len(plain) == 3
+    assert [(unescape_log(e), s, plain_time_ns(sec, n)) for e, s, sec, n in plain.fields()] == [
+        (e.line.decode(), e.source.encode(), e.time_ns) for e in entries
+    ]
+    assert [n for *_, n in plain.fields()] == [b"123456789", b"100000000", b"000000000"]
+    for raw, fields in zip(raws, plain.fields(), strict=True):
+        assert match_plain(raw) == (fields, decode_record(raw).time_ns)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        RecordEncoder().encode(Entry("stdout", 1, b"chunk", complete=False)),
+        b'{"log":"x\\n","stream":"stdout","time":"2023-02-30T00:00:00Z"}\n',
+        b'{"stream":"stdout","log":"x\\n","time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"x\\\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"}\n',
+    ],
+)
+def test_anything_but_a_plain_whole_line_is_left_to_the_decoder(raw: bytes) -> None:
+    ok = RecordEncoder().encode(Entry("stdout", 1, b"fine"))
+    assert match_plain(raw) is None
+    assert split_plain_run([ok, raw]) is None
+    assert split_plain_run([ok]) is not None
+
+
+def test_no_other_module_reads_the_stored_format() -> None:
+    """records.py is the one place that knows the record's layout (its keys in order)."""
+    root = Path(records.__file__).parent.parent
+    readers = [
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if '{"log":"' in p.read_text() or "_PLAIN_RECORD" in p.read_text()
+    ]
+    assert readers == ["store/records.py"]

@@ -1,0 +1,84 @@
+"""The service's counters at one moment, as plain data: what /metrics and /status render.
+
+:meth:`LoggingService.snapshot` fills these in from the live drivers, shippers
+and producers (under their locks); :mod:`.metrics` turns one into metric
+families and the status report. They hold numbers and names only, no object of
+the service, so the renderers need nothing of it (and could run in another
+process from a copy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCounters:
+    """One FIFO being read (a container may have more than one)."""
+
+    container_id: str
+    container_name: str
+    """As dockerd sends it, with its leading ``/``."""
+    lines_received: int
+    bytes_received: int
+    lines_stored: int
+    bytes_stored: int
+    lines_dropped_store: int
+    """Lines the disk refused."""
+    frame_errors: dict[str, int]
+    """``corrupt``, ``oversize`` and ``truncated`` frames."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShipperCounters:
+    """One container being shipped to Kafka."""
+
+    container_id: str
+    stored_name: str
+    """The container's name from its stored Info (no leading ``/``), for a backlog
+    whose container is no longer logged; empty for a container being logged (its
+    FIFO has the name) or when the Info cannot be read."""
+    topic: str
+    brokers: tuple[str, ...]
+    lines_acked: int
+    lines_rejected: int
+    lines_lost_rotation: int
+    retries: int
+    backlog_bytes: int
+    """Bytes of the log's current file not yet acknowledged (the whole file while
+    rotated files are left)."""
+    backlog_files: int
+    """Rotated files not finished yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerCounters:
+    """One Kafka producer (one per cluster configuration), named by its brokers."""
+
+    brokers: str
+    starts: int
+    batches_sent: int
+    records_sent: int
+    records_acked: int
+    errors: dict[str, int]
+    retries: int
+    latency_buckets: list[tuple[str, int]]
+    """Cumulative ``(le, count)`` pairs ending with ``+Inf``."""
+    latency_sum: float
+    batches_in_flight: int
+    oldest_in_flight: float
+    """Seconds; 0 when nothing is in flight."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything /metrics and /status show, read at one moment."""
+
+    fifos: list[IngestCounters] = field(default_factory=list)
+    shippers: list[ShipperCounters] = field(default_factory=list)
+    producers: list[ProducerCounters] = field(default_factory=list)
+    brokers: tuple[str, ...] = ()
+    """The plugin's default brokers (KAFKA_BROKERS)."""
+    fifos_reattached: int = 0
+    damaged_files: int = 0
+    shipper_rests: int = 0
