@@ -52,7 +52,7 @@ def test_the_readme_compose_example_is_a_service_logging_to_pylog() -> None:
 
 
 def compose(project: str, files: list[Path], *args: str, timeout: float = 180) -> str:
-    cmd = ["docker-compose", "--no-ansi", "-p", project]
+    cmd = ["docker-compose", "--ansi", "never", "-p", project]
     for f in files:
         cmd += ["-f", str(f)]
     proc = subprocess.run(
