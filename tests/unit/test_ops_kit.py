@@ -6,13 +6,12 @@ or never fires, and nothing says why. So the PromQL of ``ops/grafana/pylog.json`
 is looked up among the sample names of a real ``/metrics`` exposition: a real
 LoggingService with a container being logged.
 
-Sample names come from the exposition's families and their types, the way Prometheus
-sees them: a counter family ``pylog_x`` is scraped as ``pylog_x_total``, a histogram
-``pylog_y`` as ``pylog_y_bucket``, ``pylog_y_sum`` and ``pylog_y_count``, a gauge as its
-own name. So a query on ``pylog_x`` without ``_total``, or on a gauge with ``_total``,
-fails as it should. prometheus_client writes every family pylog's collector yields,
-samples or not, so the Kafka producer families are in the exposition of a service that
-has no producer.
+Sample names come from the exposition's families and their types (``ops_queries``),
+the way Prometheus sees them. So a query on ``pylog_x`` without ``_total``, or on a
+gauge with ``_total``, fails as it should. prometheus_client writes every family
+pylog's collector yields, samples or not, so the Kafka producer families are in the
+exposition of a service that has no producer (tests/kafka/test_ops_kit_kafka.py checks
+them as real samples of a shipping service).
 
 Where promtool (Debian's ``prometheus`` package) is installed, it checks the rules, runs
 their unit tests (``pylog-alerts.test.yml``) and parses every dashboard expression.
@@ -20,74 +19,31 @@ their unit tests (``pylog-alerts.test.yml``) and parses every dashboard expressi
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from pylog.framing import encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
 
 from .conftest import Fifo, wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "ops" / "grafana" / "pylog.json"
-RULES = ROOT / "ops" / "prometheus" / "pylog-alerts.yml"
-RULE_TESTS = ROOT / "ops" / "prometheus" / "pylog-alerts.test.yml"
-
-# -- PromQL: metric names out of an expression -----------------------------------------
-
-#: Words of PromQL that are not metric names when they stand alone.
-KEYWORDS = {
-    "and",
-    "or",
-    "unless",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "offset",
-    "bool",
-    "inf",
-    "nan",
-    "atan2",
-}
-#: Label lists after these take identifiers that are label names, not metrics.
-GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
-MATCHERS = re.compile(r"\{[^{}]*\}")
-RANGE = re.compile(r"\[[^\]]*\]")
-GRAFANA_VAR = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*(?::[a-z]+)?\}?")
-IDENT = re.compile(r"(?<![\w.])([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?")
-#: label_values(metric, label) / label_values(label) in Grafana variable queries.
-LABEL_VALUES = re.compile(r"^\s*label_values\((.*?)(?:,\s*[A-Za-z_][A-Za-z0-9_]*\s*)?\)\s*$")
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names an expression selects: identifiers that are not functions,
-    keywords, label names (in ``{...}`` and grouping lists), durations or numbers."""
-    text = STRING.sub('""', expr)
-    text = GRAFANA_VAR.sub("1", text)
-    while MATCHERS.search(text):
-        text = MATCHERS.sub(" ", text)
-    text = RANGE.sub(" ", text)
-    text = GROUPING.sub(" ", text)
-    names = set()
-    for m in IDENT.finditer(text):
-        word, call = m.group(1), m.group(2)
-        if call or word.lower() in KEYWORDS:
-            continue
-        names.add(word)
-    return names
+from .ops_queries import (
+    RULE_TESTS,
+    RULES,
+    all_panels,
+    dashboard,
+    dashboard_exprs,
+    metric_names,
+    missing,
+    queried_names,
+    rules,
+    sample_names,
+)
 
 
 def test_metric_names_are_extracted_with_their_suffixes() -> None:
@@ -106,77 +62,6 @@ def test_metric_names_are_extracted_with_their_suffixes() -> None:
         "pylog_process_start_time_seconds"
     }
     assert metric_names("vector(1) > 0.5") == set()
-
-
-# -- what the dashboard and the rules query ----------------------------------------------
-
-
-def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for p in panels:
-        yield p
-        yield from _panels(p.get("panels", []))
-
-
-def dashboard() -> dict[str, Any]:
-    obj = json.loads(DASHBOARD.read_text())
-    assert isinstance(obj, dict)
-    return obj
-
-
-def dashboard_exprs() -> list[str]:
-    """Every PromQL expression of the dashboard: panel targets, then variable queries
-    (``label_values(metric, label)`` gives its metric selector)."""
-    exprs = [t["expr"] for p in _panels(dashboard()["panels"]) for t in p.get("targets", [])]
-    for var in dashboard()["templating"]["list"]:
-        if var.get("type") != "query":
-            continue
-        query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
-        m = LABEL_VALUES.match(query)
-        assert m, f"variable {var['name']}: not a label_values() query: {query}"
-        exprs.append(m.group(1))
-    return exprs
-
-
-def rules() -> list[dict[str, Any]]:
-    obj = yaml.safe_load(RULES.read_text())
-    return [r for group in obj["groups"] for r in group["rules"]]
-
-
-def queried_names() -> dict[str, set[str]]:
-    """Metric name -> where it is used."""
-    used: dict[str, set[str]] = {}
-    for expr in dashboard_exprs():
-        for name in metric_names(expr):
-            used.setdefault(name, set()).add("dashboard")
-    for rule in rules():
-        for name in metric_names(rule["expr"]):
-            used.setdefault(name, set()).add(f"alert {rule['alert']}")
-    return used
-
-
-# -- what pylog exports --------------------------------------------------------------------
-
-SUFFIXES = {
-    "counter": ("_total",),
-    "histogram": ("_bucket", "_sum", "_count"),
-    "gauge": ("",),
-}
-
-
-def sample_names(exposition: str) -> set[str]:
-    """The series names Prometheus gets from this exposition, by family type.
-
-    The parser gives a counter's family name without ``_total``; the ``_created``
-    samples prometheus_client may add are left out (pylog's collector writes none)."""
-    names = set()
-    for family in text_string_to_metric_families(exposition):
-        assert family.type in SUFFIXES, f"{family.name}: unexpected type {family.type}"
-        names.update(family.name + s for s in SUFFIXES[family.type])
-    return names
-
-
-def missing(used: dict[str, set[str]], exported: set[str]) -> dict[str, set[str]]:
-    return {name: where for name, where in used.items() if name not in exported}
 
 
 @pytest.fixture
@@ -236,7 +121,7 @@ def test_the_dashboard_imports_with_a_prometheus_datasource_input() -> None:
     assert [i["name"] for i in d["__inputs"]] == ["DS_PROMETHEUS"]
     assert d["__inputs"][0]["pluginId"] == "prometheus"
     ds = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
-    panels = list(_panels(d["panels"]))
+    panels = list(all_panels(d["panels"]))
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     for p in panels:
