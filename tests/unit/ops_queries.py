@@ -109,8 +109,14 @@ def rules() -> list[dict[str, Any]]:
     return [r for group in obj["groups"] for r in group["rules"]]
 
 
-def queried_names() -> dict[str, set[str]]:
-    """Metric name -> where it is used."""
+#: Metrics the kit queries that are not pylog's, and the only places they may be used.
+#: node-exporter writes this one for the textfile `pylog metrics` goes to (README): its
+#: age is how a dead plugin shows, since the file then keeps its last values.
+EXTERNAL = {"node_textfile_mtime_seconds": {"alert PylogMetricsStale"}}
+
+
+def queried_names(external: bool = False) -> dict[str, set[str]]:
+    """Metric name -> where it is used; the :data:`EXTERNAL` ones only if asked for."""
     used: dict[str, set[str]] = {}
     for expr in dashboard_exprs():
         for name in metric_names(expr):
@@ -118,6 +124,8 @@ def queried_names() -> dict[str, set[str]]:
     for rule in rules():
         for name in metric_names(rule["expr"]):
             used.setdefault(name, set()).add(f"alert {rule['alert']}")
+    if not external:
+        used = {name: where for name, where in used.items() if name not in EXTERNAL}
     return used
 
 

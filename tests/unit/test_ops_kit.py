@@ -13,6 +13,9 @@ pylog's collector yields, samples or not, so the Kafka producer families are in 
 exposition of a service that has no producer (tests/kafka/test_ops_kit_kafka.py checks
 them as real samples of a shipping service).
 
+The one metric that is not pylog's, node-exporter's ``node_textfile_mtime_seconds``
+(how a dead plugin shows), is listed in ``ops_queries.EXTERNAL`` with where it may be used.
+
 Where promtool (Debian's ``prometheus`` package) is installed, it checks the rules, runs
 their unit tests (``pylog-alerts.test.yml``) and parses every dashboard expression.
 """
@@ -33,6 +36,7 @@ from pylog.service import LoggingService
 
 from .conftest import Fifo, wait_for
 from .ops_queries import (
+    EXTERNAL,
     RULE_TESTS,
     RULES,
     all_panels,
@@ -99,6 +103,12 @@ def test_every_metric_the_dashboard_and_the_alerts_query_is_exported(exposition:
         "pylog_process_cpu_seconds_total",
     ):
         assert name in used, f"{name} is used by neither the dashboard nor the alerts"
+
+
+def test_only_the_listed_external_metrics_are_queried_and_only_where_listed() -> None:
+    used = queried_names(external=True)
+    outside = {name: where for name, where in used.items() if not name.startswith("pylog_")}
+    assert outside == EXTERNAL
 
 
 def test_a_misspelt_or_wrongly_suffixed_name_is_caught(exposition: str) -> None:
