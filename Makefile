@@ -52,7 +52,7 @@ proto: venv
 
 # ------------------------------------------------------------------ engine & plugin
 # The Debian packages the tests use (scripts/engine.sh): the engine's, docker-compose,
-# and promtool for the alert rules in ops/.
+# and promtool and node-exporter for the dashboard and alert rules in ops/.
 packages:
 	scripts/engine.sh packages
 

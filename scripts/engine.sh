@@ -22,8 +22,10 @@ TIMEOUT=${PYLOG_ENGINE_TIMEOUT:-60}
 read -r -a EXTRA_ARGS <<<"${PYLOG_DOCKERD_ARGS:-}"
 # docker-compose (v1): tests/e2e/test_e2e_compose.py runs the README's compose example.
 # prometheus: its promtool checks ops/prometheus's alert rules and the dashboard's
-# queries (tests/unit/test_ops_kit.py); its server is not started (see below).
-APT_PACKAGES=(docker.io debootstrap busybox-static docker-registry docker-compose prometheus)
+# queries; prometheus-node-exporter: the README's textfile scrape of `pylog metrics`
+# (both in tests/unit/test_ops_kit.py). Their servers are not started (see below).
+APT_PACKAGES=(docker.io debootstrap busybox-static docker-registry docker-compose prometheus
+    prometheus-node-exporter)
 
 log() { printf '[engine] %s\n' "$*" >&2; }
 
@@ -60,7 +62,7 @@ install_packages() {
     log "installing: $missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    # Packages with a service (prometheus, docker-registry) would start it from their
+    # Packages with a service (prometheus, node-exporter, docker-registry) would start it from their
     # init script where no policy-rc.d forbids it; the tests start what they need.
     local policy=/usr/sbin/policy-rc.d made_policy=""
     if [[ ! -e $policy ]]; then

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from pylog.framing import encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
@@ -215,3 +219,78 @@ def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(recorded))
     res = promtool("check", "rules", str(path))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# -- node-exporter's textfile collector, the README's way to scrape pylog --------------------
+
+NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(
+    NODE_EXPORTER is None,
+    reason="node-exporter not installed (Debian's `prometheus-node-exporter`; "
+    "scripts/engine.sh packages installs it)",
+)
+@pytest.mark.timeout(60)
+def test_node_exporter_serves_the_exposition_from_its_textfile_directory(
+    exposition: str, tmp_path: Path
+) -> None:
+    """The README's scrape path: pylog's /metrics written where node-exporter's textfile
+    collector reads it. Every pylog series comes out as written, and the file's mtime
+    series carries a ``file`` label that PylogMetricsStale's matcher selects."""
+    assert NODE_EXPORTER is not None
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    (textfiles / "pylog.prom").write_text(exposition)
+    address = f"127.0.0.1:{free_port()}"
+    log = tmp_path / "node-exporter.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                NODE_EXPORTER,
+                f"--web.listen-address={address}",
+                "--collector.disable-defaults",
+                "--collector.textfile",
+                f"--collector.textfile.directory={textfiles}",
+            ],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        scraped = ""
+        deadline = time.monotonic() + 30
+        while not scraped:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"node-exporter did not answer: {log.read_text()}"
+            try:
+                scraped = requests.get(f"http://{address}/metrics", timeout=5).text
+            except requests.ConnectionError:
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
+
+    got = series(scraped)
+    assert got[("node_textfile_scrape_error", ())] == 0
+    for key, value in series(exposition).items():
+        assert got.get(key) == value, key
+    stale = next(r for r in rules() if r["alert"] == "PylogMetricsStale")
+    matcher = re.search(r'file=~"((?:[^"\\]|\\.)*)"', stale["expr"])
+    assert matcher
+    files = [dict(labels)["file"] for name, labels in got if name == "node_textfile_mtime_seconds"]
+    assert len(files) == 1
+    assert re.fullmatch(matcher.group(1).replace("\\\\", "\\"), files[0]), files[0]
