@@ -30,11 +30,11 @@ PYTEST_ARGS ?=
 NO_HYPOTHESIS := -p no:hypothesispytest
 export DOCKER
 
-.PHONY: help venv proto engine engine-stop busybox-image rootfs install uninstall push demo \
+.PHONY: help venv proto packages engine engine-stop busybox-image rootfs install uninstall push demo \
 	lint test-unit test-kafka test-e2e test bench bench-deps bench-quick bench-kafka
 
 help:
-	@echo "targets: venv proto engine engine-stop busybox-image rootfs install uninstall push"
+	@echo "targets: venv proto packages engine engine-stop busybox-image rootfs install uninstall push"
 	@echo "         demo lint test-unit test-kafka test-e2e test bench bench-quick"
 
 # ------------------------------------------------------------------ python env
@@ -51,6 +51,11 @@ proto: venv
 		--python_out=plugin/pylog/wire --mypy_out=plugin/pylog/wire proto/entry.proto
 
 # ------------------------------------------------------------------ engine & plugin
+# The Debian packages the tests use (scripts/engine.sh): the engine's, docker-compose,
+# and promtool and node-exporter for the dashboard and alert rules in ops/.
+packages:
+	scripts/engine.sh packages
+
 engine:
 	scripts/engine.sh start
 
@@ -131,7 +136,8 @@ test-kafka: venv
 test-e2e: venv engine busybox-image install
 	PYLOG_E2E_SKIP_INSTALL=1 $(VBIN)/pytest $(NO_HYPOTHESIS) tests/e2e -m e2e $(PYTEST_ARGS)
 
-test: venv lint test-unit test-kafka test-e2e
+# packages first: the unit tests run promtool (ops/), skipped where it is missing.
+test: venv packages lint test-unit test-kafka test-e2e
 
 # ------------------------------------------------------------------ benchmark
 # Not a test: every workload through none, json-file, local, pylog and pylog+kafka
