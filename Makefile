@@ -142,7 +142,7 @@ test: venv packages lint test-unit test-kafka test-e2e
 # ------------------------------------------------------------------ benchmark
 # Not a test: every workload through none, json-file, local, pylog and pylog+kafka
 # on the real engine (docs/performance.md). The engine is shared: hold its lock,
-#   flock /tmp/pylog-e2e.lock make bench            (~20 min)
+#   flock /tmp/pylog-e2e.lock make bench            (~20 min, plus a few for ceiling and readback)
 #   flock /tmp/pylog-e2e.lock make bench-quick      (smoke run, a few minutes)
 # BENCH_ARGS passes options (--workloads, --rounds, --drivers, --out DIR).
 BENCH_ARGS ?=
@@ -160,6 +160,6 @@ bench: venv bench-deps engine busybox-image install
 bench-quick: venv bench-deps engine busybox-image install
 	$(BENCH) --quick $(BENCH_ARGS)
 
-# The Kafka figures only.
+# The Kafka figures only, with the ceiling (Kafka's own ProducerPerformance).
 bench-kafka: venv bench-deps engine busybox-image install
-	$(BENCH) --workloads 1m,10c,paced --drivers json-file,pylog,pylog+kafka $(BENCH_ARGS)
+	$(BENCH) --workloads 1m,10c,ceiling,paced --drivers json-file,pylog,pylog+kafka $(BENCH_ARGS)

@@ -5,7 +5,8 @@ write it as markdown, JSON and a PNG chart.
                                        [--drivers none,json-file,...] [--out DIR]
 
 Needs the engine, the busybox image and the installed plugin (``make bench`` does
-it) and, for ``pylog+kafka``, Java (the broker). Hold the engine lock while it runs:
+it) and, for ``pylog+kafka`` and ``ceiling``, Java (the broker, and Kafka's
+ProducerPerformance). Hold the engine lock while it runs:
 ``flock /tmp/pylog-e2e.lock make bench``.
 """
 
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                  log=lambda s: print(s, flush=True))  # fmt: skip
     stale = engine.docker("ps", "-aq", "--filter", f"label={engine.LABEL}").split()
     engine.remove(stale)
-    broker = KafkaBroker(heap="1g") if "pylog+kafka" in drivers else None
+    # The ceiling needs the broker even when pylog+kafka is not among the drivers.
+    need_broker = "pylog+kafka" in drivers or "ceiling" in workloads
+    broker = KafkaBroker(heap="1g") if need_broker else None
     try:
         if broker is not None:
             broker.start()

@@ -125,6 +125,31 @@ def time_tail(cid: str, tries: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def time_logs(cid: str, *args: str) -> float:
+    """Wall time of one ``docker logs [args] <cid>``, output discarded."""
+    t0 = time.monotonic()
+    subprocess.run([DOCKER, "logs", *args, cid], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=900)  # fmt: skip
+    return time.monotonic() - t0
+
+
+def line_time(cid: str, lines: int, index: int) -> str:
+    """The timestamp (RFC 3339, as ``docker logs -t`` prints it) of line ``index``
+    (0-based) of a container that logged ``lines`` lines: the first line of
+    ``docker logs -t --tail <lines - index>``, the rest of the output not read."""
+    proc = subprocess.Popen([DOCKER, "logs", "-t", "--tail", str(lines - index), cid],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    if not first:
+        raise BenchError(f"docker logs -t --tail {lines - index} {cid[:12]}: no output")
+    return first.split(" ", 1)[0]
+
+
 # ------------------------------------------------------------------ pylog's store
 def wait_stored(cids: Sequence[str], timeout: float = 600) -> float:
     """time.monotonic() when pylog has stored every line of these (exited)

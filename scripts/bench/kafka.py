@@ -110,3 +110,23 @@ class Topics:
             return out
 
         return asyncio.run(go())
+
+    def value_sizes(self, topic: str, n: int, timeout: float = 60) -> list[int]:
+        """Byte sizes of the values of the first ``n`` records of ``topic``."""
+
+        async def go() -> list[int]:
+            c = self._consumer()
+            c.subscribe([topic])
+            await c.start()
+            out: list[int] = []
+            deadline = time.monotonic() + timeout
+            try:
+                while len(out) < n and time.monotonic() < deadline:
+                    batch = await c.getmany(timeout_ms=1000, max_records=n)
+                    for records in batch.values():
+                        out += [len(r.value or b"") for r in records]
+            finally:
+                await c.stop()
+            return out[:n]
+
+        return asyncio.run(go())

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import ceiling as producer_perf
 from . import engine
 from .kafka import Topics
-from .stats import Sample, percentile, soak_figures
+from .stats import CEILING, Sample, median, percentile, soak_figures
 
 ALL_DRIVERS = ("none", "json-file", "local", "pylog", "pylog+kafka")
 
@@ -127,6 +128,78 @@ def ten_containers(cfg: Config) -> None:
 def four_kib(cfg: Config) -> None:
     lines = cfg.pick(50_000, 5_000)
     _simple(cfg, "4k", ALL_DRIVERS, cfg.rounds_for(3), 1, lines, 4096)
+
+
+def record_size(cfg: Config, lines: int = 1000) -> int:
+    """The size in bytes of pylog's Kafka values for the 1m workload's lines, measured:
+    a pylog+kafka container writes ``lines`` of them into a fresh topic and the
+    median value size is taken (it varies by a few bytes with the container's random
+    name)."""
+    assert cfg.topics is not None
+    log_driver, opts, topic = driver_args(cfg, "pylog+kafka")
+    assert topic is not None
+    run = engine.run_group(log_driver, 1, engine.write_cmd(lines, 100), opts)
+    try:
+        cfg.topics.wait_acked(topic, lines)
+        sizes = cfg.topics.value_sizes(topic, lines)
+    finally:
+        engine.remove(run.cids)
+    if not sizes:
+        raise engine.BenchError("ceiling: no pylog record arrived to measure its size")
+    return round(median(map(float, sizes)))
+
+
+def ceiling(cfg: Config) -> None:
+    """Kafka's own ProducerPerformance against the bench broker, records the size of
+    pylog's values, pylog's producer settings (as the installed plugin has them): the
+    lines/s any producer could get acknowledged here. Shown as driver ``ceiling`` in the
+    1m table (1 partition, as 1m's topic) and the 10c table (4 partitions, as 10c's),
+    as many records as that workload's lines."""
+    if cfg.topics is None:
+        cfg.log("  [ceiling] no broker: skipped")
+        return
+    settings = producer_perf.installed_settings()
+    props = producer_perf.producer_props(settings, cfg.topics.bootstrap)
+    libs = producer_perf.fetch_tools()
+    size = record_size(cfg)
+    cfg.log(f"  [ceiling] record size {size} bytes (median of 1,000 pylog values); "
+            f"{' '.join(props[1:])}")  # fmt: skip
+    records = {"1m": cfg.pick(1_000_000, 100_000), "10c": cfg.pick(1_000_000, 100_000)}
+    for rnd in range(1, cfg.rounds_for(3) + 1):
+        for workload, partitions in (("1m", 1), ("10c", 4)):
+            topic = cfg.topics.create(partitions)
+            n = records[workload]
+            s = producer_perf.run(libs, topic, n, size, props)
+            count, _ = cfg.topics.wait_acked(topic, n, idle=10)
+            cfg.log(f"  [ceiling] {workload}: {s.mb_per_s} MB/s, latency avg {s.avg_ms:.0f} ms,"
+                    f" p99 {s.p99_ms:.0f} ms")  # fmt: skip
+            _report(cfg, Sample(workload, CEILING, rnd, {
+                "kafka_lps": s.records_per_s, "kafka_missing": n - count, "record_bytes": size,
+            }))  # fmt: skip
+
+
+READBACK_DRIVERS = ("json-file", "local", "pylog")
+
+
+def readback(cfg: Config) -> None:
+    """One container logs the 1m workload's lines with ``max-size=1g`` (every line
+    kept); then ``docker logs`` of all of it, and ``docker logs --since`` the time of
+    the middle line (the second half), output discarded, once each per round."""
+    lines = cfg.pick(1_000_000, 100_000)
+    for rnd, d in interleaved(cfg.use(READBACK_DRIVERS), cfg.rounds_for(3)):
+        log_driver, opts, _ = driver_args(cfg, d)
+        opts = [*opts, "--log-opt", "max-size=1g"]
+        run = engine.run_group(log_driver, 1, engine.write_cmd(lines, 100), opts)
+        try:
+            if log_driver == engine.PLUGIN:
+                engine.wait_stored(run.cids)
+            cid = run.cids[0]
+            since = engine.line_time(cid, lines, lines // 2)
+            figs = {"read_all_s": engine.time_logs(cid),
+                    "read_since_s": engine.time_logs(cid, "--since", since)}  # fmt: skip
+        finally:
+            engine.remove(run.cids)
+        _report(cfg, Sample("readback", d, rnd, figs))
 
 
 PACED_RATE = 20_000
@@ -332,7 +405,17 @@ WORKLOADS: dict[str, tuple[str, Callable[[Config], None]]] = {
     "startup": ("plugin disable + enable, then 3 s idle", startup),
     "1m": ("1,000,000 lines of 100 bytes from one container", one_million),
     "10c": ("10 containers at once, 100,000 lines of 100 bytes each", ten_containers),
+    "ceiling": (
+        "Kafka's ProducerPerformance, pylog's record size and producer settings "
+        "(rows in 1m and 10c)",
+        ceiling,
+    ),
     "4k": ("50,000 lines of 4 KiB from one container", four_kib),
+    "readback": (
+        "docker logs, whole and --since the middle line, of 1,000,000 lines of "
+        "100 bytes kept with max-size=1g",
+        readback,
+    ),
     "paced": (f"one container at a steady {PACED_RATE:,} lines/s of 100 bytes for 30 s", paced),
     "many": ("200 containers logging 10 lines/s each at once", many),
     "sweep": ("50 MB over 1/10/50 containers, and as 1/4/16 KiB lines", sweep),
@@ -345,6 +428,8 @@ QUICK_TITLES = {
     "1m": "100,000 lines of 100 bytes from one container",
     "10c": "10 containers at once, 10,000 lines of 100 bytes each",
     "4k": "5,000 lines of 4 KiB from one container",
+    "readback": "docker logs, whole and --since the middle line, of 100,000 lines of "
+    "100 bytes kept with max-size=1g",
     "paced": f"one container at a steady {PACED_RATE:,} lines/s of 100 bytes for 5 s",
     "many": "20 containers logging 10 lines/s each at once",
     "soak": f"{SOAK_LOAD} for 1 min, RSS every 2 s",

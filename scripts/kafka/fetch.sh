@@ -4,6 +4,12 @@
 # script and `mvn dependency:copy-dependencies`.
 #
 #   scripts/kafka/fetch.sh            # prints the libs directory on stdout
+#   scripts/kafka/fetch.sh tools      # the same for Kafka's command-line tools
+#                                     # (kafka-tools, tools-pom.xml), for the bench's
+#                                     # ProducerPerformance ceiling
+#
+# Each set has its own pom, cache directory and marker, so fetching the tools
+# never invalidates the broker's classpath.
 #
 # Environment:
 #   KAFKA_VERSION   Kafka version to fetch (default: pinned below)
@@ -19,19 +25,25 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 CACHE="${PYLOG_CACHE:-$HOME/.cache/pylog}"
 M2_REPO="${PYLOG_M2_REPO:-$CACHE/m2}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-DEST="$CACHE/kafka-$KAFKA_VERSION"
+case "${1:-broker}" in
+    broker) POM="$HERE/pom.xml" DEST="$CACHE/kafka-$KAFKA_VERSION"
+            ARTIFACT=kafka_2.13 JAR="kafka_2.13-$KAFKA_VERSION.jar" ;;
+    tools)  POM="$HERE/tools-pom.xml" DEST="$CACHE/kafka-tools-$KAFKA_VERSION"
+            ARTIFACT=kafka-tools JAR="kafka-tools-$KAFKA_VERSION.jar" ;;
+    *) echo "usage: fetch.sh [broker|tools]" >&2; exit 2 ;;
+esac
 LIBS="$DEST/libs"
 MARKER="$DEST/.complete"
 
 # Stamp: version + pom content, so editing the pom invalidates the cache.
 stamp() {
     printf 'kafka=%s\n' "$KAFKA_VERSION"
-    sha256sum "$HERE/pom.xml" | cut -d' ' -f1
+    sha256sum "$POM" | cut -d' ' -f1
 }
 
 complete() {
     [[ -f "$MARKER" && -d "$LIBS" ]] && [[ "$(cat "$MARKER")" == "$(stamp)" ]] \
-        && compgen -G "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null
+        && compgen -G "$LIBS/$JAR" >/dev/null
 }
 
 if complete; then
@@ -51,20 +63,20 @@ if complete; then  # another process finished while we waited
     exit 0
 fi
 
-echo "fetch.sh: resolving org.apache.kafka:kafka_2.13:$KAFKA_VERSION into $LIBS" >&2
+echo "fetch.sh: resolving org.apache.kafka:$ARTIFACT:$KAFKA_VERSION into $LIBS" >&2
 start=$(date +%s)
 tmp="$DEST/libs.tmp.$$"
 rm -rf "$tmp"
 trap 'rm -rf "$tmp"' EXIT
-mvn -B -q -f "$HERE/pom.xml" \
+mvn -B -q -f "$POM" \
     -Dmaven.repo.local="$M2_REPO" \
     -Dkafka.version="$KAFKA_VERSION" \
     dependency:copy-dependencies \
     -DincludeScope=runtime \
     -DoutputDirectory="$tmp" >&2
 
-[[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || {
-    echo "fetch.sh: kafka_2.13-$KAFKA_VERSION.jar missing after resolution" >&2
+[[ -f "$tmp/$JAR" ]] || {
+    echo "fetch.sh: $JAR missing after resolution" >&2
     exit 1
 }
 rm -rf "$LIBS"

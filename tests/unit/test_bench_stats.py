@@ -10,9 +10,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
+import pytest
+from bench.ceiling import CeilingError, parse_summary, plugin_env, producer_props
 from bench.report import fmt, markdown, table, targets_table, to_json
 from bench.stats import TARGETS, Sample, Target, aggregate, median, percentile, ratio, soak_figures
-from bench.workloads import DEFAULT_WORKLOADS, WORKLOADS, interleaved
+from bench.workloads import DEFAULT_WORKLOADS, QUICK_TITLES, WORKLOADS, interleaved
+from pylog.config import KafkaSettings
 
 
 def test_median_ignores_nan() -> None:
@@ -171,3 +174,74 @@ def test_soak_is_not_in_the_default_workloads() -> None:
     assert "soak" in WORKLOADS
     assert "soak" not in DEFAULT_WORKLOADS
     assert set(DEFAULT_WORKLOADS) | {"soak"} == set(WORKLOADS)
+
+
+# Kafka 4.4's ProducerPerformance, as run by the bench (a progress line, then the summary).
+PRODUCER_PERFORMANCE_OUTPUT = """\
+1236721 records sent, 247294.4 records/sec (44.76 MB/sec), 98.1 ms avg latency, \
+512.0 ms max latency.
+1000000 records sent, 412371.134021 records/sec (74.64 MB/sec), 52.31 ms avg latency, \
+410.00 ms max latency, 48 ms 50th, 95 ms 95th, 120 ms 99th, 380 ms 99.9th.
+"""
+
+
+def test_parse_producer_performance_takes_the_final_summary() -> None:
+    s = parse_summary(PRODUCER_PERFORMANCE_OUTPUT)
+    assert s.records == 1_000_000
+    assert s.records_per_s == 412371.134021
+    assert s.mb_per_s == 74.64
+    assert (s.avg_ms, s.max_ms) == (52.31, 410.0)
+    assert (s.p50_ms, s.p95_ms, s.p99_ms) == (48.0, 95.0, 120.0)
+
+
+def test_parse_producer_performance_without_a_summary_fails() -> None:
+    progress = PRODUCER_PERFORMANCE_OUTPUT.splitlines()[0]
+    with pytest.raises(CeilingError, match="no ProducerPerformance summary"):
+        parse_summary(progress)
+
+
+def test_ceiling_uses_the_plugin_settings() -> None:
+    env = plugin_env('["KAFKA_LINGER_MS=5", "KAFKA_BATCH_SIZE=64k", "KAFKA_BROKERS=",'
+                     ' "PYLOG_LOG_LEVEL=info"]')  # fmt: skip
+    assert env["KAFKA_LINGER_MS"] == "5" and env["KAFKA_BROKERS"] == ""
+    props = producer_props(KafkaSettings.from_env(env), "127.0.0.1:9092")
+    assert props == [
+        "bootstrap.servers=127.0.0.1:9092", "acks=all", "compression.type=lz4", "linger.ms=5",
+        "batch.size=65536", "enable.idempotence=true",
+    ]  # fmt: skip
+    assert plugin_env("null") == {}
+
+
+def test_kafka_lines_per_second_as_a_fraction_of_the_ceiling() -> None:
+    out = []
+    for rnd, (c, k) in enumerate([(400_000.0, 80_000.0), (420_000.0, 90_000.0)], start=1):
+        out.append(Sample("10c", "ceiling", rnd, {"kafka_lps": c, "record_bytes": 330.0}))
+        out.append(Sample("10c", "pylog+kafka", rnd, {"wall_s": 5.0, "kafka_lps": k}))
+    out.append(Sample("1m", "pylog+kafka", 1, {"kafka_lps": 80_000.0}))
+    rows = aggregate(out)
+    ceiling, pk, alone = rows
+    assert ceiling.figures["kafka_vs_ceiling"] == 1.0
+    assert math.isclose(pk.figures["kafka_vs_ceiling"], 85_000 / 410_000)
+    assert "kafka_vs_ceiling" not in alone.figures  # no ceiling on that workload
+    [target] = [t for t in TARGETS if t.workload == "10c" and t.figure == "kafka_vs_ceiling"]
+    assert target.check(rows) == (pk.figures["kafka_vs_ceiling"], False)
+    assert "| ceiling " in markdown(rows, {}, "h")
+
+
+def test_readback_times_as_ratios_to_json_file() -> None:
+    out = [
+        Sample("readback", "json-file", 1, {"read_all_s": 4.9, "read_since_s": 3.0}),
+        Sample("readback", "pylog", 1, {"read_all_s": 6.8, "read_since_s": 5.1}),
+    ]
+    rows = aggregate(out)
+    assert rows[0].figures["read_all_ratio"] == 1.0
+    assert math.isclose(rows[1].figures["read_all_ratio"], 6.8 / 4.9)
+    assert math.isclose(rows[1].figures["read_since_ratio"], 1.7)
+    assert "ratio" not in rows[1].figures  # no wall time on this workload
+    verdicts = {t.figure: t.check(rows)[1] for t in TARGETS if t.workload == "readback"}
+    assert verdicts == {"read_all_ratio": False, "read_since_ratio": False}
+
+
+def test_ceiling_and_readback_run_by_default_and_have_quick_titles() -> None:
+    assert {"ceiling", "readback"} <= set(DEFAULT_WORKLOADS)
+    assert "readback" in QUICK_TITLES
