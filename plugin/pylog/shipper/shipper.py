@@ -11,9 +11,9 @@ Failure model: the local log is the write-ahead log, so nothing is kept in
 memory that is not also on disk. When a batch fails (broker down, timeout,
 producer restart) every batch after it is dropped too, the producer is
 replaced, and reading starts again at the acknowledged position after a
-capped exponential backoff -- forever, until the broker takes the lines. Lines
-that were in flight may thus reach Kafka twice (at least once). Ingest never
-waits on any of this: it only appends to the log.
+capped exponential backoff with jitter (:mod:`.backoff`) -- forever, until
+the broker takes the lines. Lines that were in flight may thus reach Kafka
+twice (at least once). Ingest never waits on any of this: it only appends to the log.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ..store import LogFile
 from ..store.gz import open_gzip
 from ..store.reader import Position, follow_from
 from .assemble import Item, LineAssembler
+from .backoff import Backoff
 from .errors import DeliveryError, PositionError
 from .position import save_position
 from .producer import ClusterProducer, KafkaRuntime, SendResult
@@ -49,7 +50,8 @@ BATCH_RECORDS = 2000
 #: send got through after all). At 50,000 with ten containers at full speed,
 #: batches waited over 30 s on a busy 2-core machine (the bench's 10c workload).
 MAX_IN_FLIGHT = 20_000
-#: Backoff between retries after a failure: doubles from MIN to MAX.
+#: Backoff between retries after a failure: doubles from MIN to MAX, each wait
+#: drawn from the upper half of that (see backoff.py).
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 30.0
 #: The acknowledged position is written at most this often (and at the end).
@@ -90,6 +92,7 @@ class ContainerShipper:
         after: ContainerShipper | None = None,
         on_done: Callable[[ContainerShipper], None] | None = None,
         pressure: IngestPressure | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.container_id = container_id
         self.short_id = container_id[:12]
@@ -108,6 +111,7 @@ class ContainerShipper:
         self._after = after
         self._on_done = on_done
         self._pressure = pressure
+        self._backoff = backoff if backoff is not None else Backoff(BACKOFF_MIN, BACKOFF_MAX)
         self._halt = threading.Event()
         self._done = threading.Event()
         self._warned: dict[str, float] = {}
@@ -153,7 +157,6 @@ class ContainerShipper:
                 self._acked = self._read = max(self._acked, self._after.acked)
                 self._after = None
             self._save(force=True)
-            backoff = BACKOFF_MIN
             while not self._halt.is_set():
                 before = self._acked
                 try:
@@ -163,7 +166,7 @@ class ContainerShipper:
                     if self._halt.is_set():
                         break
                     if self._acked > before:
-                        backoff = BACKOFF_MIN  # it was working: a fresh failure
+                        self._backoff.reset()  # it was working: a fresh failure
                     # What was read since the acknowledged position must be read again.
                     self._read = self._acked
                     self.stats.retries += 1
@@ -176,8 +179,7 @@ class ContainerShipper:
                         self.route.topic,
                         exc,
                     )
-                    self._halt.wait(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    self._halt.wait(self._backoff.next())
         except Exception:
             log.exception("container %s: Kafka shipper crashed", self.short_id)
         finally:
