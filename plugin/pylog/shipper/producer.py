@@ -367,7 +367,8 @@ class ClusterProducer:
             queue.pump = asyncio.ensure_future(self._pump(queue))
 
     async def _pump(self, queue: _PartitionQueue) -> None:
-        """Hand a partition's batches to aiokafka in order, one at a time.
+        """Hand a partition's batches to aiokafka in order, each once the one before
+        is delivered.
 
         aiokafka keeps one batch per partition queued and makes other callers
         wait for it to drain, but it takes the time waited so far off their
@@ -376,9 +377,29 @@ class ClusterProducer:
         KafkaTimeoutError after seconds, not after the request timeout. The
         pump is the partition's single caller; while it waits, records of every
         container on the partition gather in the next batch.
+
+        At most one batch of the partition is inside aiokafka at any time, so
+        that a failed batch can never be overtaken. aiokafka's sender takes a
+        partition's next queued batch as soon as the one in flight is done,
+        failed or not (0.14: ``Sender._send_produce_req`` unmutes the partition
+        and the next ``drain_by_nodes`` sends it); and stopping a producer
+        (:meth:`ClusterProducer.reset`) flushes what is queued. With a second
+        batch queued behind a failed one, its lines reached Kafka before the
+        failed ones were sent again: a hole in the topic, filled later or never
+        (a batch the broker refuses each time). The idempotent producer's
+        sequence numbers make the broker refuse that second batch too
+        (OutOfOrderSequence), but ``KAFKA_IDEMPOTENCE=false`` has no such guard.
+        Waiting costs no round trip: aiokafka sends one batch per partition per
+        request anyway, and the next one is handed over in the same loop turn
+        as the delivery, already full of what gathered meanwhile (closed, so
+        aiokafka does not linger on it again).
         """
+        loop = asyncio.get_running_loop()
+        linger = self.cfg.linger_ms / 1000
         try:
             while (batch := queue.take()) is not None:
+                if loop.time() - batch.since >= linger:
+                    batch.builder.close()  # it has lingered (waiting for the one before)
                 try:
                     fut: asyncio.Future[Any] = await queue.producer.send_batch(
                         batch.builder, queue.topic, partition=queue.partition
@@ -394,6 +415,10 @@ class ClusterProducer:
                     raise
                 self.stats.watch(fut, batch.count, batch.since, self._outcome)
                 fut.add_done_callback(functools.partial(_delivered, queue, batch))
+                # Delivered or failed: a failure has failed the batches queued
+                # here by now (_delivered), so none of them is handed over.
+                await asyncio.wait([fut])
+                await asyncio.sleep(0)  # let _delivered run first
         finally:
             queue.pump = None
             queue.fail_all(asyncio.CancelledError())  # if it ended early (cancelled)
