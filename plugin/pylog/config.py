@@ -25,6 +25,13 @@ import re2
 
 from .tag import TagTemplate, TemplateError
 
+#: How long stopping pylog may take in all, in seconds: reading the FIFOs to the
+#: end, shippers sending what is left, producers closing. dockerd kills a plugin
+#: that has not stopped 10 s after it was told to; the 2 s left are for the
+#: process to exit. What is not acknowledged by then ships at the next start
+#: (from ``kafka.position``).
+SHUTDOWN_DEADLINE = 8.0
+
 # -- per-container log-opts (json-file's meaning) ------------------------------
 
 

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from . import framing
-from .config import LogOptions, OptionError, Settings, parse_log_opts
+from .config import SHUTDOWN_DEADLINE, LogOptions, OptionError, Settings, parse_log_opts
+from .deadline import left
 from .driver import ContainerDriver
 from .fdlimit import FdBudget
 from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
 from .pressure import IngestPressure
-from .shipper import RoutingError, ShipperManager
+from .shipper import SHIPPING_RESERVE, RoutingError, ShipperManager
 from .store import Store
 from .store.attachments import Attachments
 from .store.reader import ReadOptions, read_batches
@@ -144,11 +145,13 @@ class LoggingService:
         """Scrub Info an older pylog stored whole and make the state dir private."""
         repair(self.settings.state_dir, self.attachments.directory)
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = SHUTDOWN_DEADLINE) -> None:
         """Stop reading every FIFO, store what was read, close the logs; safe to call twice.
 
-        Bounded in time (dockerd kills a plugin that takes 10 s to stop): FIFO
-        readers stop after their current batch, shippers get what is left.
+        Returns within ``timeout`` (dockerd kills a plugin that takes 10 s to
+        stop, see SHUTDOWN_DEADLINE): one deadline for every stage. FIFO
+        readers stop after their current batch; shippers get what is left,
+        less what halting them and closing the producers needs.
         """
         self._stopped.set()
         deadline = time.monotonic() + timeout
@@ -157,10 +160,10 @@ class LoggingService:
         for d in drivers:
             d.halt()
         for d in drivers:
-            if not d.join(max(0.1, deadline - time.monotonic())):
+            if not d.join(left(deadline, SHIPPING_RESERVE)):
                 log.warning("container %s: reader did not stop in time", d.info.short_id)
         # The logs are closed now: shippers send what is left, then stop.
-        self.shipping.shutdown(max(0.5, min(2.0, deadline - time.monotonic())))
+        self.shipping.shutdown(deadline)
         log.info("pylog stopped: %d containers were being logged", len(drivers))
 
     def _cleanup_loop(self) -> None:

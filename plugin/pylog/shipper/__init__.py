@@ -19,10 +19,11 @@ from .errors import (
     RoutingError,
     ShipperError,
 )
-from .manager import ShipperManager
+from .manager import SHIPPING_RESERVE, ShipperManager
 from .routing import Route
 
 __all__ = [
+    "SHIPPING_RESERVE",
     "DeliveryError",
     "PositionError",
     "ProducerUnavailable",

@@ -21,10 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from pathlib import Path
 
 from ..config import LogOptions, Settings, parse_log_opts
+from ..deadline import left
 from ..models import ContainerInfo, RequestError
 from ..pressure import IngestPressure
 from ..store import INFO_FILE, LogFile, Store
@@ -37,6 +37,14 @@ from .schema import ValueBuilder
 from .shipper import ContainerShipper
 
 log = logging.getLogger(__name__)
+
+#: Of the shutdown deadline, what halting the shippers (each notices within a
+#: fraction of a second) and closing the producers keep for themselves.
+HALT_RESERVE = 1.5
+#: Of that, what closing the producers and the loop thread keeps.
+CLOSE_RESERVE = 0.5
+#: What FIFO readers stopping leave to shipping at least.
+SHIPPING_RESERVE = HALT_RESERVE
 
 
 class ShipperManager:
@@ -139,28 +147,29 @@ class ShipperManager:
             runtime = self._runtime
         return runtime.producers() if runtime is not None else []
 
-    def shutdown(self, timeout: float = 2.0) -> None:
-        """Let shippers finish what their (closed) logs hold for up to ``timeout``, then stop.
+    def shutdown(self, deadline: float) -> None:
+        """Let shippers finish what their (closed) logs hold, then stop; return by
+        ``deadline`` (``time.monotonic()``).
 
-        The whole call stays within a few seconds even with the broker down:
-        dockerd kills a plugin that takes 10 s to stop, and whatever is not
-        acknowledged ships from ``kafka.position`` at the next start anyway.
+        Draining stops :data:`HALT_RESERVE` before the deadline, halting the
+        shippers :data:`CLOSE_RESERVE` before it, and the producers close with
+        what is left: dockerd kills a plugin that takes 10 s to stop, and
+        whatever is not acknowledged ships from ``kafka.position`` at the next
+        start anyway.
         """
         with self._lock:
             self._closed = True
             shippers = list(self._shippers.values())
             runtime = self._runtime
-        deadline = time.monotonic() + timeout
         for s in shippers:
-            s.join(max(0.0, deadline - time.monotonic()))
+            s.join(left(deadline, HALT_RESERVE))
         for s in shippers:
             s.halt()
-        deadline = time.monotonic() + 2.0
         for s in shippers:
-            if not s.join(max(0.1, deadline - time.monotonic())):
+            if not s.join(left(deadline, CLOSE_RESERVE)):
                 log.warning("container %s: Kafka shipper did not stop in time", s.short_id)
         if runtime is not None:
-            runtime.close(timeout=1.0)
+            runtime.close(deadline)
         unshipped = sum(1 for s in shippers if not s.done or s.acked < _end(s.logfile))
         if unshipped:
             log.info("%d containers have lines left to ship to Kafka at next start", unshipped)

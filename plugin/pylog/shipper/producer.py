@@ -40,6 +40,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
 from ..config import KafkaSettings
+from ..deadline import left
 from .compression import use_fast_lz4
 from .errors import DeliveryError, ProducerUnavailable
 from .producer_stats import ProducerStats
@@ -55,6 +56,8 @@ T = TypeVar("T")
 #: containers at full speed on a busy 2-core machine, batches waited over 30 s for
 #: CPU, not for the broker; hence a minute.
 REQUEST_TIMEOUT_MS = 60_000
+#: Of the shutdown deadline, what cancelling the loop's last tasks keeps for itself.
+CANCEL_RESERVE = 0.2
 #: The largest request; a record above it is rejected locally (see ``rejected``).
 MAX_REQUEST_SIZE = 4 << 20
 
@@ -454,15 +457,17 @@ class ClusterProducer:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def close(self, timeout: float) -> None:
+    async def close(self, deadline: float) -> None:
+        """Stop the producer, flushing what it holds until ``deadline`` (less
+        :data:`CANCEL_RESERVE`) at most."""
         if self._watchdog is not None:
             self._watchdog.cancel()
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_quietly(producer, timeout)
+            await _stop_quietly(producer, left(deadline, CANCEL_RESERVE))
         for task in list(self._closing):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout)
+                await asyncio.wait_for(task, left(deadline, CANCEL_RESERVE))
 
 
 def _reason(exc: BaseException) -> str:
@@ -587,8 +592,10 @@ class KafkaRuntime:
         # asyncio.Lock binds to a loop on first use (3.10+): safe to make here.
         return SendGroup()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the producers (flushing what they hold, up to ``timeout``) and the loop."""
+    def close(self, deadline: float) -> None:
+        """Stop the producers (flushing what they hold) and the loop by ``deadline``
+        (``time.monotonic()``); what is still unsent then is dropped, to be
+        shipped again from the acknowledged positions at the next start."""
         with self._lock:
             if self._closed:
                 return
@@ -596,7 +603,7 @@ class KafkaRuntime:
             producers = list(self._producers.values())
 
         async def stop_all() -> None:
-            await asyncio.gather(*(p.close(timeout) for p in producers))
+            await asyncio.gather(*(p.close(deadline) for p in producers))
             # Sends of halted shippers that nobody waits for any more.
             rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in rest:
@@ -604,8 +611,8 @@ class KafkaRuntime:
             await asyncio.gather(*rest, return_exceptions=True)
 
         with contextlib.suppress(Exception):
-            self.submit(stop_all()).result(timeout + 5)
+            self.submit(stop_all()).result(left(deadline))
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
+        self._thread.join(left(deadline))
         if not self._thread.is_alive():
             self._loop.close()

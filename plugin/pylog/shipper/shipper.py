@@ -133,8 +133,15 @@ class ContainerShipper:
         self._thread.start()
 
     def halt(self) -> None:
-        """Stop now; what was acknowledged is stored, the rest ships on the next start."""
+        """Stop now; what was acknowledged is stored, the rest ships on the next start.
+
+        A shipper this one waits for (see ``after``) is halted too: pylog is
+        stopping, and only the newest shipper of a container is the manager's.
+        """
         self._halt.set()
+        after = self._after
+        if after is not None:
+            after.halt()
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)

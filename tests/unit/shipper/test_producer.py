@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -249,4 +250,4 @@ def test_submit_wakes_the_loop_once_for_what_came_meanwhile(
             else:
                 assert fut.result(5) == i * 2
     finally:
-        rt.close(timeout=1)
+        rt.close(time.monotonic() + 1)
