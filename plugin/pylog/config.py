@@ -412,6 +412,7 @@ ENV_KAFKA_IDEMPOTENCE = "KAFKA_IDEMPOTENCE"
 ENV_KAFKA_TOPIC = "KAFKA_TOPIC"
 ENV_KAFKA_KEY = "KAFKA_KEY"
 ENV_KAFKA_MAX_LINE = "KAFKA_MAX_LINE"
+ENV_KAFKA_BACKLOG_MAX_AGE = "KAFKA_BACKLOG_MAX_AGE"
 ENV_KAFKA_TLS = "KAFKA_TLS"
 ENV_KAFKA_TLS_CA = "KAFKA_TLS_CA"
 ENV_KAFKA_TLS_CERT = "KAFKA_TLS_CERT"
@@ -431,6 +432,9 @@ DEFAULT_KAFKA_KEY = "{{.FullID}}"
 #: A line longer than this (bytes of the message, after joining 16 KiB chunks) is
 #: shipped in pieces of this size, each marked with ``part``.
 DEFAULT_KAFKA_MAX_LINE = 256 * 1024
+#: How long the unshippable backlog of a container whose logging has stopped is
+#: retried before it is given up (see shipper/backlog.py); 0 is forever.
+DEFAULT_KAFKA_BACKLOG_MAX_AGE = 72 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -450,6 +454,8 @@ class KafkaSettings:
     topic: TagTemplate = field(default_factory=lambda: TagTemplate(DEFAULT_KAFKA_TOPIC))
     key: TagTemplate = field(default_factory=lambda: TagTemplate(DEFAULT_KAFKA_KEY))
     max_line: int = DEFAULT_KAFKA_MAX_LINE
+    backlog_max_age: float = DEFAULT_KAFKA_BACKLOG_MAX_AGE
+    """Seconds; 0 retries a stopped container's backlog forever."""
     tls: bool = False
     tls_ca: Path | None = None
     tls_cert: Path | None = None
@@ -485,6 +491,15 @@ class KafkaSettings:
         linger = _env_int(env, ENV_KAFKA_LINGER_MS, d.linger_ms, 0, 60_000)
         batch = _env_size(env, ENV_KAFKA_BATCH_SIZE, d.batch_size, 1024, 64 << 20)
         max_line = _env_size(env, ENV_KAFKA_MAX_LINE, d.max_line, 1024, 16 << 20)
+        backlog_max_age = d.backlog_max_age
+        if (text := get(ENV_KAFKA_BACKLOG_MAX_AGE)) is not None:
+            try:
+                backlog_max_age = parse_duration(text)
+            except ValueError:
+                raise OptionError(
+                    f"{ENV_KAFKA_BACKLOG_MAX_AGE} must be a duration such as 72h, 7d or 0 "
+                    f"(forever), got {text!r}"
+                ) from None
         tls_ca = _env_file(env, ENV_KAFKA_TLS_CA)
         tls_cert = _env_file(env, ENV_KAFKA_TLS_CERT)
         tls_key = _env_file(env, ENV_KAFKA_TLS_KEY)
@@ -529,6 +544,7 @@ class KafkaSettings:
             topic=_env_template(env, ENV_KAFKA_TOPIC, d.topic),
             key=_env_template(env, ENV_KAFKA_KEY, d.key),
             max_line=max_line,
+            backlog_max_age=backlog_max_age,
             tls=tls,
             tls_ca=tls_ca,
             tls_cert=tls_cert,

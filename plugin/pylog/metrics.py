@@ -176,6 +176,15 @@ class PylogCollector(Collector):
             "Lines rotation deleted before they were shipped.",
             labels=LABELS,
         )
+        abandoned = CounterMetricFamily(
+            "pylog_ship_lines_abandoned",
+            "Lines of a stopped container given up unshipped after KAFKA_BACKLOG_MAX_AGE.",
+            labels=LABELS,
+        )
+        for sh, count in service.shipping.abandoned():
+            abandoned.add_metric(
+                [sh.short_id, names.get(sh.container_id) or _stored_name(sh)], count
+            )
         retries = CounterMetricFamily(
             "pylog_ship_retries",
             "Delivery failures retried from the acked position.",
@@ -205,7 +214,7 @@ class PylogCollector(Collector):
             retries.add_metric(labels, st.retries)
             backlog.add_metric(labels, backlog_bytes(sh))
             backlog_f.add_metric(labels, backlog_files(sh))
-        yield from (shipped, rejected, lost, retries, backlog, backlog_f)
+        yield from (shipped, rejected, lost, abandoned, retries, backlog, backlog_f)
         yield from _producers(service.shipping.producers())
         yield GaugeMetricFamily(
             "pylog_ship_shippers_active",

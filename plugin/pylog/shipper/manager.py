@@ -30,6 +30,7 @@ from ..pressure import IngestPressure
 from ..store import INFO_FILE, LogFile, Store
 from ..store.reader import Position
 from .assemble import LineAssembler
+from .backlog import BacklogLimit
 from .position import PositionUnreadable, load_position, position_path
 from .producer import ClusterProducer, KafkaRuntime, cluster_key
 from .routing import Route, resolve
@@ -57,6 +58,9 @@ class ShipperManager:
         self._lock = threading.Lock()
         self._runtime: KafkaRuntime | None = None
         self._shippers: dict[str, ContainerShipper] = {}
+        #: Lines given up per container (see backlog.py), with its last shipper.
+        self._abandoned: dict[str, tuple[ContainerShipper, int]] = {}
+        self._limit = BacklogLimit(settings.kafka.backlog_max_age)
         self._closed = False
 
     # -- routing -------------------------------------------------------------------
@@ -141,6 +145,12 @@ class ShipperManager:
         with self._lock:
             return list(self._shippers.values())
 
+    def abandoned(self) -> list[tuple[ContainerShipper, int]]:
+        """Per container whose backlog was given up since pylog started: its last
+        shipper and the lines given up in all."""
+        with self._lock:
+            return list(self._abandoned.values())
+
     def producers(self) -> list[ClusterProducer]:
         """The Kafka producers in use, one per cluster configuration (none if idle)."""
         with self._lock:
@@ -223,10 +233,17 @@ class ShipperManager:
             after=after,
             on_done=self._shipper_done,
             pressure=self.pressure,
+            limit=self._limit,
         )
 
     def _shipper_done(self, shipper: ContainerShipper) -> None:
         with self._lock:
+            if shipper.stats.lines_abandoned:
+                _, before = self._abandoned.get(shipper.container_id, (shipper, 0))
+                self._abandoned[shipper.container_id] = (
+                    shipper,
+                    before + shipper.stats.lines_abandoned,
+                )
             if self._shippers.get(shipper.container_id) is shipper:
                 del self._shippers[shipper.container_id]
 

@@ -30,11 +30,13 @@ from pathlib import Path
 from ..pressure import IngestPressure
 from ..store import LogFile
 from ..store.gz import open_gzip
+from ..store.logfile import CURRENT
 from ..store.reader import Position, follow_from
 from .assemble import Item, LineAssembler
+from .backlog import BacklogLimit, mtime
 from .backoff import Backoff
 from .errors import DeliveryError, PositionError
-from .position import save_position
+from .position import load_position, position_path, save_position
 from .producer import ClusterProducer, KafkaRuntime, SendResult
 from .routing import Route
 from .schema import Line, OutRecord, PlainRun, ValueBuilder
@@ -68,6 +70,8 @@ class ShipperStats:
     """Lines the broker can never take (too large), dropped."""
     lines_lost_rotation: int = 0
     """Lines rotation deleted before they were read for shipping."""
+    lines_abandoned: int = 0
+    """Lines of a stopped container given up after KAFKA_BACKLOG_MAX_AGE (see backlog.py)."""
     retries: int = 0
     bad_records: int = 0
 
@@ -93,6 +97,7 @@ class ContainerShipper:
         on_done: Callable[[ContainerShipper], None] | None = None,
         pressure: IngestPressure | None = None,
         backoff: Backoff | None = None,
+        limit: BacklogLimit | None = None,
     ) -> None:
         self.container_id = container_id
         self.short_id = container_id[:12]
@@ -111,6 +116,7 @@ class ContainerShipper:
         self._after = after
         self._on_done = on_done
         self._pressure = pressure
+        self._limit = limit
         self._backoff = backoff if backoff is not None else Backoff(BACKOFF_MIN, BACKOFF_MAX)
         self._halt = threading.Event()
         self._done = threading.Event()
@@ -163,6 +169,7 @@ class ContainerShipper:
                         break
                 self._acked = self._read = max(self._acked, self._after.acked)
                 self._after = None
+            self._keep_stored_position()
             self._save(force=True)
             while not self._halt.is_set():
                 before = self._acked
@@ -176,6 +183,9 @@ class ContainerShipper:
                         self._backoff.reset()  # it was working: a fresh failure
                     # What was read since the acknowledged position must be read again.
                     self._read = self._acked
+                    if self._backlog_expired():
+                        self._give_up()
+                        break
                     self.stats.retries += 1
                     self._producer.stats.note_retry()
                     self._warn(
@@ -256,6 +266,10 @@ class ContainerShipper:
                     except concurrent.futures.TimeoutError:
                         if self._halt.is_set():
                             raise _Rewind("halted") from None
+                        if self._backlog_expired():
+                            # An idempotent producer retries a broker that is
+                            # gone forever: no failure would ever come.
+                            raise _Rewind("backlog too old") from None
                         continue
                     except Exception:
                         pass
@@ -335,6 +349,52 @@ class ContainerShipper:
         if generation >= 0:
             self._runtime.submit(self._producer.reset(generation))
 
+    # -- an abandoned backlog (see backlog.py) --------------------------------------
+
+    def _keep_stored_position(self) -> None:
+        """Leave ``kafka.position`` untouched when it holds where this shipper starts:
+        its mtime is the time of the last acknowledgement (see backlog.py)."""
+        try:
+            stored = load_position(self.directory)
+        except PositionError:
+            return
+        if stored == self._acked:
+            self._saved = stored
+            self.logfile.trim()
+
+    def _backlog_expired(self) -> bool:
+        if self._limit is None or self._limit.max_age <= 0:
+            return False
+        last_ack = mtime(position_path(self.directory))
+        if last_ack is None:
+            return False  # unknown: keep trying
+        return self._limit.expired(
+            closed=self.logfile.state().closed,
+            last_ack=last_ack,
+            last_write=mtime(self.directory / CURRENT) or 0.0,
+        )
+
+    def _give_up(self) -> None:
+        """Count the lines from the acknowledged position to the end of the (closed)
+        log, store the end as the position, and say so once."""
+        lost, end = 0, self._acked
+        for batch, pos in follow_from(self.logfile, self._acked, lambda: False):
+            lost += len(batch)
+            end = pos
+        state = self.logfile.state()
+        self._acked = self._read = max(end, Position(state.generation, state.size))
+        self._save(force=True)
+        self.stats.lines_abandoned += lost
+        assert self._limit is not None
+        log.warning(
+            "container %s: gave up %d lines never shipped to Kafka topic %s: its logging "
+            "has stopped and nothing was acknowledged or written for %s (KAFKA_BACKLOG_MAX_AGE)",
+            self.short_id,
+            lost,
+            self.route.topic,
+            _duration(self._limit.max_age),
+        )
+
     def _record(self, line: Line) -> OutRecord:
         b = self._builder
         return (b.value(line), b.headers(line), line.time_ns // 1_000_000)
@@ -394,6 +454,12 @@ class ContainerShipper:
             log.warning(msg, *args)
         else:
             log.debug(msg, *args)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds:g}s"
 
 
 def _count_lines(path: Path) -> int:
