@@ -11,9 +11,11 @@ Failure model: the local log is the write-ahead log, so nothing is kept in
 memory that is not also on disk. When a batch fails (broker down, timeout,
 producer restart) every batch after it is dropped too, the producer is
 replaced, and reading starts again at the acknowledged position after a
-capped exponential backoff with jitter (:mod:`.backoff`) -- forever, until
-the broker takes the lines. Lines that were in flight may thus reach Kafka
-twice (at least once). Ingest never waits on any of this: it only appends to the log.
+capped exponential backoff with jitter (:mod:`.backoff`), until the broker
+takes the lines; only the backlog of a container whose logging has stopped is
+given up, after ``KAFKA_BACKLOG_MAX_AGE`` (:mod:`.backlog`). Lines that were
+in flight may thus reach Kafka twice (at least once). Ingest never waits on
+any of this: it only appends to the log.
 """
 
 from __future__ import annotations
@@ -365,11 +367,13 @@ class ContainerShipper:
     def _backlog_expired(self) -> bool:
         if self._limit is None or self._limit.max_age <= 0:
             return False
+        if not self.logfile.state().closed:
+            return False  # checked first: no file is looked at for a running container
         last_ack = mtime(position_path(self.directory))
         if last_ack is None:
             return False  # unknown: keep trying
         return self._limit.expired(
-            closed=self.logfile.state().closed,
+            closed=True,
             last_ack=last_ack,
             last_write=mtime(self.directory / CURRENT) or 0.0,
         )
