@@ -50,11 +50,12 @@ def assert_no_line_before_a_missing_one(got: list[str], expected: list[str]) -> 
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("idempotence", [True, False])
 def test_batch_refused_for_good_holds_back_the_batches_after_it(
-    kafka_broker: KafkaBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, tmp_path: Path, idempotence: bool
 ) -> None:
-    """Without idempotence (whose sequence numbers make the broker refuse a batch
-    after a gap), aiokafka sends the partition's next batch as soon as one fails.
+    """aiokafka sends a partition's next batch as soon as one fails, and the broker
+    appends it, idempotent producer or not.
 
     The first lines are too old for the topic, so their batch is refused every
     time; the lines after them fill the batches behind it. None of those may
@@ -69,7 +70,7 @@ def test_batch_refused_for_good_holds_back_the_batches_after_it(
     settings = make_settings(
         tmp_path,
         brokers=(kafka_broker.bootstrap,),
-        idempotence=False,
+        idempotence=idempotence,
         batch_size=4096,
         linger_ms=0,
     )

@@ -389,9 +389,9 @@ class ClusterProducer:
         (:meth:`ClusterProducer.reset`) flushes what is queued. With a second
         batch queued behind a failed one, its lines reached Kafka before the
         failed ones were sent again: a hole in the topic, filled later or never
-        (a batch the broker refuses each time). The idempotent producer's
-        sequence numbers make the broker refuse that second batch too
-        (OutOfOrderSequence), but ``KAFKA_IDEMPOTENCE=false`` has no such guard.
+        (a batch the broker refuses each time). Idempotence does not prevent
+        it: with ``KAFKA_IDEMPOTENCE=true`` too, Kafka 4.4 appended the second
+        batch after refusing the first one for good (InvalidTimestamp).
         Waiting costs no round trip: aiokafka sends one batch per partition per
         request anyway, and the next one is handed over in the same loop turn
         as the delivery, already full of what gathered meanwhile (closed, so
