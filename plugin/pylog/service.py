@@ -24,6 +24,7 @@ from .config import SHUTDOWN_DEADLINE, LogOptions, OptionError, Settings, parse_
 from .deadline import left
 from .driver import ContainerDriver
 from .fdlimit import FdBudget
+from .memtrim import IdleTrim
 from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
 from .pressure import IngestPressure
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: How often the cleanup of unused containers' logs runs.
 CLEANUP_INTERVAL = 3600.0
+#: How often the memory trimmer looks for activity (see memtrim.py).
+TRIM_CHECK = 1.0
 
 
 #: How long ``docker logs`` waits for a just-stopped container's last lines (see
@@ -127,6 +130,7 @@ class LoggingService:
             target=self._cleanup_loop, name="pylog-cleanup", daemon=True
         )
         self._cleanup_thread.start()
+        threading.Thread(target=self._trim_loop, name="pylog-trim", daemon=True).start()
         log.info("pylog started: state in %s", self.settings.state_dir)
         if self.settings.kafka.brokers:
             log.info("shipping to Kafka at %s", ",".join(self.settings.kafka.brokers))
@@ -171,6 +175,24 @@ class LoggingService:
             self.cleanup()
             if self._stopped.wait(CLEANUP_INTERVAL):
                 return
+
+    def _trim_loop(self) -> None:
+        """Give memory back once quiet after a burst (see memtrim.py)."""
+        trim = IdleTrim(self._activity)
+        while not self._stopped.wait(TRIM_CHECK):
+            try:
+                trim.tick(time.monotonic())
+            except Exception:  # never worth stopping the loop over
+                log.debug("memory trim failed", exc_info=True)
+
+    def _activity(self) -> int:
+        """A number that changes while anything is stored or shipped."""
+        total = 0
+        for d in self.drivers():
+            total += d.stats.bytes_received + d.stats.bytes_stored
+        for sh in self.shipping.shippers():
+            total += sh.stats.lines_sent + sh.stats.lines_acked
+        return total
 
     def cleanup(self) -> list[str]:
         """Remove logs of containers unused for the retention period (see README)."""
