@@ -8,6 +8,8 @@ Modules, one job each:
 ``routing``   brokers, topic and key of a container, and their precedence
 ``producer``  the asyncio loop thread and one producer per cluster configuration
 ``position``  the acknowledged position on the host mount
+``backoff``   the wait between retries (capped, doubling, with jitter)
+``backlog``   when a stopped container's unshippable backlog is given up
 ``shipper``   one container's shipping thread
 ``manager``   what the service calls: attach, resume backlogs, shutdown
 """
