@@ -25,6 +25,13 @@ import re2
 
 from .tag import TagTemplate, TemplateError
 
+#: How long stopping pylog may take in all, in seconds: reading the FIFOs to the
+#: end, shippers sending what is left, producers closing. dockerd kills a plugin
+#: that has not stopped 10 s after it was told to; the 2 s left are for the
+#: process to exit. What is not acknowledged by then ships at the next start
+#: (from ``kafka.position``).
+SHUTDOWN_DEADLINE = 8.0
+
 # -- per-container log-opts (json-file's meaning) ------------------------------
 
 
@@ -438,6 +445,7 @@ ENV_KAFKA_IDEMPOTENCE = "KAFKA_IDEMPOTENCE"
 ENV_KAFKA_TOPIC = "KAFKA_TOPIC"
 ENV_KAFKA_KEY = "KAFKA_KEY"
 ENV_KAFKA_MAX_LINE = "KAFKA_MAX_LINE"
+ENV_KAFKA_BACKLOG_MAX_AGE = "KAFKA_BACKLOG_MAX_AGE"
 ENV_KAFKA_TLS = "KAFKA_TLS"
 ENV_KAFKA_TLS_CA = "KAFKA_TLS_CA"
 ENV_KAFKA_TLS_CERT = "KAFKA_TLS_CERT"
@@ -457,6 +465,9 @@ DEFAULT_KAFKA_KEY = "{{.FullID}}"
 #: A line longer than this (bytes of the message, after joining 16 KiB chunks) is
 #: shipped in pieces of this size, each marked with ``part``.
 DEFAULT_KAFKA_MAX_LINE = 256 * 1024
+#: How long the unshippable backlog of a container whose logging has stopped is
+#: retried before it is given up (see shipper/backlog.py); 0 is forever.
+DEFAULT_KAFKA_BACKLOG_MAX_AGE = 72 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -476,6 +487,8 @@ class KafkaSettings:
     topic: TagTemplate = field(default_factory=lambda: TagTemplate(DEFAULT_KAFKA_TOPIC))
     key: TagTemplate = field(default_factory=lambda: TagTemplate(DEFAULT_KAFKA_KEY))
     max_line: int = DEFAULT_KAFKA_MAX_LINE
+    backlog_max_age: float = DEFAULT_KAFKA_BACKLOG_MAX_AGE
+    """Seconds; 0 retries a stopped container's backlog forever."""
     tls: bool = False
     tls_ca: Path | None = None
     tls_cert: Path | None = None
@@ -511,6 +524,15 @@ class KafkaSettings:
         linger = _env_int(env, ENV_KAFKA_LINGER_MS, d.linger_ms, 0, 60_000)
         batch = _env_size(env, ENV_KAFKA_BATCH_SIZE, d.batch_size, 1024, 64 << 20)
         max_line = _env_size(env, ENV_KAFKA_MAX_LINE, d.max_line, 1024, 16 << 20)
+        backlog_max_age = d.backlog_max_age
+        if (text := get(ENV_KAFKA_BACKLOG_MAX_AGE)) is not None:
+            try:
+                backlog_max_age = parse_duration(text)
+            except ValueError:
+                raise OptionError(
+                    f"{ENV_KAFKA_BACKLOG_MAX_AGE} must be a duration such as 72h, 7d or 0 "
+                    f"(forever), got {text!r}"
+                ) from None
         tls_ca = _env_file(env, ENV_KAFKA_TLS_CA)
         tls_cert = _env_file(env, ENV_KAFKA_TLS_CERT)
         tls_key = _env_file(env, ENV_KAFKA_TLS_KEY)
@@ -555,6 +577,7 @@ class KafkaSettings:
             topic=_env_template(env, ENV_KAFKA_TOPIC, d.topic),
             key=_env_template(env, ENV_KAFKA_KEY, d.key),
             max_line=max_line,
+            backlog_max_age=backlog_max_age,
             tls=tls,
             tls_ca=tls_ca,
             tls_cert=tls_cert,

@@ -149,6 +149,15 @@ class PylogCollector(Collector):
             "Lines rotation deleted before they were shipped.",
             labels=LABELS,
         )
+        abandoned = CounterMetricFamily(
+            "pylog_ship_lines_abandoned",
+            "Lines of a stopped container given up unshipped after KAFKA_BACKLOG_MAX_AGE.",
+            labels=LABELS,
+        )
+        for ab in snap.abandoned:
+            abandoned.add_metric(
+                [ab.container_id[:12], names.get(ab.container_id) or ab.stored_name], ab.lines
+            )
         retries = CounterMetricFamily(
             "pylog_ship_retries",
             "Delivery failures retried from the acked position.",
@@ -177,7 +186,7 @@ class PylogCollector(Collector):
             retries.add_metric(labels, sh.retries)
             backlog.add_metric(labels, sh.backlog_bytes)
             backlog_f.add_metric(labels, sh.backlog_files)
-        yield from (shipped, rejected, lost, retries, backlog, backlog_f)
+        yield from (shipped, rejected, lost, abandoned, retries, backlog, backlog_f)
         yield from _producers(snap.producers)
         yield GaugeMetricFamily(
             "pylog_ship_shippers_active",

@@ -21,16 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from . import framing
-from .config import LogOptions, OptionError, Settings, parse_log_opts
+from .config import SHUTDOWN_DEADLINE, LogOptions, OptionError, Settings, parse_log_opts
+from .deadline import left
 from .driver import ContainerDriver
 from .fdlimit import FdBudget
+from .memtrim import IdleTrim
 from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
 from .pressure import IngestPressure
-from .shipper import RoutingError, ShipperManager
+from .shipper import SHIPPING_RESERVE, RoutingError, ShipperManager
 from .shipper.producer import ClusterProducer
 from .shipper.shipper import ContainerShipper
-from .snapshot import IngestCounters, ProducerCounters, ShipperCounters, Snapshot
+from .snapshot import AbandonedCounters, IngestCounters, ProducerCounters, ShipperCounters, Snapshot
 from .store import Store
 from .store.attachments import Attachments
 from .store.reader import DAMAGE, ReadOptions, read_batches
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: How often the cleanup of unused containers' logs runs.
 CLEANUP_INTERVAL = 3600.0
+#: How often the memory trimmer looks for activity (see memtrim.py).
+TRIM_CHECK = 1.0
 
 
 #: How long ``docker logs`` waits for a just-stopped container's last lines (see
@@ -130,6 +134,7 @@ class LoggingService:
             target=self._cleanup_loop, name="pylog-cleanup", daemon=True
         )
         self._cleanup_thread.start()
+        threading.Thread(target=self._trim_loop, name="pylog-trim", daemon=True).start()
         log.info("pylog started: state in %s", self.settings.state_dir)
         if self.settings.kafka.brokers:
             log.info("shipping to Kafka at %s", ",".join(self.settings.kafka.brokers))
@@ -148,11 +153,13 @@ class LoggingService:
         """Scrub Info an older pylog stored whole and make the state dir private."""
         repair(self.settings.state_dir, self.attachments.directory)
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = SHUTDOWN_DEADLINE) -> None:
         """Stop reading every FIFO, store what was read, close the logs; safe to call twice.
 
-        Bounded in time (dockerd kills a plugin that takes 10 s to stop): FIFO
-        readers stop after their current batch, shippers get what is left.
+        Returns within ``timeout`` (dockerd kills a plugin that takes 10 s to
+        stop, see SHUTDOWN_DEADLINE): one deadline for every stage. FIFO
+        readers stop after their current batch; shippers get what is left,
+        less what halting them and closing the producers needs.
         """
         self._stopped.set()
         deadline = time.monotonic() + timeout
@@ -161,10 +168,10 @@ class LoggingService:
         for d in drivers:
             d.halt()
         for d in drivers:
-            if not d.join(max(0.1, deadline - time.monotonic())):
+            if not d.join(left(deadline, SHIPPING_RESERVE)):
                 log.warning("container %s: reader did not stop in time", d.info.short_id)
         # The logs are closed now: shippers send what is left, then stop.
-        self.shipping.shutdown(max(0.5, min(2.0, deadline - time.monotonic())))
+        self.shipping.shutdown(deadline)
         log.info("pylog stopped: %d containers were being logged", len(drivers))
 
     def _cleanup_loop(self) -> None:
@@ -172,6 +179,24 @@ class LoggingService:
             self.cleanup()
             if self._stopped.wait(CLEANUP_INTERVAL):
                 return
+
+    def _trim_loop(self) -> None:
+        """Give memory back once quiet after a burst (see memtrim.py)."""
+        trim = IdleTrim(self._activity)
+        while not self._stopped.wait(TRIM_CHECK):
+            try:
+                trim.tick(time.monotonic())
+            except Exception:  # never worth stopping the loop over
+                log.debug("memory trim failed", exc_info=True)
+
+    def _activity(self) -> int:
+        """A number that changes while anything is stored or shipped."""
+        total = 0
+        for d in self.drivers():
+            total += d.stats.bytes_received + d.stats.bytes_stored
+        for sh in self.shipping.shippers():
+            total += sh.stats.lines_sent + sh.stats.lines_acked
+        return total
 
     def cleanup(self) -> list[str]:
         """Remove logs of containers unused for the retention period (see README)."""
@@ -408,6 +433,10 @@ class LoggingService:
                 for sh in self.shipping.shippers()
             ],
             producers=[_producer_counters(p) for p in self.shipping.producers()],
+            abandoned=[
+                AbandonedCounters(sh.container_id, _stored_name(sh.directory), lines)
+                for sh, lines in self.shipping.abandoned()
+            ],
             brokers=tuple(self.settings.kafka.brokers),
             fifos_reattached=self.reattached,
             damaged_files=DAMAGE.files,

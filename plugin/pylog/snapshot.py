@@ -71,12 +71,23 @@ class ProducerCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class AbandonedCounters:
+    """Lines of one stopped container given up unshipped (KAFKA_BACKLOG_MAX_AGE)."""
+
+    container_id: str
+    stored_name: str
+    """The container's name from its stored Info (see :class:`ShipperCounters`)."""
+    lines: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything /metrics and /status show, read at one moment."""
 
     fifos: list[IngestCounters] = field(default_factory=list)
     shippers: list[ShipperCounters] = field(default_factory=list)
     producers: list[ProducerCounters] = field(default_factory=list)
+    abandoned: list[AbandonedCounters] = field(default_factory=list)
     brokers: tuple[str, ...] = ()
     """The plugin's default brokers (KAFKA_BROKERS)."""
     fifos_reattached: int = 0

@@ -8,6 +8,8 @@ Modules, one job each:
 ``routing``   brokers, topic and key of a container, and their precedence
 ``producer``  the asyncio loop thread and one producer per cluster configuration
 ``position``  the acknowledged position on the host mount
+``backoff``   the wait between retries (capped, doubling, with jitter)
+``backlog``   when a stopped container's unshippable backlog is given up
 ``shipper``   one container's shipping thread
 ``manager``   what the service calls: attach, resume backlogs, shutdown
 """
@@ -19,10 +21,11 @@ from .errors import (
     RoutingError,
     ShipperError,
 )
-from .manager import ShipperManager
+from .manager import SHIPPING_RESERVE, ShipperManager
 from .routing import Route
 
 __all__ = [
+    "SHIPPING_RESERVE",
     "DeliveryError",
     "PositionError",
     "ProducerUnavailable",

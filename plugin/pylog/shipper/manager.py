@@ -21,15 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from pathlib import Path
 
 from ..config import LogOptions, Settings, parse_log_opts
+from ..deadline import left
 from ..models import ContainerInfo, RequestError
 from ..pressure import IngestPressure
 from ..store import INFO_FILE, LogFile, Store
 from ..store.reader import Position
 from .assemble import LineAssembler
+from .backlog import BacklogLimit
 from .position import PositionUnreadable, load_position, position_path
 from .producer import ClusterProducer, KafkaRuntime, cluster_key
 from .routing import Route, resolve
@@ -37,6 +38,14 @@ from .schema import ValueBuilder
 from .shipper import ContainerShipper
 
 log = logging.getLogger(__name__)
+
+#: Of the shutdown deadline, what halting the shippers (each notices within a
+#: fraction of a second) and closing the producers keep for themselves.
+HALT_RESERVE = 1.5
+#: Of that, what closing the producers and the loop thread keeps.
+CLOSE_RESERVE = 0.5
+#: What FIFO readers stopping leave to shipping at least.
+SHIPPING_RESERVE = HALT_RESERVE
 
 
 class ShipperManager:
@@ -49,6 +58,9 @@ class ShipperManager:
         self._lock = threading.Lock()
         self._runtime: KafkaRuntime | None = None
         self._shippers: dict[str, ContainerShipper] = {}
+        #: Lines given up per container (see backlog.py), with its last shipper.
+        self._abandoned: dict[str, tuple[ContainerShipper, int]] = {}
+        self._limit = BacklogLimit(settings.kafka.backlog_max_age)
         self._closed = False
 
     # -- routing -------------------------------------------------------------------
@@ -133,34 +145,41 @@ class ShipperManager:
         with self._lock:
             return list(self._shippers.values())
 
+    def abandoned(self) -> list[tuple[ContainerShipper, int]]:
+        """Per container whose backlog was given up since pylog started: its last
+        shipper and the lines given up in all."""
+        with self._lock:
+            return list(self._abandoned.values())
+
     def producers(self) -> list[ClusterProducer]:
         """The Kafka producers in use, one per cluster configuration (none if idle)."""
         with self._lock:
             runtime = self._runtime
         return runtime.producers() if runtime is not None else []
 
-    def shutdown(self, timeout: float = 2.0) -> None:
-        """Let shippers finish what their (closed) logs hold for up to ``timeout``, then stop.
+    def shutdown(self, deadline: float) -> None:
+        """Let shippers finish what their (closed) logs hold, then stop; return by
+        ``deadline`` (``time.monotonic()``).
 
-        The whole call stays within a few seconds even with the broker down:
-        dockerd kills a plugin that takes 10 s to stop, and whatever is not
-        acknowledged ships from ``kafka.position`` at the next start anyway.
+        Draining stops :data:`HALT_RESERVE` before the deadline, halting the
+        shippers :data:`CLOSE_RESERVE` before it, and the producers close with
+        what is left: dockerd kills a plugin that takes 10 s to stop, and
+        whatever is not acknowledged ships from ``kafka.position`` at the next
+        start anyway.
         """
         with self._lock:
             self._closed = True
             shippers = list(self._shippers.values())
             runtime = self._runtime
-        deadline = time.monotonic() + timeout
         for s in shippers:
-            s.join(max(0.0, deadline - time.monotonic()))
+            s.join(left(deadline, HALT_RESERVE))
         for s in shippers:
             s.halt()
-        deadline = time.monotonic() + 2.0
         for s in shippers:
-            if not s.join(max(0.1, deadline - time.monotonic())):
+            if not s.join(left(deadline, CLOSE_RESERVE)):
                 log.warning("container %s: Kafka shipper did not stop in time", s.short_id)
         if runtime is not None:
-            runtime.close(timeout=1.0)
+            runtime.close(deadline)
         unshipped = sum(1 for s in shippers if not s.done or s.acked < _end(s.logfile))
         if unshipped:
             log.info("%d containers have lines left to ship to Kafka at next start", unshipped)
@@ -214,10 +233,17 @@ class ShipperManager:
             after=after,
             on_done=self._shipper_done,
             pressure=self.pressure,
+            limit=self._limit,
         )
 
     def _shipper_done(self, shipper: ContainerShipper) -> None:
         with self._lock:
+            if shipper.stats.lines_abandoned:
+                _, before = self._abandoned.get(shipper.container_id, (shipper, 0))
+                self._abandoned[shipper.container_id] = (
+                    shipper,
+                    before + shipper.stats.lines_abandoned,
+                )
             if self._shippers.get(shipper.container_id) is shipper:
                 del self._shippers[shipper.container_id]
 

@@ -40,6 +40,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
 
 from ..config import KafkaSettings
+from ..deadline import left
 from .compression import use_fast_lz4
 from .errors import DeliveryError, ProducerUnavailable
 from .producer_stats import ProducerStats
@@ -53,6 +54,8 @@ T = TypeVar("T")
 #: failing one resets the producer for every container on it, so this is generous
 #: (docs/performance.md, "Why the constants are what they are").
 REQUEST_TIMEOUT_MS = 60_000
+#: Of the shutdown deadline, what cancelling the loop's last tasks keeps for itself.
+CANCEL_RESERVE = 0.2
 #: The largest request; a record above it is rejected locally (see ``rejected``).
 MAX_REQUEST_SIZE = 4 << 20
 
@@ -365,7 +368,8 @@ class ClusterProducer:
             queue.pump = asyncio.ensure_future(self._pump(queue))
 
     async def _pump(self, queue: _PartitionQueue) -> None:
-        """Hand a partition's batches to aiokafka in order, one at a time.
+        """Hand a partition's batches to aiokafka in order, each once the one before
+        is delivered.
 
         aiokafka keeps one batch per partition queued and makes other callers
         wait for it to drain, but it takes the time waited so far off their
@@ -374,9 +378,29 @@ class ClusterProducer:
         KafkaTimeoutError after seconds, not after the request timeout. The
         pump is the partition's single caller; while it waits, records of every
         container on the partition gather in the next batch.
+
+        At most one batch of the partition is inside aiokafka at any time, so
+        that a failed batch can never be overtaken. aiokafka's sender takes a
+        partition's next queued batch as soon as the one in flight is done,
+        failed or not (0.14: ``Sender._send_produce_req`` unmutes the partition
+        and the next ``drain_by_nodes`` sends it); and stopping a producer
+        (:meth:`ClusterProducer.reset`) flushes what is queued. With a second
+        batch queued behind a failed one, its lines reached Kafka before the
+        failed ones were sent again: a hole in the topic, filled later or never
+        (a batch the broker refuses each time). Idempotence does not prevent
+        it: with ``KAFKA_IDEMPOTENCE=true`` too, Kafka 4.4 appended the second
+        batch after refusing the first one for good (InvalidTimestamp).
+        Waiting costs no round trip: aiokafka sends one batch per partition per
+        request anyway, and the next one is handed over in the same loop turn
+        as the delivery, already full of what gathered meanwhile (closed, so
+        aiokafka does not linger on it again).
         """
+        loop = asyncio.get_running_loop()
+        linger = self.cfg.linger_ms / 1000
         try:
             while (batch := queue.take()) is not None:
+                if loop.time() - batch.since >= linger:
+                    batch.builder.close()  # it has lingered (waiting for the one before)
                 try:
                     fut: asyncio.Future[Any] = await queue.producer.send_batch(
                         batch.builder, queue.topic, partition=queue.partition
@@ -392,6 +416,10 @@ class ClusterProducer:
                     raise
                 self.stats.watch(fut, batch.count, batch.since, self._outcome)
                 fut.add_done_callback(functools.partial(_delivered, queue, batch))
+                # Delivered or failed: a failure has failed the batches queued
+                # here by now (_delivered), so none of them is handed over.
+                await asyncio.wait([fut])
+                await asyncio.sleep(0)  # let _delivered run first
         finally:
             queue.pump = None
             queue.fail_all(asyncio.CancelledError())  # if it ended early (cancelled)
@@ -427,15 +455,17 @@ class ClusterProducer:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def close(self, timeout: float) -> None:
+    async def close(self, deadline: float) -> None:
+        """Stop the producer, flushing what it holds until ``deadline`` (less
+        :data:`CANCEL_RESERVE`) at most."""
         if self._watchdog is not None:
             self._watchdog.cancel()
         producer, self._producer = self._producer, None
         if producer is not None:
-            await _stop_quietly(producer, timeout)
+            await _stop_quietly(producer, left(deadline, CANCEL_RESERVE))
         for task in list(self._closing):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout)
+                await asyncio.wait_for(task, left(deadline, CANCEL_RESERVE))
 
 
 def _reason(exc: BaseException) -> str:
@@ -560,8 +590,10 @@ class KafkaRuntime:
         # asyncio.Lock binds to a loop on first use (3.10+): safe to make here.
         return SendGroup()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the producers (flushing what they hold, up to ``timeout``) and the loop."""
+    def close(self, deadline: float) -> None:
+        """Stop the producers (flushing what they hold) and the loop by ``deadline``
+        (``time.monotonic()``); what is still unsent then is dropped, to be
+        shipped again from the acknowledged positions at the next start."""
         with self._lock:
             if self._closed:
                 return
@@ -569,7 +601,7 @@ class KafkaRuntime:
             producers = list(self._producers.values())
 
         async def stop_all() -> None:
-            await asyncio.gather(*(p.close(timeout) for p in producers))
+            await asyncio.gather(*(p.close(deadline) for p in producers))
             # Sends of halted shippers that nobody waits for any more.
             rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in rest:
@@ -577,8 +609,8 @@ class KafkaRuntime:
             await asyncio.gather(*rest, return_exceptions=True)
 
         with contextlib.suppress(Exception):
-            self.submit(stop_all()).result(timeout + 5)
+            self.submit(stop_all()).result(left(deadline))
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
+        self._thread.join(left(deadline))
         if not self._thread.is_alive():
             self._loop.close()

@@ -11,9 +11,11 @@ Failure model: the local log is the write-ahead log, so nothing is kept in
 memory that is not also on disk. When a batch fails (broker down, timeout,
 producer restart) every batch after it is dropped too, the producer is
 replaced, and reading starts again at the acknowledged position after a
-capped exponential backoff -- forever, until the broker takes the lines. Lines
-that were in flight may thus reach Kafka twice (at least once). Ingest never
-waits on any of this: it only appends to the log.
+capped exponential backoff with jitter (:mod:`.backoff`), until the broker
+takes the lines; only the backlog of a container whose logging has stopped is
+given up, after ``KAFKA_BACKLOG_MAX_AGE`` (:mod:`.backlog`). Lines that were
+in flight may thus reach Kafka twice (at least once). Ingest never waits on
+any of this: it only appends to the log.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from pathlib import Path
 from ..pressure import IngestPressure
 from ..store import LogFile
 from ..store.gz import open_gzip
+from ..store.logfile import CURRENT
 from ..store.reader import Position, follow_from
 from .assemble import Item, LineAssembler
+from .backlog import BacklogLimit, mtime
+from .backoff import Backoff
 from .errors import DeliveryError, PositionError
-from .position import save_position
+from .position import load_position, position_path, save_position
 from .producer import ClusterProducer, KafkaRuntime, SendResult
 from .routing import Route
 from .schema import Line, OutRecord, PlainRun, ValueBuilder
@@ -46,7 +51,8 @@ BATCH_RECORDS = 2000
 #: long a batch queues in a shared producer, where one that outwaits the request
 #: timeout is shipped again (docs/performance.md, "Why the constants are what they are").
 MAX_IN_FLIGHT = 20_000
-#: Backoff between retries after a failure: doubles from MIN to MAX.
+#: Backoff between retries after a failure: doubles from MIN to MAX, each wait
+#: drawn from the upper half of that (see backoff.py).
 BACKOFF_MIN = 0.5
 BACKOFF_MAX = 30.0
 #: The acknowledged position is written at most this often (and at the end).
@@ -63,6 +69,8 @@ class ShipperStats:
     """Lines the broker can never take (too large), dropped."""
     lines_lost_rotation: int = 0
     """Lines rotation deleted before they were read for shipping."""
+    lines_abandoned: int = 0
+    """Lines of a stopped container given up after KAFKA_BACKLOG_MAX_AGE (see backlog.py)."""
     retries: int = 0
     bad_records: int = 0
 
@@ -87,6 +95,8 @@ class ContainerShipper:
         after: ContainerShipper | None = None,
         on_done: Callable[[ContainerShipper], None] | None = None,
         pressure: IngestPressure | None = None,
+        backoff: Backoff | None = None,
+        limit: BacklogLimit | None = None,
     ) -> None:
         self.container_id = container_id
         self.short_id = container_id[:12]
@@ -105,6 +115,8 @@ class ContainerShipper:
         self._after = after
         self._on_done = on_done
         self._pressure = pressure
+        self._limit = limit
+        self._backoff = backoff if backoff is not None else Backoff(BACKOFF_MIN, BACKOFF_MAX)
         self._halt = threading.Event()
         self._done = threading.Event()
         self._warned: dict[str, float] = {}
@@ -126,8 +138,15 @@ class ContainerShipper:
         self._thread.start()
 
     def halt(self) -> None:
-        """Stop now; what was acknowledged is stored, the rest ships on the next start."""
+        """Stop now; what was acknowledged is stored, the rest ships on the next start.
+
+        A shipper this one waits for (see ``after``) is halted too: pylog is
+        stopping, and only the newest shipper of a container is the manager's.
+        """
         self._halt.set()
+        after = self._after
+        if after is not None:
+            after.halt()
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -149,8 +168,8 @@ class ContainerShipper:
                         break
                 self._acked = self._read = max(self._acked, self._after.acked)
                 self._after = None
+            self._keep_stored_position()
             self._save(force=True)
-            backoff = BACKOFF_MIN
             while not self._halt.is_set():
                 before = self._acked
                 try:
@@ -160,9 +179,12 @@ class ContainerShipper:
                     if self._halt.is_set():
                         break
                     if self._acked > before:
-                        backoff = BACKOFF_MIN  # it was working: a fresh failure
+                        self._backoff.reset()  # it was working: a fresh failure
                     # What was read since the acknowledged position must be read again.
                     self._read = self._acked
+                    if self._backlog_expired():
+                        self._give_up()
+                        break
                     self.stats.retries += 1
                     self._producer.stats.note_retry()
                     self._warn(
@@ -173,8 +195,7 @@ class ContainerShipper:
                         self.route.topic,
                         exc,
                     )
-                    self._halt.wait(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    self._halt.wait(self._backoff.next())
         except Exception:
             log.exception("container %s: Kafka shipper crashed", self.short_id)
         finally:
@@ -244,6 +265,10 @@ class ContainerShipper:
                     except concurrent.futures.TimeoutError:
                         if self._halt.is_set():
                             raise _Rewind("halted") from None
+                        if self._backlog_expired():
+                            # An idempotent producer retries a broker that is
+                            # gone forever: no failure would ever come.
+                            raise _Rewind("backlog too old") from None
                         continue
                     except Exception:
                         pass
@@ -323,6 +348,54 @@ class ContainerShipper:
         if generation >= 0:
             self._runtime.submit(self._producer.reset(generation))
 
+    # -- an abandoned backlog (see backlog.py) --------------------------------------
+
+    def _keep_stored_position(self) -> None:
+        """Leave ``kafka.position`` untouched when it holds where this shipper starts:
+        its mtime is the time of the last acknowledgement (see backlog.py)."""
+        try:
+            stored = load_position(self.directory)
+        except PositionError:
+            return
+        if stored == self._acked:
+            self._saved = stored
+            self.logfile.trim()
+
+    def _backlog_expired(self) -> bool:
+        if self._limit is None or self._limit.max_age <= 0:
+            return False
+        if not self.logfile.state().closed:
+            return False  # checked first: no file is looked at for a running container
+        last_ack = mtime(position_path(self.directory))
+        if last_ack is None:
+            return False  # unknown: keep trying
+        return self._limit.expired(
+            closed=True,
+            last_ack=last_ack,
+            last_write=mtime(self.directory / CURRENT) or 0.0,
+        )
+
+    def _give_up(self) -> None:
+        """Count the lines from the acknowledged position to the end of the (closed)
+        log, store the end as the position, and say so once."""
+        lost, end = 0, self._acked
+        for batch, pos in follow_from(self.logfile, self._acked, lambda: False):
+            lost += len(batch)
+            end = pos
+        state = self.logfile.state()
+        self._acked = self._read = max(end, Position(state.generation, state.size))
+        self._save(force=True)
+        self.stats.lines_abandoned += lost
+        assert self._limit is not None
+        log.warning(
+            "container %s: gave up %d lines never shipped to Kafka topic %s: its logging "
+            "has stopped and nothing was acknowledged or written for %s (KAFKA_BACKLOG_MAX_AGE)",
+            self.short_id,
+            lost,
+            self.route.topic,
+            _duration(self._limit.max_age),
+        )
+
     def _record(self, line: Line) -> OutRecord:
         b = self._builder
         return (b.value(line), b.headers(line), line.time_ns // 1_000_000)
@@ -382,6 +455,12 @@ class ContainerShipper:
             log.warning(msg, *args)
         else:
             log.debug(msg, *args)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds:g}s"
 
 
 def _count_lines(path: Path) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -25,6 +26,7 @@ ROUND_TRIP = 0.02
 class FakeBatch:
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.closed = False
         self.records: list[tuple[bytes | None, bytes]] = []
 
     def append(self, *, key: bytes | None, value: bytes, timestamp: int, headers: Any) -> object:
@@ -33,12 +35,17 @@ class FakeBatch:
         self.records.append((key, value))
         return object()
 
+    def close(self) -> None:
+        self.closed = True
+
 
 class FakeProducer:
     made: ClassVar[list[FakeProducer]] = []
     fail_sends = False
     #: Fail the hand-over of these batches (0 is the first one created).
     fail_batches: ClassVar[set[int]] = set()
+    #: Fail the delivery of these batches (after their round trip).
+    fail_deliveries: ClassVar[set[int]] = set()
     batch_limit = 100
 
     def __init__(self, **kwargs: Any) -> None:
@@ -66,10 +73,15 @@ class FakeProducer:
             raise KafkaConnectionError()
         last = self._last.get(partition)
         if last is not None:
-            await last  # one batch queued per partition, behind the one in flight
+            # One batch queued per partition, behind the one in flight, sent
+            # once that one is done, failed or not.
+            await asyncio.wait([last])
         loop = asyncio.get_running_loop()
         delivered: asyncio.Future[None] = loop.create_future()
-        loop.call_later(ROUND_TRIP, delivered.set_result, None)
+        if self.created.index(batch) in FakeProducer.fail_deliveries:
+            loop.call_later(ROUND_TRIP, delivered.set_exception, KafkaConnectionError())
+        else:
+            loop.call_later(ROUND_TRIP, delivered.set_result, None)
         self._last[partition] = delivered
         self.sent.append((partition, batch))
         return delivered
@@ -81,6 +93,7 @@ def fake_producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     FakeProducer.made = []
     FakeProducer.fail_sends = False
     FakeProducer.fail_batches = set()
+    FakeProducer.fail_deliveries = set()
     FakeProducer.batch_limit = 100
     yield
 
@@ -124,6 +137,24 @@ def test_containers_on_a_partition_share_its_batches() -> None:
         assert len({p for p, _ in got}) == 1
         n = key.decode().split("-")[1] if key else ""
         assert [v for _, v in got] == [f"{n}:{i}".encode() for i in range(lines)]
+
+
+def test_no_batch_is_handed_over_behind_one_not_yet_delivered() -> None:
+    """A partition's batch is handed to aiokafka only once the one before is
+    delivered: if that one fails, the later ones fail here, unsent, instead of
+    reaching Kafka ahead of the failed lines sent again."""
+    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    FakeProducer.fail_deliveries = {0}
+
+    async def run() -> None:
+        with pytest.raises(DeliveryError):
+            await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(350)])
+        await asyncio.sleep(3 * ROUND_TRIP)
+
+    asyncio.run(run())
+    (fake,) = FakeProducer.made
+    assert len(fake.created) == 4
+    assert [fake.created.index(b) for _, b in fake.sent] == [0]
 
 
 def test_a_large_record_gets_a_batch_of_its_own() -> None:
@@ -219,4 +250,4 @@ def test_submit_wakes_the_loop_once_for_what_came_meanwhile(
             else:
                 assert fut.result(5) == i * 2
     finally:
-        rt.close(timeout=1)
+        rt.close(time.monotonic() + 1)

@@ -1,0 +1,79 @@
+"""Stopping pylog with the broker down and a backlog: one deadline for every stage."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from broker import KafkaBroker
+from pylog.models import Entry
+from pylog.service import LoggingService
+from pylog.shipper.position import load_position
+from pylog.store.reader import Position
+from shipping_helpers import (
+    Fifo,
+    cid,
+    consume,
+    dedupe_in_order,
+    info,
+    make_settings,
+    messages,
+    new_topic,
+    wait_for,
+)
+from test_shipping import T0, assert_resends_only_in_flight
+
+#: The budget given to shutdown here, and what may come on top of it (the work
+#: after the last wait: stopping the loop thread, a log line).
+BUDGET = 2.0
+MARGIN = 0.8
+
+
+@pytest.mark.timeout(300)
+def test_shutdown_with_the_broker_down_keeps_to_its_deadline(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """Readers, shippers draining, shippers halting and the producers closing share
+    one deadline: shutdown returns by it though the broker never answers, the
+    stored position is the last acknowledged one, and the next pylog ships the rest."""
+    topic = new_topic("deadline")
+    settings = make_settings(tmp_path, brokers=(kafka_broker.bootstrap,), linger_ms=5)
+    container = cid(81)
+    first = LoggingService(settings)
+    first.startup()
+    fifo = Fifo(settings.fifo_root / "f")
+    try:
+        first.start_logging(str(fifo.path), info(container, Config={"kafka-topic": topic}))
+        fifo.entries([Entry("stdout", T0 + i, f"before {i}".encode()) for i in range(100)])
+        shipper = first.shipping.shippers()[0]
+        wait_for(lambda: shipper.stats.lines_acked == 100)
+        acked = shipper.acked
+        kafka_broker.stop()
+        try:
+            fifo.entries([Entry("stdout", T0 + i, f"during {i}".encode()) for i in range(500)])
+            wait_for(lambda: shipper.stats.lines_sent == 600, what="the backlog handed over")
+            fifo.close()
+            wait_for(lambda: not first.drivers())
+            started = time.monotonic()
+            first.shutdown(timeout=BUDGET)
+            took = time.monotonic() - started
+        finally:
+            kafka_broker.start()
+        directory = settings.state_dir / "containers" / container
+        assert took < BUDGET + MARGIN, f"shutdown took {took:.2f} s"
+        assert shipper.acked == acked
+        assert load_position(directory) == acked
+        second = LoggingService(settings)
+        second.startup()
+        try:
+            got = messages(consume(kafka_broker.bootstrap, topic, 600, timeout=120))
+            wait_for(lambda: not second.shipping.shippers(), what="backlog shipper done")
+        finally:
+            second.shutdown()
+    finally:
+        fifo.close()
+    expected = [f"before {i}" for i in range(100)] + [f"during {i}" for i in range(500)]
+    assert dedupe_in_order(got) == expected
+    assert_resends_only_in_flight(got, expected)
+    assert load_position(directory) == Position(0, (directory / "json.log").stat().st_size)
