@@ -16,13 +16,15 @@ Run as ``python -m pylog.server`` (the plugin's entrypoint in config.json).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
 from . import __version__
-from .config import OptionError, Settings
+from .config import SHUTDOWN_DEADLINE, OptionError, Settings
 from .fdlimit import raise_open_files_limit
 from .lograte import RateLimitFilter
 
@@ -65,7 +67,9 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
             "worker_connections": s.max_readers + s.threads + 256,
             "keepalive": 60,
             "timeout": 60,
-            "graceful_timeout": 15,
+            # The worker's whole exit, shutdown included, which keeps to
+            # SHUTDOWN_DEADLINE; dockerd kills the plugin 10 s after SIGTERM.
+            "graceful_timeout": int(SHUTDOWN_DEADLINE) + 1,
             # The socket is for dockerd (root) only.
             "umask": 0o077,
             "accesslog": None,
@@ -90,8 +94,19 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
 
     def _post_worker_init(self, worker: Any) -> None:
         configure_logging(self.settings.log_level)
-        assert self.service is not None
-        self.service.startup()
+        service = self.service
+        assert service is not None
+        service.startup()
+        # On SIGTERM gunicorn first waits for open requests, and a follow stream
+        # ends only when the service stops: tell the service at once, so streams
+        # end and the shutdown deadline runs from the signal.
+        stop_accepting = worker.handle_exit
+
+        def on_sigterm(sig: int, frame: FrameType | None) -> None:
+            service.begin_shutdown()
+            stop_accepting(sig, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
 
     def _worker_exit(self, arbiter: Any, worker: Any) -> None:
         if self.service is not None:

@@ -102,6 +102,8 @@ class LoggingService:
         self._lock = threading.Lock()
         self._drivers: dict[Path, ContainerDriver] = {}
         self._stopped = threading.Event()
+        #: When shutdown must be over, once pylog was told to stop (begin_shutdown).
+        self._stop_deadline: float | None = None
         #: Refuses new containers and streams before descriptors run out.
         self.fds = FdBudget()
         #: One per ReadLogs stream being served (see read_logs).
@@ -153,6 +155,16 @@ class LoggingService:
         """Scrub Info an older pylog stored whole and make the state dir private."""
         repair(self.settings.state_dir, self.attachments.directory)
 
+    def begin_shutdown(self) -> None:
+        """pylog was told to stop (SIGTERM): the deadline runs from now, and follow
+        streams end at their next check instead of holding the server open.
+
+        Safe in a signal handler: it only sets a number and an event.
+        """
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + SHUTDOWN_DEADLINE
+        self._stopped.set()
+
     def shutdown(self, timeout: float = SHUTDOWN_DEADLINE) -> None:
         """Stop reading every FIFO, store what was read, close the logs; safe to call twice.
 
@@ -163,6 +175,9 @@ class LoggingService:
         """
         self._stopped.set()
         deadline = time.monotonic() + timeout
+        if self._stop_deadline is not None:
+            # Told earlier (begin_shutdown): the time since counts too.
+            deadline = min(deadline, self._stop_deadline)
         with self._lock:
             drivers = list(self._drivers.values())
         for d in drivers:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pylog.config import SHUTDOWN_DEADLINE
 from pylog.framing import encode_entries
 from pylog.models import Entry
 
@@ -273,3 +274,34 @@ def test_open_file_limit_is_raised_and_start_refused_before_it_runs_dry(tmp_path
     finally:
         for fd in fds:
             os.close(fd)
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_with_followers_open_stops_within_the_deadline(tmp_path: Path) -> None:
+    """dockerd kills a plugin that has not stopped 10 s after SIGTERM. Follow streams
+    end only when pylog shuts down, and gunicorn waited for them (15 s) before it even
+    started to: every `docker plugin disable` with a `docker logs -f` open was a kill."""
+    fifo = tmp_path / "f1"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR)
+    followers: list[socket.socket] = []
+    try:
+        with running_server(tmp_path, threads=4) as (proc, sock, _):
+            start = {"File": str(fifo), "Info": {"ContainerID": CID}}
+            assert timed_http(sock, "LogDriver.StartLogging", start)[:2] == (200, {"Err": ""})
+            os.write(fd, encode_entries([Entry("stdout", 1, b"hi")]))
+            for _ in range(3):
+                s, head = open_follow(sock)
+                followers.append(s)
+                assert head.startswith(b"HTTP/1.1 200"), head
+            told = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            for data in read_to_eof(*followers, timeout=SHUTDOWN_DEADLINE):
+                assert data.endswith(b"0\r\n\r\n")  # each stream ended properly
+            assert proc.wait(20) == 0
+            took = time.monotonic() - told
+            assert took < SHUTDOWN_DEADLINE + 1, f"stopped {took:.1f} s after SIGTERM"
+    finally:
+        for s in followers:
+            s.close()
+        os.close(fd)
