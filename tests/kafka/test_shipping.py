@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 from pylog.config import RotationPolicy
 from pylog.models import Entry
 from pylog.service import LoggingService
@@ -21,7 +21,8 @@ from pylog.store import LogFile
 from pylog.store.reader import Position, ReadOptions, read_records
 from pylog.store.records import decode_record
 from pylog.tag import TagTemplate
-from shipping_helpers import (
+
+from .shipping_helpers import (
     Fifo,
     cid,
     consume,
@@ -33,7 +34,7 @@ from shipping_helpers import (
     values,
     wait_for,
 )
-from test_broker import CODECS, record_batches
+from .test_broker import CODECS, record_batches
 
 HERE = Path(__file__).resolve().parent
 T0 = 1_764_237_000_123_456_789

@@ -1,7 +1,6 @@
 """What the operators' kit (ops/) queries, and what an exposition offers.
 
-Shared by tests/unit/test_ops_kit.py and tests/kafka/test_ops_kit_kafka.py (which
-loads it by path), so it imports nothing from the test packages.
+Shared by tests/unit/test_ops_kit.py and tests/kafka/test_ops_kit_kafka.py.
 
 Metric names come out of PromQL by elimination: string literals, label matchers,
 ranges and grouping label lists are cut out, then every identifier that is not a

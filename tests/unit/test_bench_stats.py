@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 from bench.report import fmt, markdown, table, targets_table, to_json
 from bench.stats import TARGETS, Sample, Target, aggregate, median, percentile, ratio, soak_figures
