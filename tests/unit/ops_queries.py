@@ -142,7 +142,7 @@ def sample_names(exposition: str) -> set[str]:
 
     The parser gives a counter's family name without ``_total``; the ``_created``
     samples prometheus_client may add are left out (pylog's collector writes none)."""
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(exposition):
         assert family.type in SUFFIXES, f"{family.name}: unexpected type {family.type}"
         names.update(family.name + s for s in SUFFIXES[family.type])
