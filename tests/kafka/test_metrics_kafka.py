@@ -12,7 +12,8 @@ from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper import producer
 
-from .shipping_helpers import Fifo, cid, consume, info, make_settings, new_topic, wait_for
+from ..helpers import Fifo, make_settings, wait_for
+from .shipping_helpers import cid, consume, info, new_topic
 
 
 def sample(text: str, name: str, **labels: str) -> float:

@@ -16,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pylog.models import Entry
 from pylog.service import LoggingService
 
+from ..helpers import Fifo, make_settings, wait_for
 from ..unit.ops_queries import queried_names, sample_names
-from .shipping_helpers import Fifo, cid, info, make_settings, new_topic, wait_for
+from .shipping_helpers import cid, info, new_topic
 
 
 def test_every_metric_the_kit_queries_is_a_sample_of_a_shipping_service(

@@ -22,18 +22,8 @@ from pylog.store.reader import Position, ReadOptions, read_records
 from pylog.store.records import decode_record
 from pylog.tag import TagTemplate
 
-from .shipping_helpers import (
-    Fifo,
-    cid,
-    consume,
-    dedupe_in_order,
-    info,
-    make_settings,
-    messages,
-    new_topic,
-    values,
-    wait_for,
-)
+from ..helpers import Fifo, make_settings, wait_for
+from .shipping_helpers import cid, consume, dedupe_in_order, info, messages, new_topic, values
 from .test_broker import CODECS, record_batches
 
 HERE = Path(__file__).resolve().parent
