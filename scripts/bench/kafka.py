@@ -1,4 +1,4 @@
-"""The Kafka side: the test broker (tests/kafka/broker.py, real Apache Kafka on
+"""The Kafka side: the test broker (scripts/kafka/broker.py, real Apache Kafka on
 the machine's Java), topics whose records carry the broker's append time, how many
 records arrived, and when.
 
@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 import uuid
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-for p in (REPO / "tests" / "kafka", REPO / "plugin"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
-from broker import KafkaBroker  # noqa: E402
-from pylog.timefmt import parse_rfc3339  # noqa: E402
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from kafka.broker import KafkaBroker
+from pylog.timefmt import parse_rfc3339
 
 __all__ = ["KafkaBroker", "Topics"]
 

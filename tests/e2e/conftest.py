@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from e2e_helpers import LABEL, PLUGIN, REPO, Docker, docker_cli
+
+from .e2e_helpers import LABEL, PLUGIN, REPO, Docker, docker_cli
 
 
 def _sh(*cmd: str, env: dict[str, str] | None = None, timeout: float = 1200) -> None:

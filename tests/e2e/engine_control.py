@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from e2e_helpers import PLUGIN, REPO, docker_cli
+from .e2e_helpers import PLUGIN, REPO, docker_cli
 
 PIDFILE = Path(os.environ.get("PYLOG_DOCKERD_PIDFILE", "/var/run/docker.pid"))
 

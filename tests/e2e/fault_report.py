@@ -14,7 +14,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from e2e_helpers import REPO
+from .e2e_helpers import REPO
 
 _lock = threading.Lock()
 

@@ -5,8 +5,9 @@ running the same command."""
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import Docker, assert_same_logs
-from fault_report import record_fault
+
+from .e2e_helpers import Docker, assert_same_logs
+from .fault_report import record_fault
 
 pytestmark = pytest.mark.e2e
 

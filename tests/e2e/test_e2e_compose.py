@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import IMAGE, LABEL, PLUGIN, REPO, Docker, docker_cli
+
+from .e2e_helpers import IMAGE, LABEL, PLUGIN, REPO, Docker, docker_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,8 @@ import sys
 import time
 
 import pytest
-from e2e_helpers import Docker, plugin_processes
+
+from .e2e_helpers import Docker, plugin_processes
 
 pytestmark = pytest.mark.e2e
 

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import IMAGE, LABEL, PLUGIN, Docker, docker_cli
-from engine_control import dockerd_args, engine, reconfigured_engine, restore_normal_engine
+
+from .e2e_helpers import IMAGE, LABEL, PLUGIN, Docker, docker_cli
+from .engine_control import dockerd_args, engine, reconfigured_engine, restore_normal_engine
 
 pytestmark = pytest.mark.e2e
 

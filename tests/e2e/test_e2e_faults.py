@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import PLUGIN, Docker, docker_cli, plugin_processes
-from fault_report import record_fault
+
+from .e2e_helpers import PLUGIN, Docker, docker_cli, plugin_processes
+from .fault_report import record_fault
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from e2e_helpers import PLUGIN, Docker
+
+from .e2e_helpers import PLUGIN, Docker
 
 pytestmark = pytest.mark.e2e
 

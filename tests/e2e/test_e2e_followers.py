@@ -12,7 +12,8 @@ import subprocess
 import time
 
 import pytest
-from e2e_helpers import PLUGIN, Docker, Follower, docker_cli
+
+from .e2e_helpers import PLUGIN, Docker, Follower, docker_cli
 
 pytestmark = pytest.mark.e2e
 

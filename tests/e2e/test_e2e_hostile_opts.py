@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from e2e_helpers import PLUGIN, Docker, docker_cli
+
+from .e2e_helpers import PLUGIN, Docker, docker_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,7 @@
 
 The plugin is reconfigured for this module (``docker plugin disable``, ``set
 KAFKA_BROKERS=...``, ``enable``) and put back to local-only afterwards. The
-broker is the test broker of tests/kafka, on 127.0.0.1 (the plugin uses the
+broker is the test broker of scripts/kafka, on 127.0.0.1 (the plugin uses the
 host's network; the containers themselves run with ``--network none``).
 """
 
@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import IMAGE, LABEL, PLUGIN, Docker, docker_cli
+from kafka.broker import KafkaBroker
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kafka"))
-from broker import KafkaBroker
-from shipping_helpers import consume, dedupe_in_order
+from ..kafka.shipping_helpers import consume, dedupe_in_order
+from .e2e_helpers import IMAGE, LABEL, PLUGIN, Docker, docker_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from e2e_helpers import PLUGIN, Docker, Logs, assert_same_logs
+
+from .e2e_helpers import PLUGIN, Docker, Logs, assert_same_logs
 
 pytestmark = pytest.mark.e2e
 

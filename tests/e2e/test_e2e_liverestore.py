@@ -23,9 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
-from e2e_helpers import PLUGIN, Docker, docker_cli, stamped_lines
-from engine_control import dockerd_args, engine, reconfigured_engine, wait_plugin_enabled
-from fault_report import record_fault
+
+from .e2e_helpers import PLUGIN, Docker, docker_cli, stamped_lines
+from .engine_control import dockerd_args, engine, reconfigured_engine, wait_plugin_enabled
+from .fault_report import record_fault
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from e2e_helpers import IMAGE, LABEL, PLUGIN, Docker, docker_cli, plugin_processes
-from fault_report import record_fault
+
+from .e2e_helpers import IMAGE, LABEL, PLUGIN, Docker, docker_cli, plugin_processes
+from .fault_report import record_fault
 
 pytestmark = pytest.mark.e2e
 

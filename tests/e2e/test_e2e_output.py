@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from e2e_helpers import Docker, Logs, assert_same_logs, split_timestamps
+
+from .e2e_helpers import Docker, Logs, assert_same_logs, split_timestamps
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import PLUGIN, Docker, docker_cli
+
+from .e2e_helpers import PLUGIN, Docker, docker_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from e2e_helpers import PLUGIN, REPO, Docker, docker_cli
+
+from .e2e_helpers import PLUGIN, REPO, Docker, docker_cli
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import Docker, assert_same_logs
+
+from .e2e_helpers import Docker, assert_same_logs
 
 pytestmark = pytest.mark.e2e
 

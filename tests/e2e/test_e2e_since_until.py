@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from e2e_helpers import Docker, assert_same_logs, stamped_lines
+
+from .e2e_helpers import Docker, assert_same_logs, stamped_lines
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -24,13 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import IMAGE, LABEL, PLUGIN, REPO, Docker, docker_cli
-from fault_report import record_fault
-from test_e2e_registry import plugin_inspect
+from kafka.broker import KafkaBroker
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kafka"))
-from broker import KafkaBroker
-from shipping_helpers import consume, messages
+from ..kafka.shipping_helpers import consume, messages
+from .e2e_helpers import IMAGE, LABEL, PLUGIN, REPO, Docker, docker_cli
+from .fault_report import record_fault
+from .test_e2e_registry import plugin_inspect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 

@@ -1,8 +1,7 @@
 """pytest plugin: a real Kafka broker for tests (see broker.py).
 
 tests/kafka/conftest.py re-exports this module. Other test trees can load it
-with ``pytest_plugins = ["kafka_fixtures"]`` in the *root* conftest after putting
-tests/kafka on sys.path.
+with ``pytest_plugins = ["tests.kafka.kafka_fixtures"]`` in the *root* conftest.
 
 Fixtures:
   kafka_broker          session-scoped, started KafkaBroker (closed at the end).
@@ -22,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 
 KAFKA_FIXTURES = {"kafka_broker", "kafka_broker_factory"}
 

@@ -1,61 +1,20 @@
-"""Helpers for the shipping tests: a LoggingService fed through real FIFOs, a consumer."""
+"""Helpers for the shipping tests: container info, topics and a consumer (the FIFO,
+the settings and the wait are tests/helpers.py's)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
-from pylog.config import KafkaSettings, Settings
-from pylog.framing import encode_entries
-from pylog.models import Entry
 
 
 def new_topic(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def make_settings(tmp_path: Path, **kafka: Any) -> Settings:
-    fifo_root = tmp_path / "logging"
-    fifo_root.mkdir(exist_ok=True)
-    return Settings(
-        state_dir=tmp_path / "state",
-        socket_path=tmp_path / "pylog.sock",
-        fifo_root=fifo_root,
-        retention_seconds=3600,
-        kafka=KafkaSettings(**kafka),
-    )
-
-
-class Fifo:
-    """A FIFO opened the way dockerd opens it: read-write, so it has a writer from the start."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        os.mkfifo(path)
-        self.fd: int | None = os.open(path, os.O_RDWR)
-
-    def write(self, data: bytes) -> None:
-        assert self.fd is not None
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-
-    def entries(self, entries: list[Entry]) -> None:
-        self.write(encode_entries(entries))
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 def info(cid: str, name: str = "/web", **extra: Any) -> dict[str, Any]:
@@ -74,14 +33,6 @@ def info(cid: str, name: str = "/web", **extra: Any) -> dict[str, Any]:
 
 def cid(n: int) -> str:
     return f"{n:02d}" + uuid.uuid4().hex + uuid.uuid4().hex[:30]
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.05)
 
 
 async def _consume(

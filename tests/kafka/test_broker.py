@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
-from broker import KafkaBroker, KafkaBrokerError, free_port
+from kafka.broker import KafkaBroker, KafkaBrokerError, free_port
 
 pytestmark = pytest.mark.kafka
 

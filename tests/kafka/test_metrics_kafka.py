@@ -6,12 +6,14 @@ import logging
 from pathlib import Path
 
 import pytest
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 from prometheus_client.parser import text_string_to_metric_families
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper import producer
-from shipping_helpers import Fifo, cid, consume, info, make_settings, new_topic, wait_for
+
+from ..helpers import Fifo, make_settings, wait_for
+from .shipping_helpers import cid, consume, info, new_topic
 
 
 def sample(text: str, name: str, **labels: str) -> float:

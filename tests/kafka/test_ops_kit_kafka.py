@@ -9,32 +9,22 @@ queries must be a sample Prometheus really gets (a histogram's ``_bucket`` with 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 from prometheus_client.parser import text_string_to_metric_families
 from pylog.models import Entry
 from pylog.service import LoggingService
-from shipping_helpers import Fifo, cid, info, make_settings, new_topic, wait_for
 
-
-def ops_kit() -> ModuleType:
-    """tests/unit/ops_queries.py, the kit's PromQL parsing (tests/unit is not on the path)."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "ops_queries.py"
-    spec = importlib.util.spec_from_file_location("ops_kit_queries", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ..helpers import Fifo, make_settings, wait_for
+from ..unit.ops_queries import queried_names, sample_names
+from .shipping_helpers import cid, info, new_topic
 
 
 def test_every_metric_the_kit_queries_is_a_sample_of_a_shipping_service(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    kit = ops_kit()
-    used: dict[str, set[str]] = kit.queried_names()
+    used = queried_names()
     svc = LoggingService(make_settings(tmp_path, brokers=(kafka_broker.bootstrap,)))
     svc.startup()
     fifo = Fifo(svc.settings.fifo_root / "f1")
@@ -50,4 +40,4 @@ def test_every_metric_the_kit_queries_is_a_sample_of_a_shipping_service(
     samples = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
     assert {n: w for n, w in used.items() if n not in samples} == {}
     # What the unit test derives from the family types is what is really scraped.
-    assert samples <= kit.sample_names(text)
+    assert samples <= sample_names(text)

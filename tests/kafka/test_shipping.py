@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 from pylog.config import RotationPolicy
 from pylog.models import Entry
 from pylog.service import LoggingService
@@ -21,19 +21,10 @@ from pylog.store import LogFile
 from pylog.store.reader import Position, ReadOptions, read_records
 from pylog.store.records import decode_record
 from pylog.tag import TagTemplate
-from shipping_helpers import (
-    Fifo,
-    cid,
-    consume,
-    dedupe_in_order,
-    info,
-    make_settings,
-    messages,
-    new_topic,
-    values,
-    wait_for,
-)
-from test_broker import CODECS, record_batches
+
+from ..helpers import Fifo, make_settings, wait_for
+from .shipping_helpers import cid, consume, dedupe_in_order, info, messages, new_topic, values
+from .test_broker import CODECS, record_batches
 
 HERE = Path(__file__).resolve().parent
 T0 = 1_764_237_000_123_456_789

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from aiokafka.helpers import create_ssl_context
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
-from shipping_helpers import Fifo, cid, consume, info, make_settings, messages, new_topic, wait_for
+
+from ..helpers import Fifo, make_settings, wait_for
+from .shipping_helpers import cid, consume, info, messages, new_topic
 
 USER, PASSWORD = "pylog", "s3cret-pa55word"
 T0 = 1_764_237_000_000_000_000

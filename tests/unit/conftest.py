@@ -1,5 +1,6 @@
+"""Fixtures of the unit tests: settings and a started service under tmp_path, FIFOs."""
+
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -7,46 +8,18 @@ import pytest
 from pylog.config import Settings
 from pylog.service import LoggingService
 
+from ..helpers import Fifo, make_settings, running
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    fifo_root = tmp_path / "logging"
-    fifo_root.mkdir()
-    return Settings(
-        state_dir=tmp_path / "state",
-        socket_path=tmp_path / "pylog.sock",
-        fifo_root=fifo_root,
-        retention_seconds=3600,
-    )
+    return make_settings(tmp_path)
 
 
 @pytest.fixture
 def service(settings: Settings) -> Iterator[LoggingService]:
-    svc = LoggingService(settings)
-    svc.startup()
-    yield svc
-    svc.shutdown()
-
-
-class Fifo:
-    """A FIFO opened the way dockerd opens it: read-write, so it has a writer from the start."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        os.mkfifo(path)
-        self.fd: int | None = os.open(path, os.O_RDWR)
-
-    def write(self, data: bytes) -> None:
-        assert self.fd is not None
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+    with running(settings) as svc:
+        yield svc
 
 
 @pytest.fixture
@@ -61,14 +34,6 @@ def make_fifo(settings: Settings) -> Iterator[Callable[[str], Fifo]]:
     yield factory
     for f in made:
         f.close()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def server_env(tmp_path: Path, sock: Path, threads: int) -> dict[str, str]:

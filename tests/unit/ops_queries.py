@@ -1,7 +1,6 @@
 """What the operators' kit (ops/) queries, and what an exposition offers.
 
-Shared by tests/unit/test_ops_kit.py and tests/kafka/test_ops_kit_kafka.py (which
-loads it by path), so it imports nothing from the test packages.
+Shared by tests/unit/test_ops_kit.py and tests/kafka/test_ops_kit_kafka.py.
 
 Metric names come out of PromQL by elimination: string literals, label matchers,
 ranges and grouping label lists are cut out, then every identifier that is not a
@@ -143,7 +142,7 @@ def sample_names(exposition: str) -> set[str]:
 
     The parser gives a counter's family name without ``_total``; the ``_created``
     samples prometheus_client may add are left out (pylog's collector writes none)."""
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(exposition):
         assert family.type in SUFFIXES, f"{family.name}: unexpected type {family.type}"
         names.update(family.name + s for s in SUFFIXES[family.type])

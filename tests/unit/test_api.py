@@ -13,7 +13,7 @@ from pylog.framing import FrameDecoder, encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from .conftest import Fifo, wait_for
+from ..helpers import Fifo, wait_for
 
 CT = "application/vnd.docker.plugins.v1.2+json"
 CID = "f" * 64

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 import pytest
 from bench.ceiling import CeilingError, parse_summary, plugin_env, producer_props

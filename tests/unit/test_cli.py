@@ -20,7 +20,8 @@ from pylog.models import Entry
 from pylog.store import Store
 from pylog.store.records import RecordEncoder
 
-from .conftest import Fifo, server_env, wait_for
+from ..helpers import Fifo, wait_for
+from .conftest import server_env
 from .test_server import http
 
 CID = "0123456789ab" + "c" * 52

@@ -2,6 +2,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pylog import ingest
@@ -11,7 +12,7 @@ from pylog.models import Entry
 
 
 def _read_all(
-    path: Path, decoder: FrameDecoder | None = None, seen: list[int] | None = None, **kw: int
+    path: Path, decoder: FrameDecoder | None = None, seen: list[int] | None = None, **kw: Any
 ) -> tuple[FifoReader, list[Entry], FrameDecoder, threading.Event]:
     """A reader of ``path`` decoding into a list; ``seen`` collects the size of
     each batch of data handed over, ``kw`` goes to FifoReader."""

@@ -18,7 +18,7 @@ from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.snapshot import IngestCounters, Snapshot
 
-from .conftest import Fifo, wait_for
+from ..helpers import Fifo, wait_for
 
 CID = "ab" * 32
 SECRET = "s3cr3t-pa55word"

@@ -38,7 +38,7 @@ from pylog.framing import encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from .conftest import Fifo, wait_for
+from ..helpers import Fifo, wait_for
 from .ops_queries import (
     EXTERNAL,
     RULE_TESTS,

@@ -14,7 +14,7 @@ from pylog.models import Entry
 from pylog.server import configure_logging
 from pylog.service import LoggingService
 
-from .conftest import Fifo, wait_for
+from ..helpers import Fifo, wait_for
 
 SECRET = "s3cr3t-pa55word-own-log"
 ENV_SECRET = "hunter2-env-value"

@@ -35,8 +35,8 @@ def http(sock_path: Path, method: str, body: bytes = b"") -> tuple[int, bytes]:
         data = b""
         while chunk := s.recv(65536):
             data += chunk
-    head, _, payload = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), payload
+    status, _, payload = data.partition(b"\r\n\r\n")
+    return int(status.split()[1]), payload
 
 
 @contextlib.contextmanager

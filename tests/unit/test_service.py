@@ -14,7 +14,7 @@ from pylog.models import BusyError, Entry, RequestError
 from pylog.service import LoggingService
 from pylog.store.attachments import Attachments
 
-from .conftest import Fifo, wait_for
+from ..helpers import Fifo, make_settings, running, wait_for
 from .shipper.test_manager import closed_port
 
 CID = "c" * 64
@@ -251,24 +251,21 @@ def test_cleanup_removes_only_unused_containers(
 
 
 def test_shutdown_stops_readers_and_leaves_the_rest_in_the_pipe(
-    settings: object, make_fifo: Callable[[str], Fifo]
+    settings: Settings, make_fifo: Callable[[str], Fifo]
 ) -> None:
-    svc = LoggingService(settings)  # type: ignore[arg-type]
-    svc.startup()
-    fifo = make_fifo("f1")
-    svc.start_logging(str(fifo.path), info())
-    fifo.write(encode_entries(entries(10)))
-    wait_for(lambda: len(read(svc)) == 10)
-    svc.shutdown(timeout=5)
-    assert not svc.drivers()
-    fifo.write(encode_entries(entries(3, t0=7000)))
-    # The bytes written after shutdown are still in the pipe for the next pylog process.
-    os.set_blocking(fifo.fd, False)  # type: ignore[arg-type]
-    leftover = os.read(fifo.fd, 1 << 16)  # type: ignore[arg-type]
-    assert len(FrameDecoder().feed(leftover)) == 3
-    with pytest.raises(RequestError, match="shutting down"):
+    with running(settings) as svc:
+        fifo = make_fifo("f1")
         svc.start_logging(str(fifo.path), info())
-    svc.shutdown()  # twice is fine
+        fifo.write(encode_entries(entries(10)))
+        wait_for(lambda: len(read(svc)) == 10)
+        svc.shutdown(timeout=5)
+        assert not svc.drivers()
+        fifo.write(encode_entries(entries(3, t0=7000)))
+        # The bytes written after shutdown are still in the pipe for the next pylog process.
+        assert len(FrameDecoder().feed(fifo.read_left())) == 3
+        with pytest.raises(RequestError, match="shutting down"):
+            svc.start_logging(str(fifo.path), info())
+    # ... and running() shuts it down again on exit: twice is fine.
 
 
 def test_state_dir_layout(service: LoggingService, make_fifo: Callable[[str], Fifo]) -> None:
@@ -278,23 +275,20 @@ def test_state_dir_layout(service: LoggingService, make_fifo: Callable[[str], Fi
 
 
 def test_a_new_process_reattaches_to_fifos_the_old_one_was_reading(
-    settings: object, make_fifo: Callable[[str], Fifo]
+    settings: Settings, make_fifo: Callable[[str], Fifo]
 ) -> None:
-    first = LoggingService(settings)  # type: ignore[arg-type]
-    first.startup()
     fifo = make_fifo("f1")
-    first.start_logging(str(fifo.path), info())
-    fifo.write(encode_entries(entries(10)))
-    wait_for(lambda: len(read(first)) == 10)
-    first.shutdown()  # like a crash: dockerd never calls StartLogging again
+    with running(settings) as first:
+        first.start_logging(str(fifo.path), info())
+        fifo.write(encode_entries(entries(10)))
+        wait_for(lambda: len(read(first)) == 10)
+    # Shut down like a crash: dockerd never calls StartLogging again.
     # While no one reads, the container goes on writing; a frame is cut in half
     # to stand for bytes the dead process had taken out of the pipe.
     later = encode_entries(entries(5, t0=5000))
     fifo.write(later[7:])
     fifo.write(encode_entries(entries(5, t0=9000)))
-    second = LoggingService(settings)  # type: ignore[arg-type]
-    second.startup()
-    try:
+    with running(settings) as second:
         wait_for(lambda: len(read(second)) == 10 + 4 + 5)
         (driver,) = second.drivers()
         assert driver.frame_errors.skipped_bytes > 0
@@ -310,67 +304,50 @@ def test_a_new_process_reattaches_to_fifos_the_old_one_was_reading(
         ]
         # EOF: the FIFO is forgotten, a third process has nothing to reattach.
         assert second.attachments.recorded() == []
-    finally:
-        second.shutdown()
 
 
 def test_records_of_vanished_fifos_are_dropped(
-    settings: object, make_fifo: Callable[[str], Fifo]
+    settings: Settings, make_fifo: Callable[[str], Fifo]
 ) -> None:
-    first = LoggingService(settings)  # type: ignore[arg-type]
-    first.startup()
     fifo = make_fifo("gone")
-    first.start_logging(str(fifo.path), info())
-    first.shutdown()
+    with running(settings) as first:
+        first.start_logging(str(fifo.path), info())
     fifo.close()
     fifo.path.unlink()
-    second = LoggingService(settings)  # type: ignore[arg-type]
-    second.startup()
-    try:
+    with running(settings) as second:
         assert second.drivers() == []
         assert second.attachments.recorded() == []
-    finally:
-        second.shutdown()
 
 
 def test_a_batch_stored_but_left_in_the_fifo_is_not_stored_twice(
-    settings: object, make_fifo: Callable[[str], Fifo]
+    settings: Settings, make_fifo: Callable[[str], Fifo]
 ) -> None:
-    first = LoggingService(settings)  # type: ignore[arg-type]
-    first.startup()
     fifo = make_fifo("f1")
-    first.start_logging(str(fifo.path), info())
     batch = entries(10)
-    fifo.write(encode_entries(batch))
-    wait_for(lambda: len(read(first)) == 10)
-    first.shutdown()
+    with running(settings) as first:
+        first.start_logging(str(fifo.path), info())
+        fifo.write(encode_entries(batch))
+        wait_for(lambda: len(read(first)) == 10)
     # Killed after storing the last batch, before taking it out of the pipe:
     # the next process finds (the end of) it again, followed by new lines.
     fifo.write(encode_entries(batch[6:]) + encode_entries(entries(3, t0=8000)))
-    second = LoggingService(settings)  # type: ignore[arg-type]
-    second.startup()
-    try:
+    with running(settings) as second:
         wait_for(lambda: len(read(second)) >= 13)
         time.sleep(0.2)
         assert [e.time_ns for e in read(second)] == [*range(1000, 1010), 8000, 8001, 8002]
-    finally:
-        second.shutdown()
 
 
 def test_what_was_not_stored_stays_in_the_fifo(
-    settings: object, make_fifo: Callable[[str], Fifo]
+    settings: Settings, make_fifo: Callable[[str], Fifo]
 ) -> None:
-    svc = LoggingService(settings)  # type: ignore[arg-type]
-    svc.startup()
     fifo = make_fifo("f1")
-    svc.start_logging(str(fifo.path), info())
     data = encode_entries(entries(3))
-    # A frame whose second half has not been written yet stays in the pipe.
-    fifo.write(data[:-5])
-    wait_for(lambda: len(read(svc)) == 2)
-    svc.shutdown()
-    os.set_blocking(fifo.fd, False)  # type: ignore[arg-type]
-    assert os.read(fifo.fd, 1 << 16) == data[len(encode_entries(entries(2))) : -5]  # type: ignore[arg-type]
+    with running(settings) as svc:
+        svc.start_logging(str(fifo.path), info())
+        # A frame whose second half has not been written yet stays in the pipe.
+        fifo.write(data[:-5])
+        wait_for(lambda: len(read(svc)) == 2)
+    assert fifo.read_left() == data[len(encode_entries(entries(2))) : -5]
 
 
 def test_a_full_disk_does_not_fail_start_logging(
@@ -393,27 +370,17 @@ def test_a_full_disk_does_not_fail_start_logging(
 def test_shutdown_is_bounded_with_kafka_unreachable(
     tmp_path: Path, make_fifo: Callable[[str], Fifo]
 ) -> None:
-    from pylog.config import KafkaSettings, Settings
-
-    fifo_root = tmp_path / "logging"
-    fifo_root.mkdir(exist_ok=True)
-    settings = Settings(
-        state_dir=tmp_path / "state",
-        socket_path=tmp_path / "pylog.sock",
-        fifo_root=fifo_root,
-        kafka=KafkaSettings(brokers=("127.0.0.1:1",)),
-    )
-    svc = LoggingService(settings)
-    svc.startup()
-    fifo = Fifo(fifo_root / "k")
+    settings = make_settings(tmp_path, brokers=("127.0.0.1:1",))
+    fifo = Fifo(settings.fifo_root / "k")
     try:
-        svc.start_logging(str(fifo.path), info())
-        fifo.write(encode_entries(entries(100)))
-        wait_for(lambda: len(read(svc)) == 100)
-        start = time.monotonic()
-        svc.shutdown()
-        # dockerd kills a plugin that takes 10 s to stop.
-        assert time.monotonic() - start < 8
+        with running(settings) as svc:
+            svc.start_logging(str(fifo.path), info())
+            fifo.write(encode_entries(entries(100)))
+            wait_for(lambda: len(read(svc)) == 100)
+            start = time.monotonic()
+            svc.shutdown()
+            # dockerd kills a plugin that takes 10 s to stop.
+            assert time.monotonic() - start < 8
     finally:
         fifo.close()
 
@@ -429,21 +396,22 @@ BAD_INFO = {
 }
 
 
-def write_record(settings: object, fifo: Path, record_info: object) -> None:
+def write_record(settings: Settings, fifo: Path, record_info: object) -> None:
     """A FIFO record as StartLogging leaves it (written the way an older pylog did)."""
-    fifos = Path(settings.state_dir) / "fifos"  # type: ignore[attr-defined]
+    fifos = Path(settings.state_dir) / "fifos"
+    # Some tests record an Info that is not an object, as no StartLogging would.
     Attachments(fifos).record(fifo, record_info)  # type: ignore[arg-type]
 
 
-def write_raw_record(settings: object, name: str, text: str) -> None:
-    fifos = Path(settings.state_dir) / "fifos"  # type: ignore[attr-defined]
+def write_raw_record(settings: Settings, name: str, text: str) -> None:
+    fifos = Path(settings.state_dir) / "fifos"
     fifos.mkdir(parents=True, exist_ok=True)
     (fifos / f"{name}.json").write_text(text)
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_INFO))
 def test_a_bad_fifo_record_is_skipped_and_the_good_ones_reattached(
-    settings: object,
+    settings: Settings,
     make_fifo: Callable[[str], Fifo],
     caplog: pytest.LogCaptureFixture,
     kind: str,
@@ -453,14 +421,10 @@ def test_a_bad_fifo_record_is_skipped_and_the_good_ones_reattached(
     good, bad = make_fifo("good"), make_fifo("bad")
     write_record(settings, good.path, info())
     write_record(settings, bad.path, BAD_INFO[kind])
-    svc = LoggingService(settings)  # type: ignore[arg-type]
-    svc.startup()
-    try:
+    with running(settings) as svc:
         assert [d.fifo for d in svc.drivers()] == [good.path]
         assert "not reattaching bad" in caplog.text, caplog.text
         assert [f for f, _ in svc.attachments.recorded()] == [good.path]
-    finally:
-        svc.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -474,7 +438,7 @@ def test_a_bad_fifo_record_is_skipped_and_the_good_ones_reattached(
     ids=["nul-in-path", "deeply-nested", "file-not-a-string", "empty"],
 )
 def test_an_unreadable_fifo_record_is_dropped_and_the_good_ones_reattached(
-    settings: object,
+    settings: Settings,
     make_fifo: Callable[[str], Fifo],
     caplog: pytest.LogCaptureFixture,
     record: str,
@@ -482,14 +446,10 @@ def test_an_unreadable_fifo_record_is_dropped_and_the_good_ones_reattached(
     good = make_fifo("good")
     write_record(settings, good.path, info())
     write_raw_record(settings, "odd", record)
-    svc = LoggingService(settings)  # type: ignore[arg-type]
-    svc.startup()
-    try:
+    with running(settings) as svc:
         assert [d.fifo for d in svc.drivers()] == [good.path]
         assert "odd.json" in caplog.text or "not reattaching" in caplog.text
         assert [f for f, _ in svc.attachments.recorded()] == [good.path]
-    finally:
-        svc.shutdown()
 
 
 # -- no secrets at rest --------------------------------------------------------------
@@ -546,9 +506,9 @@ def test_only_the_selected_env_is_kept_and_every_file_is_private(
 
 
 def test_a_state_dir_written_the_old_way_is_scrubbed_at_startup(
-    settings: object, make_fifo: Callable[[str], Fifo]
+    settings: Settings, make_fifo: Callable[[str], Fifo]
 ) -> None:
-    root = Path(settings.state_dir)  # type: ignore[attr-defined]
+    root = Path(settings.state_dir)
     old = info("a" * 64, env="KEEP")
     old["ContainerEnv"] = SECRET_ENV
     stopped = root / "containers" / ("a" * 64)
@@ -557,26 +517,22 @@ def test_a_state_dir_written_the_old_way_is_scrubbed_at_startup(
     (stopped / "info.json.tmp").write_text(json.dumps(old))  # left by a crash
     (stopped / "json.log").write_text("")
     os.utime(stopped / "info.json", (1000, 1000))
-    running = make_fifo("running")
+    live_fifo = make_fifo("running")
     live = info(env="KEEP")
     live["ContainerEnv"] = SECRET_ENV
-    write_record(settings, running.path, live)
-    write_record(settings, Path(str(running.path) + "-gone"), live)
+    write_record(settings, live_fifo.path, live)
+    write_record(settings, Path(str(live_fifo.path) + "-gone"), live)
     for top, _dirs, files in os.walk(root):
         os.chmod(top, 0o755)
         for f in files:
             os.chmod(Path(top) / f, 0o644)
-    svc = LoggingService(settings)  # type: ignore[arg-type]
-    svc.startup()
-    try:
+    with running(settings) as svc:
         assert len(svc.drivers()) == 1
         assert_private_and_clean(root)
         kept = json.loads((stopped / "info.json").read_text())
         assert kept == {**old, "ContainerEnv": ["KEEP=1"]}
         # The cleanup goes by the files' times: scrubbing does not make it younger.
         assert (stopped / "info.json").stat().st_mtime == 1000
-    finally:
-        svc.shutdown()
 
 
 def test_times_in_the_second_before_the_epoch_round_trip(
@@ -601,9 +557,7 @@ def test_times_in_the_second_before_the_epoch_round_trip(
 
 
 def test_reader_slots_are_capped_and_given_back_even_unstarted(settings: Settings) -> None:
-    service = LoggingService(dataclasses.replace(settings, max_readers=2))
-    service.startup()
-    try:
+    with running(dataclasses.replace(settings, max_readers=2)) as service:
         follow = {"Follow": True, "Tail": -1}
         a = service.read_logs({"ContainerID": CID}, follow)
         b = service.read_logs({"ContainerID": CID}, follow)
@@ -616,5 +570,3 @@ def test_reader_slots_are_capped_and_given_back_even_unstarted(settings: Setting
         b.close()  # type: ignore[attr-defined]
         for _ in range(2):
             service.read_logs({"ContainerID": CID}, follow)
-    finally:
-        service.shutdown()

@@ -3,7 +3,7 @@ import json
 import pytest
 from pylog.config import UserRegex, parse_log_opts
 from pylog.models import Entry
-from pylog.shipper.assemble import LineAssembler, lines_only
+from pylog.shipper.assemble import Item, LineAssembler, lines_only
 from pylog.shipper.schema import PlainRun
 from pylog.store.reader import Position
 from pylog.store.records import RecordEncoder
@@ -15,7 +15,9 @@ def recs(*entries: Entry) -> list[bytes]:
     return [ENC.encode(e) for e in entries]
 
 
-def feed(a: LineAssembler, batch: list[bytes], gen: int = 0, base: int = 0, now: float = 0.0):
+def feed(
+    a: LineAssembler, batch: list[bytes], gen: int = 0, base: int = 0, now: float = 0.0
+) -> list[Item]:
     end = Position(gen, base + sum(map(len, batch)))
     return a.feed(batch, end, now)
 

@@ -1,3 +1,4 @@
+from aiokafka import codec
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 from pylog.shipper import compression
@@ -16,19 +17,19 @@ def _batch(n: int) -> bytes:
 
 def test_batches_are_compressed_at_the_fast_level_and_read_back_whole() -> None:
     levels: list[int] = []
-    real = compression.codec.lz4_encode
+    real = codec.lz4_encode
 
     def spy(payload: bytes, level: int = 9) -> bytes:
         levels.append(level)
         out: bytes = real(payload, level)
         return out
 
-    compression.codec.lz4_encode = spy  # type: ignore[assignment]
+    codec.lz4_encode = spy
     try:
         assert compression.use_fast_lz4() >= 1
         data = _batch(500)
     finally:
-        compression.codec.lz4_encode = real  # type: ignore[assignment]
+        codec.lz4_encode = real
         compression.use_fast_lz4()
     assert levels == [compression.LZ4_LEVEL]
     batch = DefaultRecordBatch(data)

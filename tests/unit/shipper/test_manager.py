@@ -21,7 +21,7 @@ from pylog.store import LogFile
 from pylog.store.reader import Position
 from pylog.store.records import RecordEncoder
 
-from ..conftest import Fifo, wait_for
+from ...helpers import Fifo, wait_for
 
 CID = "d" * 64
 

@@ -18,7 +18,8 @@ from aiokafka.errors import KafkaConnectionError
 from pylog.config import KafkaSettings
 from pylog.shipper import producer as producer_mod
 from pylog.shipper.errors import DeliveryError
-from pylog.shipper.producer import ClusterProducer, KafkaRuntime, OutRecord, SendGroup
+from pylog.shipper.producer import ClusterProducer, KafkaRuntime, SendGroup
+from pylog.shipper.schema import OutRecord
 
 ROUND_TRIP = 0.02
 
@@ -173,7 +174,7 @@ def test_a_failed_hand_over_fails_the_sends_in_it_and_later_ones() -> None:
     cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
     group = SendGroup()
 
-    async def run() -> tuple[BaseException | None, BaseException | None]:
+    async def run() -> tuple[object, object]:
         await cp.send(group, "t", b"k", [rec("ok")])
         FakeProducer.fail_sends = True
         first = await asyncio.gather(cp.send(group, "t", b"k", [rec("a")]), return_exceptions=True)

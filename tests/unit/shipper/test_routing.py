@@ -8,7 +8,7 @@ from pylog.tag import TagTemplate
 CID = "f" * 64
 
 
-def ci(labels: dict[str, str] | None = None, **config: str) -> ContainerInfo:
+def ci(labels: dict[str, str] | None = None, /, **config: str) -> ContainerInfo:
     return ContainerInfo(
         container_id=CID,
         container_name="/api",

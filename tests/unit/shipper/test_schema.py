@@ -4,8 +4,9 @@ from pathlib import Path
 
 from pylog.models import ContainerInfo, Entry
 from pylog.shipper import schema
-from pylog.shipper.schema import SCHEMA_VERSION, Line, PlainRun, ValueBuilder, format_time_ns
+from pylog.shipper.schema import SCHEMA_VERSION, Line, PlainRun, ValueBuilder
 from pylog.store.records import RecordEncoder, split_plain_run
+from pylog.timefmt import format_rfc3339_fixed as format_time_ns
 
 INFO = ContainerInfo(
     container_id="c" * 64,

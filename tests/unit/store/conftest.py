@@ -1,4 +1,4 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ def make_records(n: int, start: int = 0, width: int = 40) -> list[bytes]:
 
 
 @pytest.fixture
-def open_log(tmp_path: Path) -> Callable[..., LogFile]:
+def open_log(tmp_path: Path) -> Iterator[Callable[..., LogFile]]:
     opened: list[LogFile] = []
 
     def factory(max_size: int = -1, max_files: int = 1, compress: bool = False) -> LogFile:

@@ -3,7 +3,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from pylog.store import atomic
 from pylog.store.atomic import private_dir, write_atomic, write_json
 
 
@@ -33,7 +32,7 @@ def test_write_atomic_syncs_the_file_and_its_directory(
         synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
         real(fd)
 
-    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
     write_atomic(tmp_path / "f", b"x")
     assert synced == ["file", "dir"]
     synced.clear()
@@ -48,7 +47,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
     def fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(OSError, match="No space"):
         write_atomic(target, b"new")
     assert target.read_text() == "old"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from pylog.config import RotationPolicy
-from pylog.store import logfile
+from pylog.store import gz, logfile
 from pylog.store.logfile import LogFile, StoreError
 
 from .conftest import make_records
@@ -204,7 +204,7 @@ def test_one_file_is_compressed_at_a_time_across_logs(
     active: list[int] = [0, 0]  # now, most at once
     threads: set[int] = set()
     lock = threading.Lock()
-    real = logfile.open_gzip
+    real = gz.open_gzip
 
     class Counting:
         def __init__(self, *args: Any) -> None:
@@ -217,7 +217,7 @@ def test_one_file_is_compressed_at_a_time_across_logs(
                 threads.add(threading.get_ident())
             return self._gz.__enter__()
 
-        def __exit__(self, *exc: object) -> None:
+        def __exit__(self, *exc: Any) -> None:
             time.sleep(0.02)
             with lock:
                 active[0] -= 1

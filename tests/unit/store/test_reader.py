@@ -69,7 +69,10 @@ def test_tail_of_empty_log(log: LogFile) -> None:
 def test_since_until(log: LogFile) -> None:
     recs = make_records(35)
     log.append(b"".join(recs))
-    t = lambda i: T0 + i * 1000  # noqa: E731 - record i's time
+
+    def t(i: int) -> int:  # record i's time
+        return T0 + i * 1000
+
     assert read(log, since_ns=t(30)) == recs[30:]
     assert read(log, since_ns=t(30), until_ns=t(32)) == recs[30:33]
     assert read(log, since_ns=t(0) + 1, until_ns=t(1) - 1) == []

@@ -1,6 +1,6 @@
-"""A real single-node Apache Kafka broker (KRaft combined mode) for tests.
+"""A real single-node Apache Kafka broker (KRaft combined mode) for tests and the bench.
 
-The jars come from Maven Central via ``scripts/kafka/fetch.sh`` (cached outside
+The jars come from Maven Central via ``fetch.sh`` beside this file (cached outside
 git); the broker runs on the machine's Java and listens on 127.0.0.1 only.
 
     with KafkaBroker(num_partitions=3) as kafka:
@@ -39,8 +39,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FETCH_SCRIPT = REPO_ROOT / "scripts" / "kafka" / "fetch.sh"
+FETCH_SCRIPT = Path(__file__).resolve().parent / "fetch.sh"
 
 SERVER_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
@@ -507,7 +506,7 @@ def make_certs(tls: Path) -> Path:
     return tls / "ca.pem"
 
 
-if __name__ == "__main__":  # manual smoke: python tests/kafka/broker.py
+if __name__ == "__main__":  # manual smoke: PYTHONPATH=scripts python -m kafka.broker
     with KafkaBroker() as b:
         print(f"up at {b.bootstrap} in {b.last_start_seconds:.1f}s, rss={b.rss_bytes()}")
         sys.stdout.flush()

@@ -1,0 +1,86 @@
+"""What the unit and Kafka suites share: a FIFO written the way dockerd writes it,
+a polling wait, the settings of a LoggingService under a temporary directory, and
+a started service that is shut down however the test ends.
+
+One copy, so that both suites wait, open FIFOs and lay out state the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pylog.config import KafkaSettings, Settings
+from pylog.framing import encode_entries
+from pylog.models import Entry
+from pylog.service import LoggingService
+
+
+def make_settings(tmp_path: Path, **kafka: Any) -> Settings:
+    """Settings with every path under ``tmp_path``; ``kafka`` goes to KafkaSettings
+    (none: no brokers, local only)."""
+    fifo_root = tmp_path / "logging"
+    fifo_root.mkdir(exist_ok=True)
+    return Settings(
+        state_dir=tmp_path / "state",
+        socket_path=tmp_path / "pylog.sock",
+        fifo_root=fifo_root,
+        retention_seconds=3600,
+        kafka=KafkaSettings(**kafka),
+    )
+
+
+@contextlib.contextmanager
+def running(settings: Settings) -> Iterator[LoggingService]:
+    """A started LoggingService, shut down on exit. A test may shut it down earlier
+    (a crash, as far as the FIFOs are concerned): a second shutdown does nothing."""
+    svc = LoggingService(settings)
+    svc.startup()
+    try:
+        yield svc
+    finally:
+        svc.shutdown()
+
+
+class Fifo:
+    """A FIFO opened the way dockerd opens it: read-write, so it has a writer from the start."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+        self.fd: int | None = os.open(path, os.O_RDWR)
+
+    def write(self, data: bytes) -> None:
+        assert self.fd is not None
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+
+    def entries(self, entries: list[Entry]) -> None:
+        self.write(encode_entries(entries))
+
+    def read_left(self) -> bytes:
+        """What is still in the pipe (no reader took it), without blocking."""
+        assert self.fd is not None
+        os.set_blocking(self.fd, False)
+        return os.read(self.fd, 1 << 16)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``cond`` until it holds; fail after ``timeout`` s (a bound against a hang,
+    not a speed requirement)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(0.01)
