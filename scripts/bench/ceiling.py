@@ -15,22 +15,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from kafka.broker import java_binary
+from pylog.config import KafkaSettings
 
 from . import engine
 
 REPO = Path(__file__).resolve().parents[2]
 FETCH = REPO / "scripts" / "kafka" / "fetch.sh"
 MAIN = "org.apache.kafka.tools.ProducerPerformance"
-for p in (REPO / "tests" / "kafka", REPO / "plugin"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from broker import java_binary  # noqa: E402
-from pylog.config import KafkaSettings  # noqa: E402
 
 # The final summary, e.g. "1000000 records sent, 412371.1 records/sec (45.21 MB/sec),
 # 52.31 ms avg latency, 410.00 ms max latency, 48 ms 50th, 95 ms 95th, 120 ms 99th,

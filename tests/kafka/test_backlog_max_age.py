@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper.position import load_position
 from pylog.store.reader import Position
-from shipping_helpers import Fifo, cid, info, make_settings, new_topic, wait_for
-from test_shipping import T0
+
+from ..helpers import Fifo, make_settings, wait_for
+from .shipping_helpers import cid, info, new_topic
+from .test_shipping import T0
 
 MAX_AGE = 2.0
 

@@ -12,20 +12,12 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
-from shipping_helpers import (
-    Fifo,
-    cid,
-    consume,
-    dedupe_in_order,
-    info,
-    make_settings,
-    messages,
-    new_topic,
-    wait_for,
-)
+
+from ..helpers import Fifo, make_settings, wait_for
+from .shipping_helpers import cid, consume, dedupe_in_order, info, messages, new_topic
 
 #: Lines older than this are refused by the test topic (InvalidTimestampException).
 MAX_AGE_MS = 3_600_000

@@ -6,23 +6,15 @@ import time
 from pathlib import Path
 
 import pytest
-from broker import KafkaBroker
+from kafka.broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper.position import load_position
 from pylog.store.reader import Position
-from shipping_helpers import (
-    Fifo,
-    cid,
-    consume,
-    dedupe_in_order,
-    info,
-    make_settings,
-    messages,
-    new_topic,
-    wait_for,
-)
-from test_shipping import T0, assert_resends_only_in_flight
+
+from ..helpers import Fifo, make_settings, wait_for
+from .shipping_helpers import cid, consume, dedupe_in_order, info, messages, new_topic
+from .test_shipping import T0, assert_resends_only_in_flight
 
 #: The budget given to shutdown here, and what may come on top of it (the work
 #: after the last wait: stopping the loop thread, a log line).

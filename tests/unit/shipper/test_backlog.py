@@ -4,6 +4,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from pylog.config import KafkaSettings, OptionError, Settings
@@ -14,7 +15,7 @@ from pylog.shipper.backlog import BacklogLimit
 from pylog.shipper.position import load_position, position_path
 from pylog.store.reader import Position
 
-from ..conftest import Fifo, wait_for
+from ...helpers import Fifo, wait_for
 from .test_manager import CID, closed_port, info
 
 HOUR = 3600.0
@@ -56,7 +57,7 @@ def test_the_setting_is_a_duration() -> None:
 
 def _stopped_container_with_backlog(
     settings: Settings, make_fifo: Callable[[str], Fifo], lines: int
-) -> os.PathLike[str]:
+) -> Path:
     """A container that logged ``lines`` lines with the broker unreachable, then stopped."""
     svc = LoggingService(settings)
     svc.startup()
@@ -103,7 +104,7 @@ def test_an_old_backlog_is_given_up_counted_and_its_position_moved_to_the_end(
     svc.startup()
     try:
         wait_for(lambda: not svc.shipping.shippers(), timeout=30)
-        size = os.path.getsize(os.path.join(directory, "json.log"))  # type: ignore[arg-type]
+        size = (directory / "json.log").stat().st_size
         assert load_position(directory) == Position(0, size)
         ((shipper, count),) = svc.shipping.abandoned()
         assert count == 25 and shipper.stats.lines_acked == 0
