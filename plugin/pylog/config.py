@@ -23,21 +23,10 @@ from typing import TypeAlias
 
 import re2
 
+from .store.logfile import RotationPolicy
 from .tag import TagTemplate, TemplateError
 
 # -- per-container log-opts (json-file's meaning) ------------------------------
-
-
-@dataclass(frozen=True)
-class RotationPolicy:
-    """How a container's log files rotate (json-file's max-size, max-file, compress)."""
-
-    max_size: int
-    """Rotate once the current file holds this many bytes; -1 never rotates."""
-    max_files: int
-    """Files kept, the current one included (>= 1)."""
-    compress: bool
-    """Gzip rotated files."""
 
 
 OPT_MAX_SIZE = "max-size"
