@@ -270,7 +270,7 @@ class ContainerShipper:
                 self.stats.lines_acked += count - result.rejected
                 self._acked = max(self._acked, commit)
             # Nothing in flight: records that made no line (unreadable) are done too.
-            self._acked = max(self._acked, assembler.safe())
+            self._acked = max(self._acked, assembler.commit_position())
 
         def alive() -> bool:
             # Called by follow_from after about a second without new records.
@@ -306,7 +306,7 @@ class ContainerShipper:
         submit(assembler.finish())
         self.stats.bad_records = assembler.bad_records
         reap(wait_until=0)
-        self._acked = max(self._acked, assembler.safe())
+        self._acked = max(self._acked, assembler.commit_position())
 
     def _fail(
         self,
