@@ -297,7 +297,7 @@ class ContainerShipper:
                 reap()
                 if self._pressure is not None:
                     # Ingest first: see pressure.py.
-                    self._pressure.rest(time.monotonic() - now)
+                    self._pressure.yield_to_ingest(time.monotonic() - now)
                 if pending[0] > MAX_IN_FLIGHT:
                     # Half-way down, not to zero: the producer is never left idle.
                     reap(wait_until=MAX_IN_FLIGHT // 2)
