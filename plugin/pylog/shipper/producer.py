@@ -248,7 +248,7 @@ class ClusterProducer:
         """The producer's name in logs and metrics: its brokers (never credentials)."""
         return ",".join(self.cfg.brokers)
 
-    def _outcome(self, exc: BaseException | None) -> None:
+    def _log_health_change(self, exc: BaseException | None) -> None:
         """Log the broker going down or coming back: one line per change, not per batch."""
         if exc is None:
             if self._failing:
@@ -290,7 +290,7 @@ class ClusterProducer:
             await asyncio.sleep(WATCH_INTERVAL)
             waiting, age = self.stats.in_flight(loop.time())
             if not self._failing and age * 1000 >= REQUEST_TIMEOUT_MS:
-                self._outcome(
+                self._log_health_change(
                     TimeoutError(f"{waiting} batches unacknowledged, the oldest for {age:.0f} s")
                 )
 
@@ -334,7 +334,7 @@ class ClusterProducer:
         except (ProducerUnavailable, TimeoutError, KafkaError) as exc:
             group.failed = True
             self.stats.error(exc)
-            self._outcome(exc)
+            self._log_health_change(exc)
             if isinstance(exc, ProducerUnavailable):
                 error = DeliveryError(str(exc))
             else:
@@ -383,14 +383,14 @@ class ClusterProducer:
                     )
                 except (TimeoutError, KafkaError) as exc:
                     self.stats.error(exc)
-                    self._outcome(exc)
+                    self._log_health_change(exc)
                     _fail_batch(batch, exc)
                     queue.fail_all(exc)
                     continue
                 except BaseException as exc:
                     _fail_batch(batch, exc)
                     raise
-                self.stats.watch(fut, batch.count, batch.since, self._outcome)
+                self.stats.watch(fut, batch.count, batch.since, self._log_health_change)
                 fut.add_done_callback(functools.partial(_delivered, queue, batch))
         finally:
             queue.pump = None
