@@ -82,8 +82,9 @@ class ContainerDriver:
     def start(self) -> None:
         self._reader.start()
 
-    def stop(self) -> None:
-        """StopLogging: returns at once; the reader drains the FIFO until dockerd closes it."""
+    def mark_stopping(self) -> None:
+        """StopLogging: only marks the driver as stopping and returns at once; the reader
+        drains the FIFO until dockerd closes it. :meth:`halt` is what stops reading."""
         self.stopping = True
 
     def halt(self) -> None:

@@ -40,8 +40,9 @@ class IngestPressure:
     def active(self) -> bool:
         return self._clock() < self._until
 
-    def rest(self, worked: float, sleep: Callable[[float], object] = time.sleep) -> None:
-        """After ``worked`` seconds of shipping: rest if ingest is under pressure."""
+    def yield_to_ingest(self, worked: float, sleep: Callable[[float], object] = time.sleep) -> None:
+        """After ``worked`` seconds of shipping: if ingest is under pressure, sleep so
+        that it gets the GIL (a rest, counted in :attr:`rests`)."""
         if self.active():
             self.rests += 1
             sleep(min(worked * REST_FACTOR, REST_MAX))

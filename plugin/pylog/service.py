@@ -338,7 +338,7 @@ class LoggingService:
         with self._lock:
             driver = self._drivers.get(fifo)
         if driver is not None:
-            driver.stop()
+            driver.mark_stopping()
             # Not a line count: dockerd sends this as the container exits, before
             # the rest of its FIFO is read.
             log.info("container %s: logging stopped", driver.info.short_id)

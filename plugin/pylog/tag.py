@@ -34,14 +34,12 @@ class TemplateError(ValueError):
 #: The longest template accepted, in characters: far above any real tag or topic.
 MAX_TEMPLATE = 1024
 
-TagSource = ContainerInfo
 
-
-def _command(i: TagSource) -> str:
+def _command(i: ContainerInfo) -> str:
     return " ".join([i.container_entrypoint, *i.container_args])
 
 
-_FIELDS: dict[str, Callable[[TagSource], str]] = {
+_FIELDS: dict[str, Callable[[ContainerInfo], str]] = {
     "ID": lambda i: i.short_id,
     "FullID": lambda i: i.container_id,
     "Name": lambda i: i.name,
@@ -65,7 +63,7 @@ _FUNCS: dict[str, Callable[[str], str]] = {
     "title": str.title,
 }
 
-_Part = Callable[[TagSource], str]
+_Part = Callable[[ContainerInfo], str]
 
 
 def _literal(text: str) -> _Part:
@@ -260,7 +258,7 @@ def _compile_action(expr: str) -> _Part:
         getter = _FIELDS[name]
     elif (key := _label_key(head)) is not None:
 
-        def getter(i: TagSource, key: str = key) -> str:
+        def getter(i: ContainerInfo, key: str = key) -> str:
             return i.container_labels.get(key, "")
     else:
         raise TemplateError(f"unsupported template action {{{{{expr}}}}}")
@@ -270,7 +268,7 @@ def _compile_action(expr: str) -> _Part:
             raise TemplateError(f"unknown function {f!r} (known: {', '.join(_FUNCS)})")
         chain.append(_FUNCS[f])
 
-    def run(i: TagSource) -> str:
+    def run(i: ContainerInfo) -> str:
         value = getter(i)
         for fn in chain:
             value = fn(value)
@@ -321,7 +319,7 @@ class TagTemplate:
         self.text = text
         self._parts = _parse(text)
 
-    def render(self, info: TagSource) -> str:
+    def render(self, info: ContainerInfo) -> str:
         return "".join(p(info) for p in self._parts)
 
     # Templates compare by their text, so settings holding them compare by value.

@@ -261,15 +261,29 @@ def test_settings_from_env() -> None:
 
 
 @pytest.mark.parametrize(
-    "env",
+    ("env", "message"),
     [
-        {"PYLOG_LOG_LEVEL": "loud"},
-        {"PYLOG_THREADS": "two"},
-        {"PYLOG_THREADS": "1"},
-        {"PYLOG_RETENTION": "soon"},
-        {"PYLOG_MAX_FRAME": "1k"},
+        ({"PYLOG_LOG_LEVEL": "loud"}, "PYLOG_LOG_LEVEL must be one of debug, info, warning, error"),
+        ({"PYLOG_THREADS": "two"}, "PYLOG_THREADS must be an integer of at least 4"),
+        ({"PYLOG_THREADS": "1"}, "PYLOG_THREADS must be an integer of at least 4"),
+        ({"PYLOG_RETENTION": "soon"}, "PYLOG_RETENTION must be a duration such as 90s"),
+        ({"PYLOG_MAX_FRAME": "1k"}, "PYLOG_MAX_FRAME must be a size of at least 65536 bytes"),
+        ({"PYLOG_MAX_REQUEST": "junk"}, "PYLOG_MAX_REQUEST must be a size of at least 65536"),
+        ({"PYLOG_MAX_READERS": "0"}, "PYLOG_MAX_READERS must be an integer of at least 1"),
     ],
 )
-def test_bad_settings(env: dict[str, str]) -> None:
-    with pytest.raises(OptionError):
+def test_bad_settings_name_the_setting_and_the_value(env: dict[str, str], message: str) -> None:
+    """Every setting is read by the same loop, so every message names the variable, what
+    it accepts and the value given (``invalid plugin setting: soon`` named none)."""
+    with pytest.raises(OptionError) as exc:
         Settings.from_env(env)
+    assert str(exc.value).startswith(message)
+    assert str(exc.value).endswith(f", got {next(iter(env.values()))!r}")
+
+
+def test_blanks_around_a_setting_are_dropped() -> None:
+    """As for every KAFKA_* setting: a blank value is the default, blanks around are ignored."""
+    s = Settings.from_env(
+        {"PYLOG_LOG_LEVEL": " debug ", "PYLOG_THREADS": " ", "PYLOG_STATE_DIR": "/x\n"}
+    )
+    assert (s.log_level, s.threads, s.state_dir) == ("debug", Settings().threads, Path("/x"))

@@ -1,4 +1,4 @@
-"""Every plugin setting's default is written twice: in config.py's dataclasses and as
+"""Every plugin setting's default is written twice: in pylog.config's settings tables and as
 the ``value`` of its env in config.json (what ``docker plugin inspect`` shows and what
 the plugin actually starts with). These tests keep the two, and README.md, in step."""
 
@@ -41,12 +41,18 @@ UNSET_BY_DEFAULT = {
 
 
 def env_names_read() -> set[str]:
-    """Every env name Settings.from_env reads: config.py's ENV_* constants."""
-    return {
+    """Every env name Settings.from_env reads: the rows of its two tables."""
+    return {option.name for option in (*config.PYLOG_SETTINGS, *config.KAFKA_SETTINGS)}
+
+
+def test_every_env_constant_is_a_table_row() -> None:
+    """An ENV_* name that no table row reads would be a setting pylog ignores."""
+    constants = {
         value
         for name, value in vars(config).items()
         if name.startswith("ENV_") and isinstance(value, str)
     }
+    assert constants == env_names_read()
 
 
 def test_every_setting_read_is_declared_or_internal() -> None:
@@ -73,7 +79,7 @@ def test_declared_value_is_the_default(name: str) -> None:
     else:
         assert value != "", f"{name} has a default, config.json declares it empty"
     assert Settings.from_env({name: value}) == Settings.from_env({}), (
-        f"config.json's {name}={value!r} is not config.py's default"
+        f"config.json's {name}={value!r} is not pylog.config's default"
     )
 
 

@@ -13,17 +13,17 @@ def test_full_reads_make_shippers_rest_for_a_while() -> None:
     clock = Clock()
     p = IngestPressure(clock)
     slept: list[float] = []
-    p.rest(0.01, slept.append)
+    p.yield_to_ingest(0.01, slept.append)
     assert slept == [] and not p.active()
     p.note_read(FULL_READ - 1)
     assert not p.active()
     p.note_read(FULL_READ)
     assert p.active()
-    p.rest(0.01, slept.append)
-    p.rest(10.0, slept.append)
+    p.yield_to_ingest(0.01, slept.append)
+    p.yield_to_ingest(10.0, slept.append)
     assert slept == [0.03, REST_MAX]
     assert p.rests == 2
     clock.now += HOLD + 0.001
     assert not p.active()
-    p.rest(0.01, slept.append)
+    p.yield_to_ingest(0.01, slept.append)
     assert len(slept) == 2

@@ -89,7 +89,7 @@ class LineAssembler:
 
     # -- positions ---------------------------------------------------------------
 
-    def safe(self) -> Position:
+    def commit_position(self) -> Position:
         """Everything before this position has been emitted (or was unreadable)."""
         pos = self._end
         for c in self._chunks.values():
@@ -209,7 +209,7 @@ class LineAssembler:
         )
         if last:
             self._chunks.pop(stream, None)
-        out.append((line, self.safe()))
+        out.append((line, self.commit_position()))
 
     def _line(
         self,
@@ -222,7 +222,7 @@ class LineAssembler:
     ) -> None:
         text = data.decode("utf-8", "replace")
         if self.multiline is None:
-            out.append((Line(stream, time_ns, text), self.safe()))
+            out.append((Line(stream, time_ns, text), self.commit_position()))
             return
         group = self._groups.get(stream)
         if group is not None and (
@@ -247,7 +247,7 @@ class LineAssembler:
         group = self._groups.pop(stream, None)
         if group is not None:
             line = Line(stream, group.time_ns, "\n".join(group.texts), lines=len(group.texts))
-            commit = self.safe()
+            commit = self.commit_position()
             out.append((line, commit if hold is None else min(commit, hold)))
 
     # -- time and end --------------------------------------------------------------

@@ -251,7 +251,7 @@ class ClusterProducer:
         """The producer's name in logs and metrics: its brokers (never credentials)."""
         return ",".join(self.cfg.brokers)
 
-    def _outcome(self, exc: BaseException | None) -> None:
+    def _log_health_change(self, exc: BaseException | None) -> None:
         """Log the broker going down or coming back: one line per change, not per batch."""
         if exc is None:
             if self._failing:
@@ -293,7 +293,7 @@ class ClusterProducer:
             await asyncio.sleep(WATCH_INTERVAL)
             waiting, age = self.stats.in_flight(loop.time())
             if not self._failing and age * 1000 >= REQUEST_TIMEOUT_MS:
-                self._outcome(
+                self._log_health_change(
                     TimeoutError(f"{waiting} batches unacknowledged, the oldest for {age:.0f} s")
                 )
 
@@ -337,7 +337,7 @@ class ClusterProducer:
         except (ProducerUnavailable, TimeoutError, KafkaError) as exc:
             group.failed = True
             self.stats.error(exc)
-            self._outcome(exc)
+            self._log_health_change(exc)
             if isinstance(exc, ProducerUnavailable):
                 error = DeliveryError(str(exc))
             else:
@@ -407,14 +407,14 @@ class ClusterProducer:
                     )
                 except (TimeoutError, KafkaError) as exc:
                     self.stats.error(exc)
-                    self._outcome(exc)
+                    self._log_health_change(exc)
                     _fail_batch(batch, exc)
                     queue.fail_all(exc)
                     continue
                 except BaseException as exc:
                     _fail_batch(batch, exc)
                     raise
-                self.stats.watch(fut, batch.count, batch.since, self._outcome)
+                self.stats.watch(fut, batch.count, batch.since, self._log_health_change)
                 fut.add_done_callback(functools.partial(_delivered, queue, batch))
                 # Delivered or failed: a failure has failed the batches queued
                 # here by now (_delivered), so none of them is handed over.

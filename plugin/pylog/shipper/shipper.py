@@ -295,7 +295,7 @@ class ContainerShipper:
                 self.stats.lines_acked += count - result.rejected
                 self._acked = max(self._acked, commit)
             # Nothing in flight: records that made no line (unreadable) are done too.
-            self._acked = max(self._acked, assembler.safe())
+            self._acked = max(self._acked, assembler.commit_position())
 
         def alive() -> bool:
             # Called by follow_from after about a second without new records.
@@ -322,7 +322,7 @@ class ContainerShipper:
                 reap()
                 if self._pressure is not None:
                     # Ingest first: see pressure.py.
-                    self._pressure.rest(time.monotonic() - now)
+                    self._pressure.yield_to_ingest(time.monotonic() - now)
                 if pending[0] > MAX_IN_FLIGHT:
                     # Half-way down, not to zero: the producer is never left idle.
                     reap(wait_until=MAX_IN_FLIGHT // 2)
@@ -331,7 +331,7 @@ class ContainerShipper:
         submit(assembler.finish())
         self.stats.bad_records = assembler.bad_records
         reap(wait_until=0)
-        self._acked = max(self._acked, assembler.safe())
+        self._acked = max(self._acked, assembler.commit_position())
 
     def _fail(
         self,

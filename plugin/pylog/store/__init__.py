@@ -26,12 +26,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import RotationPolicy
 from ..models import validate_container_id
 from .atomic import private_dir, write_json
-from .logfile import LogFile, StoreError
+from .logfile import LogFile, RotationPolicy, StoreError
 
-__all__ = ["INFO_FILE", "LogFile", "Store", "StoreError"]
+__all__ = ["INFO_FILE", "LogFile", "RotationPolicy", "Store", "StoreError"]
 
 INFO_FILE = "info.json"
 

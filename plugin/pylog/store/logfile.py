@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..config import RotationPolicy
 from .atomic import FILE_MODE, private_dir, write_atomic
 from .gz import open_gzip
 
@@ -67,6 +66,22 @@ def _compress_later(path: Path) -> concurrent.futures.Future[None]:
 
 
 _READ_BLOCK = 1 << 16
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    """How a container's log files rotate (json-file's max-size, max-file, compress).
+
+    The store's own type: config builds one from a container's log-opts, and the
+    store needs nothing else from config.
+    """
+
+    max_size: int
+    """Rotate once the current file holds this many bytes; -1 never rotates."""
+    max_files: int
+    """Files kept, the current one included (>= 1)."""
+    compress: bool
+    """Gzip rotated files."""
 
 
 class StoreError(OSError):

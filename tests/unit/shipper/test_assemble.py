@@ -36,7 +36,7 @@ def test_whole_lines_pass_through_with_commit_after_each() -> None:
     assert len(out) == 1 and isinstance(out[0][0], PlainRun) and out[0][1] == ends[1]
     slow = LineAssembler(Position(0, 0), max_line=1000, raw_text=False)
     assert [c for _, c in feed(slow, batch)] == ends
-    assert a.safe() == Position(0, len(batch[0]) + len(batch[1]))
+    assert a.commit_position() == Position(0, len(batch[0]) + len(batch[1]))
 
 
 def test_chunks_are_joined_and_hold_the_commit_at_their_start() -> None:
@@ -44,7 +44,7 @@ def test_chunks_are_joined_and_hold_the_commit_at_their_start() -> None:
     first = recs(Entry("stdout", 5, b"a" * 16384, complete=False))
     out = feed(a, first, gen=3, base=100)
     assert out == []
-    assert a.safe() == Position(3, 100)  # restart re-reads the chunk
+    assert a.commit_position() == Position(3, 100)  # restart re-reads the chunk
     # an stderr line in between does not disturb the stdout line being joined
     mid = recs(Entry("stderr", 6, b"err"))
     out = feed(a, mid, gen=3, base=100 + len(first[0]))
@@ -54,7 +54,11 @@ def test_chunks_are_joined_and_hold_the_commit_at_their_start() -> None:
     out = feed(a, last, gen=3, base=100 + len(first[0]) + len(mid[0]))
     (line,) = lines_only(out)
     assert line.text == "a" * 16384 + "b" * 10 and line.time_ns == 5
-    assert out[0][1] == a.safe() == Position(3, 100 + len(first[0]) + len(mid[0]) + len(last[0]))
+    assert (
+        out[0][1]
+        == a.commit_position()
+        == Position(3, 100 + len(first[0]) + len(mid[0]) + len(last[0]))
+    )
 
 
 def test_over_long_lines_ship_in_numbered_pieces() -> None:
@@ -66,7 +70,7 @@ def test_over_long_lines_ship_in_numbered_pieces() -> None:
     assert [(x.part, x.last) for x in lines] == [(1, False), (2, False), (3, True)]
     assert "".join(x.text for x in lines) == "x" * 2100 + "y" * 50
     assert all(len(x.text) <= 1000 for x in lines)
-    assert out[0][1] == Position(0, 0) and out[-1][1] == a.safe()
+    assert out[0][1] == Position(0, 0) and out[-1][1] == a.commit_position()
 
 
 def test_pieces_never_split_a_utf8_character() -> None:
@@ -105,12 +109,12 @@ def test_multiline_merges_until_the_next_first_line() -> None:
     ]
     # the commit stops before "next", which is held in the open group
     assert out[0][1] == Position(0, sum(map(len, batch[:3])))
-    assert a.safe() == Position(0, sum(map(len, batch[:3])))
+    assert a.commit_position() == Position(0, sum(map(len, batch[:3])))
     assert a.expire(11.0) == []
     assert a.next_deadline() == 12.0
     out = a.expire(12.0)
     assert [(x.text, x.lines) for x in lines_only(out)] == [("next\n  more", 2)]
-    assert out[0][1] == a.safe() == Position(0, sum(map(len, batch)))
+    assert out[0][1] == a.commit_position() == Position(0, sum(map(len, batch)))
 
 
 def test_multiline_max_lines() -> None:
