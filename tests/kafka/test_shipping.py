@@ -315,14 +315,18 @@ def test_sigkill_mid_stream_resumes_from_acked_position(
     fifo = Fifo(fifo_root / "f")
     start_args = [str(fifo.path), json.dumps(info(container, Config={"kafka-topic": topic}))]
 
+    procs: list[subprocess.Popen[str]] = []
+
     def spawn(*extra: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / "service_main.py"), str(state), str(fifo_root),
-             kafka_broker.bootstrap, *extra],
-            stdout=subprocess.PIPE,
-            stderr=open(tmp_path / "service.log", "a"),  # noqa: SIM115
-            text=True,
-        )  # fmt: skip
+        with open(tmp_path / "service.log", "a") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(HERE / "service_main.py"), str(state), str(fifo_root),
+                 kafka_broker.bootstrap, *extra],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )  # fmt: skip
+        procs.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         return proc
 
@@ -359,8 +363,11 @@ def test_sigkill_mid_stream_resumes_from_acked_position(
     finally:
         writer.stop.set()
         fifo.close()
-        proc.kill()
-        proc.wait()
+        for p in procs:
+            p.kill()
+            p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
     written = writer.expected()
     # What pylog stored is what the writer wrote, but for what the killed process had
     # read from the pipe and not yet stored (one read, at most 64 KiB).
