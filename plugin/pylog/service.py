@@ -25,6 +25,7 @@ from .config import SHUTDOWN_DEADLINE, LogOptions, OptionError, Settings, parse_
 from .deadline import left
 from .driver import ContainerDriver
 from .fdlimit import FdBudget
+from .kept_info import kept_info
 from .memtrim import IdleTrim
 from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
@@ -37,7 +38,7 @@ from .store import Store
 from .store.attachments import Attachments
 from .store.reader import DAMAGE, ReadOptions, read_batches
 from .store.records import RecordError, decode_record
-from .store.scrub import kept_info, repair
+from .store.scrub import repair
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class LoggingService:
 
     def _repair(self) -> None:
         """Scrub Info an older pylog stored whole and make the state dir private."""
-        repair(self.settings.state_dir, self.attachments.directory)
+        repair(self.settings.state_dir, self.attachments.directory, kept_info)
 
     def begin_shutdown(self) -> None:
         """pylog was told to stop (SIGTERM): the deadline runs from now, and follow

@@ -1,16 +1,11 @@
-"""What pylog keeps of a container's Info, and the repair of a state dir an older pylog left.
+"""The repair of a state dir an older pylog left.
 
-dockerd's Info carries the container's whole environment, passwords included.
-pylog needs only the env entries the container's ``env``/``env-regex``
-log-opts select: they go into each record's ``attrs`` and Kafka ``env``, and
-are all that reattaching or resuming a backlog reads back (json-file keeps no
-env at all). :func:`kept_info` is the Info with every other entry removed, and
-is what ``info.json`` and the FIFO records hold.
-
-An older pylog wrote the whole Info, 0644 in 0755 directories. :func:`repair`
-runs at startup, before anything reads the state dir: it rewrites those records
-without the unselected env, removes temp files a crash left (they may hold an
-old Info), and makes directories 0700 and files 0600. What it cannot fix is
+An older pylog wrote each container's whole Info (its env, passwords included),
+0644 in 0755 directories. :func:`repair` runs at startup, before anything reads
+the state dir: it rewrites ``info.json`` and the FIFO records as ``keep`` says
+(the service passes :func:`pylog.kept_info.kept_info`, which drops the env the
+log-opts do not select), removes temp files a crash left (they may hold an old
+Info), and makes directories 0700 and files 0600. What it cannot fix is
 logged and skipped: pylog must start whatever it finds.
 """
 
@@ -25,7 +20,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import parse_log_opts
 from . import INFO_FILE
 from .atomic import DIR_MODE, FILE_MODE, TMP_SUFFIX, write_json
 
@@ -34,32 +28,9 @@ log = logging.getLogger(__name__)
 Keep = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
-def kept_info(info: Mapping[str, Any]) -> dict[str, Any]:
-    """``info`` (dockerd's JSON, valid or not) with only the env its log-opts select."""
-    out = dict(info)
-    if out.get("ContainerEnv") is not None:
-        out["ContainerEnv"] = _kept_env(info.get("Config"), info["ContainerEnv"])
-    return out
-
-
-def _kept_env(config: Any, env: Any) -> list[str]:
-    if not isinstance(env, list):
-        return []
-    pairs: dict[str, str] = {}
-    for item in env:  # read as ContainerInfo.env reads it: the last of a key wins
-        if isinstance(item, str):
-            key, sep, value = item.partition("=")
-            if sep:
-                pairs[key] = value
-    try:
-        selected = parse_log_opts(config if config is not None else {}).selected_env(pairs)
-    except Exception:
-        return []  # log-opts this version rejects: the record is unusable, keep no env
-    return [f"{key}={value}" for key, value in selected.items()]
-
-
-def repair(root: Path, fifos: Path) -> None:
-    """Make everything under ``root`` private and scrub stored Info (see module doc)."""
+def repair(root: Path, fifos: Path, keep: Keep) -> None:
+    """Make everything under ``root`` private and rewrite stored Info as ``keep``
+    makes it (see module doc)."""
     _chmod(root, DIR_MODE)
     containers = root / "containers"
 
@@ -80,18 +51,20 @@ def repair(root: Path, fifos: Path) -> None:
                     continue
                 _chmod(path, FILE_MODE)
                 if name == INFO_FILE and here.parent == containers:
-                    _rewrite(path, kept_info)
+                    _rewrite(path, keep)
                 elif here == fifos and name.endswith(".json"):
                     with contextlib.suppress(ValueError, RecursionError):
-                        _rewrite(path, _kept_record)  # unreadable: attachments drops it
+                        _rewrite(
+                            path, lambda record: _kept_record(record, keep)
+                        )  # unreadable: attachments drops it
             except Exception as exc:
                 log.warning("state dir repair: cannot fix %s: %r", path, exc)
 
 
-def _kept_record(record: Mapping[str, Any]) -> dict[str, Any]:
+def _kept_record(record: Mapping[str, Any], keep: Keep) -> dict[str, Any]:
     out = dict(record)
     if isinstance(out.get("Info"), dict):
-        out["Info"] = kept_info(out["Info"])
+        out["Info"] = keep(out["Info"])
     return out
 
 

@@ -1,4 +1,4 @@
-from pylog.store.scrub import kept_info
+from pylog.kept_info import kept_info
 
 ENV = ["DB_PASSWORD=hunter2", "KEEP=1", "APP_MODE=x", "NOEQUALS", "KEEP=2"]
 
