@@ -261,12 +261,6 @@ class LineAssembler:
             self._flush_group(stream, out)
         return out
 
-    def next_deadline(self) -> float | None:
-        """When :meth:`expire` has something to do, in the clock of ``now``."""
-        if not self._groups:
-            return None
-        return min(g.updated for g in self._groups.values()) + self.multiline_timeout
-
     def finish(self) -> list[Item]:
         """The log closed and was read to its end: ship whatever is held."""
         out: list[Item] = []

@@ -65,9 +65,6 @@ def _compress_later(path: Path) -> concurrent.futures.Future[None]:
         return _compressor.submit(_compress_file, path)
 
 
-_READ_BLOCK = 1 << 16
-
-
 @dataclass(frozen=True)
 class RotationPolicy:
     """How a container's log files rotate (json-file's max-size, max-file, compress).

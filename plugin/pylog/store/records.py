@@ -138,7 +138,6 @@ class Record:
     time_ns: int
     log: bytes
     """The line as stored: with its ``\\n`` unless it is an unfinished chunk."""
-    attrs: Mapping[str, str] | None = None
 
 
 class RecordError(ValueError):
@@ -156,7 +155,7 @@ def decode_record(raw: bytes) -> Record:
         raise RecordError(f"not a json-file record: {exc}") from None
     if not isinstance(log, str) or not isinstance(stream, str):
         raise RecordError("not a json-file record: bad field types")
-    return Record(stream, time_ns, log.encode(), obj.get("attrs"))
+    return Record(stream, time_ns, log.encode())
 
 
 def record_time(raw: bytes) -> int:

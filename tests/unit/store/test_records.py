@@ -35,7 +35,7 @@ def test_unfinished_chunk_has_no_newline() -> None:
 def test_attrs_sorted_like_go_maps() -> None:
     raw = RecordEncoder({"tag": "t", "app": "a"}).encode(Entry("stdout", 1, b"x"))
     assert b'"attrs":{"app":"a","tag":"t"}' in raw
-    assert decode_record(raw).attrs == {"app": "a", "tag": "t"}
+    assert json.loads(raw)["attrs"] == {"app": "a", "tag": "t"}
 
 
 def test_invalid_utf8_becomes_one_replacement_per_bad_byte() -> None:
