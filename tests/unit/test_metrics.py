@@ -12,13 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from pylog import metrics
 from pylog.api import create_app
 from pylog.config import KafkaSettings, Settings
-from pylog.framing import encode_entries
 from pylog.metrics import status_report
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.snapshot import IngestCounters, Snapshot
 
-from ..helpers import Fifo, wait_for
+from ..helpers import Fifo, encode_entries, wait_for
 
 CID = "ab" * 32
 SECRET = "s3cr3t-pa55word"

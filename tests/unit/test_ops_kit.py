@@ -34,11 +34,10 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from pylog.framing import encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, wait_for
+from ..helpers import Fifo, encode_entries, wait_for
 from .ops_queries import (
     EXTERNAL,
     RULE_TESTS,
