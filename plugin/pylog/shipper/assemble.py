@@ -19,7 +19,6 @@ without decoding (:func:`~pylog.store.records.split_plain_run`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -275,14 +274,3 @@ class LineAssembler:
                 self._line(stream, chunks.time_ns, data, chunks.start, 0.0, out)
                 self._flush_group(stream, out)
         return out
-
-
-def lines_only(items: Iterable[Item]) -> list[Line]:
-    """The lines of an assembler's output, runs taken apart (tests and tools)."""
-    out: list[Line] = []
-    for item, _ in items:
-        if isinstance(item, PlainRun):
-            out += item.lines()
-        else:
-            out.append(item)
-    return out

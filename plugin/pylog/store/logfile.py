@@ -223,10 +223,6 @@ class LogFile:
 
     # -- writing -------------------------------------------------------------
 
-    @property
-    def generation(self) -> int:
-        return self._generation
-
     def append(self, records: bytes) -> int:
         """Write whole records (concatenated, each ending in ``\\n``), rotating as
         needed; returns bytes written.
@@ -431,15 +427,6 @@ class LogFile:
         except FileNotFoundError:
             return None
         return Segment(self._generation, f, False, self._size)
-
-    def total_bytes(self) -> int:
-        """Bytes on disk for this container's log files."""
-        total = 0
-        for name in os.listdir(self.directory):
-            if name.startswith(CURRENT):
-                with contextlib.suppress(FileNotFoundError):
-                    total += (self.directory / name).stat().st_size
-        return total
 
 
 def _compress_file(path: Path) -> None:

@@ -154,7 +154,7 @@ def test_rotation_holds_what_the_shipper_still_needs(
     wait_for(lambda: shipper.stats.retries >= 1, timeout=15)
     fifo.write(encode_entries([Entry("stdout", 10 + i, b"y" * 100) for i in range(30)]))
     logfile = shipper.logfile
-    wait_for(lambda: logfile.generation >= 2)
+    wait_for(lambda: logfile.state().generation >= 2)
     assert logfile.rotated_generations()[0] == 0  # held: the shipper is still at 0
     assert len(logfile.rotated_generations()) > 1
     assert shipper.stats.lines_lost_rotation == 0
