@@ -94,6 +94,7 @@ def test_every_metric_the_dashboard_and_the_alerts_query_is_exported(exposition:
         "pylog_bytes_stored_total",
         "pylog_lines_dropped_total",
         "pylog_frame_errors_total",
+        "pylog_frame_skipped_bytes_total",
         "pylog_fifos_reattached_total",
         "pylog_store_damaged_files_total",
         "pylog_ship_backlog_bytes",
