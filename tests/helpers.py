@@ -9,6 +9,7 @@ One copy, so that both suites wait, open FIFOs and lay out state the same way.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import struct
 import time
@@ -20,6 +21,7 @@ from pylog.config import KafkaSettings, Settings
 from pylog.framing import DEFAULT_MAX_FRAME, FrameDecoder
 from pylog.models import Entry
 from pylog.service import LoggingService
+from pylog.shipper.schema import Line, PlainRun, plain_line
 from pylog.wire.entry_pb2 import LogEntry
 
 _LEN = struct.Struct(">I")
@@ -37,6 +39,18 @@ def encode_entries(entries: Iterable[Entry]) -> bytes:
         parts.append(_LEN.pack(len(body)))
         parts.append(body)
     return b"".join(parts)
+
+
+def unescape_log(escaped: bytes) -> str:
+    """The text of a plain stored line's escaped ``log`` field."""
+    text: str = json.loads(b'"' + escaped + b'"')
+    return text
+
+
+def plain_run_lines(run: PlainRun) -> list[Line]:
+    """The lines of a run of plain lines as :class:`Line` objects, which the shipper
+    never makes (it builds their values straight from the stored fields)."""
+    return [plain_line(f) for f in run.plain.fields()]
 
 
 class BufferedDecoder(FrameDecoder):

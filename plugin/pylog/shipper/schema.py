@@ -94,10 +94,6 @@ class PlainRun:
     def __len__(self) -> int:
         return len(self.plain)
 
-    def lines(self) -> list[Line]:
-        """The same lines as :class:`Line` objects (tests and tools)."""
-        return [plain_line(f) for f in self.plain.fields()]
-
 
 #: A Kafka record as a shipper hands it over: (value, headers, timestamp in ms).
 #: A plain tuple: one is made per log line, and a tuple is the cheapest to make.

@@ -7,7 +7,9 @@ from pylog.models import Entry
 from pylog.shipper.assemble import Item, LineAssembler
 from pylog.shipper.schema import Line, PlainRun
 from pylog.store.reader import Position
-from pylog.store.records import RecordEncoder, unescape_log
+from pylog.store.records import RecordEncoder
+
+from ...helpers import plain_run_lines, unescape_log
 
 ENC = RecordEncoder()
 
@@ -17,7 +19,7 @@ def lines_only(items: Iterable[Item]) -> list[Line]:
     out: list[Line] = []
     for item, _ in items:
         if isinstance(item, PlainRun):
-            out += item.lines()
+            out += plain_run_lines(item)
         else:
             out.append(item)
     return out

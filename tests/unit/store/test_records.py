@@ -13,8 +13,9 @@ from pylog.store.records import (
     plain_time_ns,
     record_time,
     split_plain_run,
-    unescape_log,
 )
+
+from ...helpers import unescape_log
 
 
 def test_record_is_json_file_format() -> None:
