@@ -1,4 +1,5 @@
-"""What the unit and Kafka suites share: a FIFO written the way dockerd writes it,
+"""What the unit and Kafka suites share: frames encoded the way dockerd writes them
+and a decoder that buffers across chunks, a FIFO written the way dockerd writes it,
 a polling wait, the settings of a LoggingService under a temporary directory, and
 a started service that is shut down however the test ends.
 
@@ -8,16 +9,80 @@ One copy, so that both suites wait, open FIFOs and lay out state the same way.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pylog.config import KafkaSettings, Settings
-from pylog.framing import encode_entries
+from pylog.framing import DEFAULT_MAX_FRAME, FrameDecoder
 from pylog.models import Entry
 from pylog.service import LoggingService
+from pylog.shipper.schema import Line, PlainRun, plain_line
+from pylog.wire.entry_pb2 import LogEntry
+
+_LEN = struct.Struct(">I")
+
+
+def encode_entries(entries: Iterable[Entry]) -> bytes:
+    """Frames for entries as dockerd writes them to a FIFO: ``partial`` set on the
+    chunks of a long line."""
+    parts: list[bytes] = []
+    for e in entries:
+        msg = LogEntry(source=e.source, time_nano=e.time_ns, line=e.line)
+        if not e.complete:
+            msg.partial = True
+        body = msg.SerializeToString()
+        parts.append(_LEN.pack(len(body)))
+        parts.append(body)
+    return b"".join(parts)
+
+
+def unescape_log(escaped: bytes) -> str:
+    """The text of a plain stored line's escaped ``log`` field."""
+    text: str = json.loads(b'"' + escaped + b'"')
+    return text
+
+
+def plain_run_lines(run: PlainRun) -> list[Line]:
+    """The lines of a run of plain lines as :class:`Line` objects, which the shipper
+    never makes (it builds their values straight from the stored fields)."""
+    return [plain_line(f) for f in run.plain.fields()]
+
+
+class BufferedDecoder(FrameDecoder):
+    """A FrameDecoder that keeps a cut frame itself, for tests that hand it a
+    stream in arbitrary chunks. (pylog's FIFO reader leaves the cut frame in the
+    pipe instead, and calls :meth:`FrameDecoder.decode`.)"""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, *, resync: bool = False) -> None:
+        super().__init__(max_frame, resync=resync)
+        self._held = b""
+
+    def feed(self, data: bytes) -> list[Entry]:
+        """Every entry completed by ``data``, in order; a cut frame at its end is
+        kept for the next call."""
+        buf = self._held + data
+        batch, used = self.decode(buf)
+        self._held = buf[used:]
+        return batch.entries()
+
+    def close(self) -> list[Entry]:
+        """End of stream: a trailing cut frame is counted as truncated; returns any
+        entries found after it while resynchronising."""
+        held, self._held = self._held, b""
+        if not held:
+            return []
+        batch, _ = self.decode(held, final=True)
+        return batch.entries()
+
+    @property
+    def pending(self) -> int:
+        """Bytes held towards an incomplete frame."""
+        return len(self._held)
 
 
 def make_settings(tmp_path: Path, **kafka: Any) -> Settings:

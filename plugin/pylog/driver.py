@@ -9,7 +9,6 @@ dropped, and reading goes on either way so dockerd's writes never block.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,6 @@ class ContainerDriver:
         stream may start mid-frame; decoding begins by looking for a frame start."""
         self.fifo = fifo
         self.info = info
-        self.options = options
         self.logfile = logfile
         self.stats = DriverStats()
         self.stopping = False
@@ -68,9 +66,7 @@ class ContainerDriver:
         attrs = options.extra_attributes(info.container_labels, info.env)
         if options.tag is not None:
             attrs["tag"] = options.tag.render(info)
-        self.attrs = attrs
         self._encoder = RecordEncoder(attrs)
-        self._lock = threading.Lock()
         self._reader = FifoReader(
             fifo, self._on_data, self._on_end, name=f"pylog-fifo-{info.short_id}"
         )

@@ -13,7 +13,6 @@ counts the bytes it skipped.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -77,7 +76,8 @@ class FrameErrors:
 
 
 class FrameDecoder:
-    """Incremental decoder: feed it bytes in any chunking, get whole entries."""
+    """Decodes the whole frames at the start of a buffer (:meth:`decode`); the caller
+    keeps the rest and passes it again with more bytes."""
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, *, resync: bool = False) -> None:
         """``resync=True`` for a stream that may begin mid-frame (reattaching to a FIFO
@@ -86,18 +86,7 @@ class FrameDecoder:
             raise ValueError("max_frame too small")
         self.max_frame = max_frame
         self.errors = FrameErrors()
-        self._buf = bytearray()
         self._resync = resync
-
-    def feed(self, data: bytes) -> list[Entry]:
-        """Append ``data`` and return every entry completed by it, in order.
-
-        A frame cut by the end of ``data`` is kept until the next call.
-        """
-        buf: bytes = bytes(self._buf) + data if self._buf else data
-        batch, used = self.decode(buf)
-        self._buf = bytearray(buf[used:])
-        return batch.entries()
 
     def decode(self, buf: bytes, *, final: bool = False) -> tuple[EntryBatch, int]:
         """Decode the whole frames at the start of ``buf``; returns them and the bytes used.
@@ -337,21 +326,6 @@ class FrameDecoder:
         (length,) = _LEN.unpack_from(buf, used)
         return 4 + length if length <= self.max_frame else 0
 
-    def close(self) -> list[Entry]:
-        """End of stream: a trailing cut frame is counted as truncated; returns any
-        entries found after it while resynchronising."""
-        out: list[Entry] = []
-        if self._buf:
-            batch, _ = self.decode(bytes(self._buf), final=True)
-            out = batch.entries()
-            self._buf.clear()
-        return out
-
-    @property
-    def pending(self) -> int:
-        """Bytes buffered towards an incomplete frame."""
-        return len(self._buf)
-
 
 def _unmark(marked: list[bytes]) -> list[bytes]:
     """The lines of a ``line`` column read with ``_LINE_MARKERS`` when some are
@@ -375,16 +349,3 @@ def encode_entry(source: str, time_ns: int, line: bytes) -> bytes:
     """One framed LogEntry, as ReadLogs returns it to dockerd."""
     body = LogEntry(source=source, time_nano=time_ns, line=line).SerializeToString()
     return _LEN.pack(len(body)) + body
-
-
-def encode_entries(entries: Iterable[Entry]) -> bytes:
-    """Frames for entries as dockerd writes them to a FIFO (tests, tools)."""
-    parts: list[bytes] = []
-    for e in entries:
-        msg = LogEntry(source=e.source, time_nano=e.time_ns, line=e.line)
-        if not e.complete:
-            msg.partial = True
-        body = msg.SerializeToString()
-        parts.append(_LEN.pack(len(body)))
-        parts.append(body)
-    return b"".join(parts)

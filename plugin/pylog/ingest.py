@@ -164,7 +164,6 @@ class FifoReader:
         self._grow_to = grow_to
         self._next_grow = 0.0
         self._halted = False
-        self.bytes_read = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _measure(self) -> None:
@@ -342,7 +341,6 @@ class FifoReader:
         data = bytes(carry) + peeked if carry else peeked
         used, wanted = self._on_data(data, final)
         if used:
-            self.bytes_read += used
             taken = min(used, len(carry))
             del carry[:taken]
             self._consume(used - taken)

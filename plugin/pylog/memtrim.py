@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 from collections.abc import Callable
-
-log = logging.getLogger(__name__)
 
 #: Seconds without activity before memory is trimmed.
 QUIET = 5.0
@@ -60,7 +57,6 @@ class IdleTrim:
         self._seen: int | None = None
         self._changed_at = 0.0
         self._pending = False
-        self.trims = 0
 
     def tick(self, now: float) -> bool:
         """Trim if it is time to; returns whether it did."""
@@ -74,5 +70,4 @@ class IdleTrim:
             return False
         self._pending = False
         self._trim()
-        self.trims += 1
         return True

@@ -47,6 +47,7 @@ class _Ingest:
     frame_errors: dict[str, int] = field(
         default_factory=lambda: {"corrupt": 0, "oversize": 0, "truncated": 0}
     )
+    frame_skipped_bytes: int = 0
 
 
 def _name(raw: str) -> str:
@@ -73,6 +74,7 @@ class PylogCollector(Collector):
             c.dropped_store += d.lines_dropped_store
             for kind in c.frame_errors:
                 c.frame_errors[kind] += d.frame_errors[kind]
+            c.frame_skipped_bytes += d.frame_skipped_bytes
 
         families = {
             "lines_received": CounterMetricFamily(
@@ -98,6 +100,12 @@ class PylogCollector(Collector):
             "Frames from dockerd that could not be decoded, by kind.",
             labels=[*LABELS, "kind"],
         )
+        skipped = CounterMetricFamily(
+            "pylog_frame_skipped_bytes",
+            "Bytes from dockerd thrown away: bodies of corrupt frames, the rest of a "
+            "stream cut mid-frame, and bytes skipped to find the next frame.",
+            labels=LABELS,
+        )
         for cid, c in sorted(per.items()):
             labels = [cid[:12], c.name]
             families["lines_received"].add_metric(labels, c.lines_received)
@@ -107,9 +115,11 @@ class PylogCollector(Collector):
             dropped.add_metric([*labels, "store_refused"], c.dropped_store)
             for kind, n in c.frame_errors.items():
                 frame_errors.add_metric([*labels, kind], n)
+            skipped.add_metric(labels, c.frame_skipped_bytes)
         yield from families.values()
         yield dropped
         yield frame_errors
+        yield skipped
         yield GaugeMetricFamily(
             "pylog_containers_active", "Containers being logged now.", value=len(per)
         )

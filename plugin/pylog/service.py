@@ -522,6 +522,7 @@ def _ingest_counters(driver: ContainerDriver) -> IngestCounters:
         bytes_stored=s.bytes_stored,
         lines_dropped_store=s.lines_dropped_store,
         frame_errors={"corrupt": e.corrupt, "oversize": e.oversize, "truncated": e.truncated},
+        frame_skipped_bytes=e.skipped_bytes,
     )
 
 

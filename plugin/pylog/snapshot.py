@@ -27,6 +27,9 @@ class IngestCounters:
     """Lines the disk refused."""
     frame_errors: dict[str, int]
     """``corrupt``, ``oversize`` and ``truncated`` frames."""
+    frame_skipped_bytes: int
+    """Bytes thrown away with those frames or while resynchronising after one: how
+    much of the stream was lost, which a count of frames does not say."""
 
 
 @dataclass(frozen=True, slots=True)

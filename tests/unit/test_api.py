@@ -9,11 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask.testing import FlaskClient
 from pylog.api import _peer_alive, create_app
-from pylog.framing import FrameDecoder, encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, wait_for
+from ..helpers import BufferedDecoder, Fifo, encode_entries, wait_for
 
 CT = "application/vnd.docker.plugins.v1.2+json"
 CID = "f" * 64
@@ -69,7 +68,7 @@ def test_start_read_stop(
         headers={"Content-Type": CT},
     )
     assert resp.status_code == 200
-    got = FrameDecoder().feed(resp.data)
+    got = BufferedDecoder().feed(resp.data)
     # Every line ends with \n and the source is exactly stdout/stderr, or dockerd drops it.
     assert got == [Entry("stdout", 7, b"hello\n"), Entry("stderr", 8, b"bye\n")]
     assert post(client, "LogDriver.StopLogging", {"File": str(fifo.path)}) == (200, {"Err": ""})

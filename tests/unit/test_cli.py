@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pylog.config import RotationPolicy
-from pylog.framing import encode_entries
 from pylog.models import Entry
 from pylog.store import Store
 from pylog.store.records import RecordEncoder
 
-from ..helpers import Fifo, wait_for
+from ..helpers import Fifo, encode_entries, wait_for
 from .conftest import server_env
 from .test_server import http
 

@@ -3,9 +3,11 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pylog.framing import FrameDecoder, encode_entries, encode_entry
+from pylog.framing import FrameDecoder, encode_entry
 from pylog.models import Entry
 from pylog.wire.entry_pb2 import LogEntry
+
+from ..helpers import BufferedDecoder, encode_entries
 
 
 def frame(msg: LogEntry) -> bytes:
@@ -22,7 +24,7 @@ ENTRIES = [
 
 
 def test_decodes_every_frame_in_a_chunk() -> None:
-    dec = FrameDecoder()
+    dec = BufferedDecoder()
     assert dec.feed(encode_entries(ENTRIES)) == ENTRIES
     assert dec.errors.total() == 0
     assert dec.pending == 0
@@ -31,7 +33,7 @@ def test_decodes_every_frame_in_a_chunk() -> None:
 def test_any_chunking_gives_the_same_entries() -> None:
     data = encode_entries(ENTRIES * 10)
     for step in (1, 2, 3, 5, 7, 64):
-        dec = FrameDecoder()
+        dec = BufferedDecoder()
         out = []
         for i in range(0, len(data), step):
             out += dec.feed(data[i : i + step])
@@ -46,7 +48,7 @@ def test_partial_chunks_are_incomplete_until_the_last() -> None:
     last.partial_log_metadata.id = "x"
     last.partial_log_metadata.ordinal = 2
     last.partial_log_metadata.last = True
-    out = FrameDecoder().feed(frame(chunk) + frame(last))
+    out = BufferedDecoder().feed(frame(chunk) + frame(last))
     assert [e.complete for e in out] == [False, True]
     assert out[0].line == b"a" * 16384
 
@@ -55,20 +57,20 @@ def test_corrupt_body_is_counted_and_skipped_in_place() -> None:
     garbage = b"\xff\xff\xff\xff\xff"
     data = encode_entries(ENTRIES[:1]) + struct.pack(">I", len(garbage)) + garbage
     data += encode_entries(ENTRIES[1:])
-    dec = FrameDecoder()
+    dec = BufferedDecoder()
     assert dec.feed(data) == ENTRIES
     assert dec.errors.corrupt == 1
 
 
 def test_unknown_source_is_corrupt() -> None:
     data = frame(LogEntry(source="stdin", time_nano=1, line=b"x")) + encode_entries(ENTRIES)
-    dec = FrameDecoder()
+    dec = BufferedDecoder()
     assert dec.feed(data) == ENTRIES
     assert dec.errors.corrupt == 1
 
 
 def test_oversize_length_resyncs_to_the_next_frame() -> None:
-    dec = FrameDecoder(max_frame=1024)
+    dec = BufferedDecoder(max_frame=1024)
     data = encode_entries(ENTRIES[:1]) + b"\x7f\xff\xff\xffjunkjunk" + encode_entries(ENTRIES[1:])
     assert dec.feed(data) == ENTRIES
     assert dec.errors.oversize == 1
@@ -76,7 +78,7 @@ def test_oversize_length_resyncs_to_the_next_frame() -> None:
 
 
 def test_frame_over_the_bound_is_dropped_not_buffered() -> None:
-    dec = FrameDecoder(max_frame=1024)
+    dec = BufferedDecoder(max_frame=1024)
     big = encode_entry("stdout", 1, b"x" * 4096)
     out = dec.feed(big + encode_entries(ENTRIES))
     assert out == ENTRIES
@@ -86,7 +88,7 @@ def test_frame_over_the_bound_is_dropped_not_buffered() -> None:
 
 def test_truncated_stream_is_counted_at_close() -> None:
     data = encode_entries(ENTRIES)
-    dec = FrameDecoder()
+    dec = BufferedDecoder()
     assert dec.feed(data[:-2]) == ENTRIES[:-1]
     dec.close()
     assert dec.errors.truncated == 1
@@ -94,13 +96,13 @@ def test_truncated_stream_is_counted_at_close() -> None:
 
 def test_encode_entry_round_trips() -> None:
     data = encode_entry("stderr", 42, b"line\n")
-    assert FrameDecoder().feed(data) == [Entry("stderr", 42, b"line\n")]
+    assert BufferedDecoder().feed(data) == [Entry("stderr", 42, b"line\n")]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=4096), st.integers(min_value=1, max_value=512))
 def test_garbage_never_crashes_hangs_or_grows(garbage: bytes, step: int) -> None:
-    dec = FrameDecoder(max_frame=1 << 16)
+    dec = BufferedDecoder(max_frame=1 << 16)
     valid = encode_entries(ENTRIES)
     data = garbage + valid
     out = []
@@ -126,7 +128,7 @@ def test_valid_streams_decode_exactly(items: list[tuple[str, int, bytes, bool]])
     """Whatever mix of streams and chunks a read holds, the batch decoder (and
     its frame-by-frame fallback) gives exactly the entries dockerd wrote."""
     entries = [Entry(s, t, line, complete) for s, t, line, complete in items]
-    dec = FrameDecoder()
+    dec = BufferedDecoder()
     assert dec.feed(encode_entries(entries)) == entries
     assert dec.errors.total() == 0
 
@@ -142,7 +144,7 @@ def test_long_frames_and_one_stream_batches() -> None:
 def test_one_corrupt_frame_costs_only_itself() -> None:
     body = b"\x0a\x06stdout\x1a\xff"  # line length runs past the body
     bad = struct.pack(">I", len(body)) + body
-    dec = FrameDecoder()
+    dec = BufferedDecoder()
     data = encode_entries(ENTRIES[:2]) + bad + encode_entries(ENTRIES[2:])
     assert dec.feed(data) == ENTRIES
     assert dec.errors.corrupt == 1
@@ -150,10 +152,10 @@ def test_one_corrupt_frame_costs_only_itself() -> None:
 
 def test_resync_mode_starts_at_the_first_whole_frame() -> None:
     data = encode_entries(ENTRIES)
-    dec = FrameDecoder(resync=True)
+    dec = BufferedDecoder(resync=True)
     assert dec.feed(data[5:]) == ENTRIES[1:]
     assert dec.errors.skipped_bytes > 0
-    dec = FrameDecoder(resync=True)
+    dec = BufferedDecoder(resync=True)
     assert dec.feed(data) == ENTRIES
     assert dec.errors.skipped_bytes == 0
 

@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 from pylog import ingest
-from pylog.framing import FrameDecoder, encode_entries
+from pylog.framing import FrameDecoder
 from pylog.ingest import FifoReader
 from pylog.models import Entry
+
+from ..helpers import encode_entries
 
 
 def _read_all(

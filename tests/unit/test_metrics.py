@@ -12,13 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from pylog import metrics
 from pylog.api import create_app
 from pylog.config import KafkaSettings, Settings
-from pylog.framing import encode_entries
 from pylog.metrics import status_report
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.snapshot import IngestCounters, Snapshot
 
-from ..helpers import Fifo, wait_for
+from ..helpers import Fifo, encode_entries, wait_for
 
 CID = "ab" * 32
 SECRET = "s3cr3t-pa55word"
@@ -47,7 +46,7 @@ def test_ingest_counters_per_container(
     service.start_logging(str(fifo.path), info())
     lines = [Entry("stdout", i, f"line {i}".encode()) for i in range(100)]
     fifo.write(encode_entries(lines))
-    fifo.write(b"\x00\x00\x00\x03\xff\xff\xff")  # one corrupt frame
+    fifo.write(b"\x00\x00\x00\x03\xff\xff\xff")  # one corrupt frame, 7 bytes
     (driver,) = service.drivers()
     wait_for(lambda: driver.stats.lines_stored == 100 and driver.frame_errors.corrupt == 1)
 
@@ -61,6 +60,7 @@ def test_ingest_counters_per_container(
     assert value(text, "pylog_frame_errors_total", kind="corrupt", **c) == 1
     assert value(text, "pylog_frame_errors_total", kind="oversize", **c) == 0
     assert value(text, "pylog_frame_errors_total", kind="truncated", **c) == 0
+    assert value(text, "pylog_frame_skipped_bytes_total", **c) == 7
     assert value(text, "pylog_containers_active") == 1
     assert value(text, "pylog_fifos_reattached_total") == 0
     assert value(text, "pylog_process_resident_memory_bytes") > 1_000_000
@@ -181,7 +181,7 @@ def test_status_renders_from_a_snapshot_alone() -> None:
     snap = Snapshot(
         fifos=[
             IngestCounters(
-                CID, "/web", 3, 30, 2, 99, 1, {"corrupt": 1, "oversize": 0, "truncated": 2}
+                CID, "/web", 3, 30, 2, 99, 1, {"corrupt": 1, "oversize": 0, "truncated": 2}, 40
             )
         ],
         fifos_reattached=4,

@@ -34,11 +34,10 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from pylog.framing import encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, wait_for
+from ..helpers import Fifo, encode_entries, wait_for
 from .ops_queries import (
     EXTERNAL,
     RULE_TESTS,
@@ -95,6 +94,7 @@ def test_every_metric_the_dashboard_and_the_alerts_query_is_exported(exposition:
         "pylog_bytes_stored_total",
         "pylog_lines_dropped_total",
         "pylog_frame_errors_total",
+        "pylog_frame_skipped_bytes_total",
         "pylog_fifos_reattached_total",
         "pylog_store_damaged_files_total",
         "pylog_ship_backlog_bytes",

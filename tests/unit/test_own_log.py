@@ -9,12 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from pylog.config import KafkaSettings, Settings
-from pylog.framing import encode_entries
 from pylog.models import Entry
 from pylog.server import configure_logging
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, wait_for
+from ..helpers import Fifo, encode_entries, wait_for
 
 SECRET = "s3cr3t-pa55word-own-log"
 ENV_SECRET = "hunter2-env-value"

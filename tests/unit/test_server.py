@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from pylog.config import SHUTDOWN_DEADLINE
-from pylog.framing import encode_entries
 from pylog.models import Entry
 
+from ..helpers import encode_entries
 from .conftest import server_env
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 from pylog.config import KafkaSettings, Settings
-from pylog.framing import FrameDecoder, encode_entries
 from pylog.models import BusyError, Entry, RequestError
 from pylog.service import LoggingService
 from pylog.store.attachments import Attachments
 
-from ..helpers import Fifo, make_settings, running, wait_for
+from ..helpers import BufferedDecoder, Fifo, encode_entries, make_settings, running, wait_for
 from .shipper.test_manager import closed_port
 
 CID = "c" * 64
@@ -33,7 +32,7 @@ def info(cid: str = CID, **config: str) -> dict[str, object]:
 
 def read(service: LoggingService, cid: str = CID, **config: object) -> list[Entry]:
     data = b"".join(service.read_logs({"ContainerID": cid}, config))
-    return FrameDecoder().feed(data)
+    return BufferedDecoder().feed(data)
 
 
 def entries(n: int, t0: int = 1_000) -> list[Entry]:
@@ -208,7 +207,7 @@ def test_follow_ends_when_logging_stops(
     service.stop_logging(str(fifo.path))
     fifo.close()
     rest = b"".join(stream)  # returns once the FIFO hit EOF
-    got = FrameDecoder().feed(first + rest)
+    got = BufferedDecoder().feed(first + rest)
     assert [e.time_ns for e in got] == [1000, 1001, 1002, 9000, 9001]
 
 
@@ -262,7 +261,7 @@ def test_shutdown_stops_readers_and_leaves_the_rest_in_the_pipe(
         assert not svc.drivers()
         fifo.write(encode_entries(entries(3, t0=7000)))
         # The bytes written after shutdown are still in the pipe for the next pylog process.
-        assert len(FrameDecoder().feed(fifo.read_left())) == 3
+        assert len(BufferedDecoder().feed(fifo.read_left())) == 3
         with pytest.raises(RequestError, match="shutting down"):
             svc.start_logging(str(fifo.path), info())
     # ... and running() shuts it down again on exit: twice is fine.

@@ -174,7 +174,6 @@ LOG_OPTS: tuple[Option[Any], ...] = (
     _TAG,
     *KAFKA_LOG_OPTS,
 )
-KAFKA_OPTS = tuple(option.name for option in KAFKA_LOG_OPTS)
 PYLOG_OPTS = tuple(option.name for option in LOG_OPTS)
 
 

@@ -19,7 +19,6 @@ without decoding (:func:`~pylog.store.records.split_plain_run`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -261,12 +260,6 @@ class LineAssembler:
             self._flush_group(stream, out)
         return out
 
-    def next_deadline(self) -> float | None:
-        """When :meth:`expire` has something to do, in the clock of ``now``."""
-        if not self._groups:
-            return None
-        return min(g.updated for g in self._groups.values()) + self.multiline_timeout
-
     def finish(self) -> list[Item]:
         """The log closed and was read to its end: ship whatever is held."""
         out: list[Item] = []
@@ -281,14 +274,3 @@ class LineAssembler:
                 self._line(stream, chunks.time_ns, data, chunks.start, 0.0, out)
                 self._flush_group(stream, out)
         return out
-
-
-def lines_only(items: Iterable[Item]) -> list[Line]:
-    """The lines of an assembler's output, runs taken apart (tests and tools)."""
-    out: list[Line] = []
-    for item, _ in items:
-        if isinstance(item, PlainRun):
-            out += item.lines()
-        else:
-            out.append(item)
-    return out

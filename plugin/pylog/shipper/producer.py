@@ -225,8 +225,6 @@ class SendGroup:
 
 @dataclass(frozen=True)
 class SendResult:
-    generation: int
-    """The producer generation used (to reset the right one after a failure)."""
     rejected: int
     """Records the broker can never take (too large...), dropped."""
 
@@ -444,7 +442,7 @@ class ClusterProducer:
                 )
                 return
         if not done.done():
-            done.set_result(SendResult(generation, rejected))
+            done.set_result(SendResult(rejected))
 
     async def reset(self, generation: int) -> None:
         """Replace the producer if it is still the one that failed."""

@@ -89,7 +89,6 @@ class ProducerStats:
     """Batches handed to aiokafka (``send_batch``)."""
     records_sent: int = 0
     """Records in those batches."""
-    batches_acked: int = 0
     records_acked: int = 0
     """Records the broker acknowledged (also the latency histogram's count)."""
     errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERROR_KINDS, 0))
@@ -153,7 +152,6 @@ class ProducerStats:
             if exc is not None:
                 self.error(exc)
             else:
-                self.batches_acked += 1
                 self.records_acked += records
                 self.latency.observe(loop.time() - handed_over, records)
             if listener is not None:

@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..models import ContainerInfo
-from ..store.records import PlainFields, PlainLines, plain_time_ns, unescape_log
+from ..store.records import PlainFields, PlainLines, plain_time_ns
 from ..timefmt import format_rfc3339_fixed as format_time_ns
 from ..timefmt import seconds_of_prefix
 
@@ -62,13 +62,6 @@ class Line:
     when set, ``message`` is not used (the fast path for plain whole lines)."""
     time_text: bytes | None = None
     """``time_ns`` already formatted as in the value, when the fast path had it."""
-
-    @property
-    def text(self) -> str:
-        """The message, whichever way it is held."""
-        if self.escaped is None:
-            return self.message
-        return unescape_log(self.escaped)
 
 
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
@@ -100,10 +93,6 @@ class PlainRun:
 
     def __len__(self) -> int:
         return len(self.plain)
-
-    def lines(self) -> list[Line]:
-        """The same lines as :class:`Line` objects (tests and tools)."""
-        return [plain_line(f) for f in self.plain.fields()]
 
 
 #: A Kafka record as a shipper hands it over: (value, headers, timestamp in ms).

@@ -65,9 +65,6 @@ def _compress_later(path: Path) -> concurrent.futures.Future[None]:
         return _compressor.submit(_compress_file, path)
 
 
-_READ_BLOCK = 1 << 16
-
-
 @dataclass(frozen=True)
 class RotationPolicy:
     """How a container's log files rotate (json-file's max-size, max-file, compress).
@@ -225,10 +222,6 @@ class LogFile:
                     _compress_file(plain)
 
     # -- writing -------------------------------------------------------------
-
-    @property
-    def generation(self) -> int:
-        return self._generation
 
     def append(self, records: bytes) -> int:
         """Write whole records (concatenated, each ending in ``\\n``), rotating as
@@ -434,15 +427,6 @@ class LogFile:
         except FileNotFoundError:
             return None
         return Segment(self._generation, f, False, self._size)
-
-    def total_bytes(self) -> int:
-        """Bytes on disk for this container's log files."""
-        total = 0
-        for name in os.listdir(self.directory):
-            if name.startswith(CURRENT):
-                with contextlib.suppress(FileNotFoundError):
-                    total += (self.directory / name).stat().st_size
-        return total
 
 
 def _compress_file(path: Path) -> None:

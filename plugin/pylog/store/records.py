@@ -10,7 +10,7 @@ valid UTF-8 become U+FFFD, one per bad byte, as Go's JSON encoder does.
 This module is the only place that knows the format, both ways: it writes
 records (:class:`RecordEncoder`) and reads them, whole (:func:`decode_record`,
 :func:`record_time`) or, for the shipper's fast path, without decoding
-(:func:`split_plain_run`, :func:`match_plain`, :func:`unescape_log`). The files
+(:func:`split_plain_run`, :func:`match_plain`). The files
 underneath (:mod:`.logfile`) deal in opaque newline-terminated records; the
 shipper (``shipper.assemble``, ``shipper.schema``) gets fields from here and
 never looks inside a record itself.
@@ -138,7 +138,6 @@ class Record:
     time_ns: int
     log: bytes
     """The line as stored: with its ``\\n`` unless it is an unfinished chunk."""
-    attrs: Mapping[str, str] | None = None
 
 
 class RecordError(ValueError):
@@ -156,7 +155,7 @@ def decode_record(raw: bytes) -> Record:
         raise RecordError(f"not a json-file record: {exc}") from None
     if not isinstance(log, str) or not isinstance(stream, str):
         raise RecordError("not a json-file record: bad field types")
-    return Record(stream, time_ns, log.encode(), obj.get("attrs"))
+    return Record(stream, time_ns, log.encode())
 
 
 def record_time(raw: bytes) -> int:
@@ -255,9 +254,3 @@ def plain_time_ns(second: bytes, nanos: bytes) -> int:
     if seconds is None:
         raise RecordError(f"not a stored time: {second!r}")
     return seconds * NS_PER_SECOND + int(nanos)
-
-
-def unescape_log(escaped: bytes) -> str:
-    """The text of a plain line's escaped field (see :data:`PlainFields`)."""
-    text: str = json.loads(b'"' + escaped + b'"')
-    return text

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 from pylog.config import KafkaSettings, OptionError, Settings
-from pylog.framing import encode_entries
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper.backlog import BacklogLimit
 from pylog.shipper.position import load_position, position_path
 from pylog.store.reader import Position
 
-from ...helpers import Fifo, wait_for
+from ...helpers import Fifo, encode_entries, wait_for
 from .test_manager import CID, closed_port, info
 
 HOUR = 3600.0

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from pylog.config import KafkaSettings, RotationPolicy, Settings
-from pylog.framing import FrameDecoder, encode_entries
 from pylog.models import Entry, RequestError
 from pylog.service import LoggingService
 from pylog.shipper.position import (
@@ -21,7 +20,7 @@ from pylog.store import LogFile
 from pylog.store.reader import Position
 from pylog.store.records import RecordEncoder
 
-from ...helpers import Fifo, wait_for
+from ...helpers import BufferedDecoder, Fifo, encode_entries, wait_for
 
 CID = "d" * 64
 
@@ -65,9 +64,9 @@ def test_broker_down_never_blocks_logging(
     fifo.write(encode_entries([Entry("stdout", i, f"l{i}".encode()) for i in range(2000)]))
     data = b""
     deadline = time.monotonic() + 10
-    while len(FrameDecoder().feed(data)) < 2000 and time.monotonic() < deadline:
+    while len(BufferedDecoder().feed(data)) < 2000 and time.monotonic() < deadline:
         data = b"".join(kservice.read_logs({"ContainerID": CID}, {}))
-    assert len(FrameDecoder().feed(data)) == 2000
+    assert len(BufferedDecoder().feed(data)) == 2000
     (shipper,) = kservice.shipping.shippers()
     wait_for(lambda: shipper.stats.retries >= 1, timeout=15)
     assert shipper.stats.lines_acked == 0
@@ -155,7 +154,7 @@ def test_rotation_holds_what_the_shipper_still_needs(
     wait_for(lambda: shipper.stats.retries >= 1, timeout=15)
     fifo.write(encode_entries([Entry("stdout", 10 + i, b"y" * 100) for i in range(30)]))
     logfile = shipper.logfile
-    wait_for(lambda: logfile.generation >= 2)
+    wait_for(lambda: logfile.state().generation >= 2)
     assert logfile.rotated_generations()[0] == 0  # held: the shipper is still at 0
     assert len(logfile.rotated_generations()) > 1
     assert shipper.stats.lines_lost_rotation == 0

@@ -8,6 +8,8 @@ from pylog.shipper.schema import SCHEMA_VERSION, Line, PlainRun, ValueBuilder
 from pylog.store.records import RecordEncoder, split_plain_run
 from pylog.timefmt import format_rfc3339_fixed as format_time_ns
 
+from ...helpers import plain_run_lines
+
 INFO = ContainerInfo(
     container_id="c" * 64,
     container_name="/web",
@@ -64,8 +66,10 @@ def test_every_value_carries_the_schema_version() -> None:
     run = split_plain_run(raws)
     assert run is not None
     values = [v for v, _, _ in b.plain_records(PlainRun(run))]
-    values += [b.value(line) for line in PlainRun(run).lines()]  # a plain line with its stream
-    odd = PlainRun(run).lines()[0]
+    values += [
+        b.value(line) for line in plain_run_lines(PlainRun(run))
+    ]  # a plain line with its stream
+    odd = plain_run_lines(PlainRun(run))[0]
     odd.stream = "other"  # a plain line without a template of its own
     values.append(b.value(odd))
     values += [

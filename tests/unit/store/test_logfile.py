@@ -45,10 +45,10 @@ def test_rotates_when_current_file_reaches_max_size(open_log: Callable[..., LogF
     assert (lf.directory / "json.log.0").read_bytes() == b"".join(recs[0:10])
     assert (lf.directory / "json.log.1").read_bytes() == b"".join(recs[10:20])
     assert (lf.directory / "json.log").read_bytes() == b"".join(recs[20:25])
-    assert lf.generation == 2
+    assert lf.state().generation == 2
     lf.append(b"".join(recs[25:100]))
     assert files(lf.directory) == ["json.log", "json.log.7", "json.log.8"]
-    assert lf.generation == 9
+    assert lf.state().generation == 9
     assert read_all(lf.directory) == b"".join(recs[70:100])
 
 
@@ -58,7 +58,7 @@ def test_compresses_rotated_files(open_log: Callable[..., LogFile]) -> None:
     lf.append(b"".join(recs))
     lf.close()
     assert files(lf.directory) == ["json.log", "json.log.1.gz", "json.log.2.gz", "json.log.3.gz"]
-    assert lf.generation == 4
+    assert lf.state().generation == 4
     assert read_all(lf.directory) == b"".join(recs[10:50])
 
 
@@ -84,7 +84,7 @@ def test_reopen_appends_and_recovers(tmp_path: Path) -> None:
     (d / "json.log.2").write_bytes(b"older\n")
     lf = LogFile(d, policy)
     # The current file follows the newest rotated one.
-    assert lf.generation == 4
+    assert lf.state().generation == 4
     lf.append(b"".join(recs[5:]))
     lf.close()
     # Leftover plain rotated files are compressed, the stale gz twin and temp file are gone.
@@ -99,10 +99,10 @@ def test_generation_survives_reopen_and_only_grows(tmp_path: Path) -> None:
     policy = RotationPolicy(10 * len(recs[0]), 1, False)
     lf = LogFile(d, policy)
     lf.append(b"".join(recs))
-    assert lf.generation == 2
+    assert lf.state().generation == 2
     lf.close()
     # With max-file=1 no rotated file remains to tell the generation: the state file does.
-    assert LogFile(d, policy, writable=False).generation == 2
+    assert LogFile(d, policy, writable=False).state().generation == 2
 
 
 def test_crash_between_generation_write_and_rename_only_repeats(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_crash_between_generation_write_and_rename_only_repeats(tmp_path: Path) 
     (d / "generation").write_text("1\n")  # rotation began: generation written, no rename yet
     lf = LogFile(d, RotationPolicy(10_000, 3, False), writable=False)
     # The old file is now seen as generation 1: a reader at (0, n) re-reads it, loses nothing.
-    assert lf.generation == 1
+    assert lf.state().generation == 1
 
 
 def test_discard_hook_sees_each_deleted_file(tmp_path: Path) -> None:
@@ -151,13 +151,6 @@ def test_failed_write_leaves_no_partial_record(tmp_path: Path) -> None:
     lf.close()
 
 
-def test_total_bytes(open_log: Callable[..., LogFile]) -> None:
-    recs = make_records(30)
-    lf = open_log(max_size=10 * len(recs[0]), max_files=5)
-    lf.append(b"".join(recs))
-    assert lf.total_bytes() == sum(map(len, recs))
-
-
 def test_held_files_outlive_max_file_until_released(tmp_path: Path) -> None:
     """A consumer behind (the Kafka shipper) keeps its files past max-file, up to
     max-file more; the rest go as usual, and the held ones go once released."""
@@ -180,7 +173,7 @@ def test_held_files_outlive_max_file_until_released(tmp_path: Path) -> None:
     assert discarded == [0, 1, 2, 3, 4] and lf.rotated_generations() == [5, 6]
     needed[0] = None
     lf.append(b"".join(recs[80:]))
-    assert lf.rotated_generations() == [lf.generation - 1]
+    assert lf.rotated_generations() == [lf.state().generation - 1]
     lf.close()
 
 

@@ -212,7 +212,7 @@ def test_follow_from_mid_file_of_every_kind(tmp_path: Path, policy: RotationPoli
     view = LogFile(tmp_path / "c", lf.policy, writable=False)
     # Start two records into generation 1 (compressed in the gzip variant).
     if policy.max_size > 0:
-        assert lf.generation == 3  # 10 records a file
+        assert lf.state().generation == 3  # 10 records a file
         start = Position(1, len(recs[10]) + len(recs[11]))
     else:
         start = Position(0, sum(map(len, recs[:12])))
