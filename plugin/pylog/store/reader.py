@@ -8,6 +8,11 @@ then drop those before ``since``, stop at the first after ``until``; with
 ``follow``, keep streaming records as they are appended, across rotations,
 until the log is closed (the container's logging stopped) or the consumer goes
 away.
+
+The follow loop's timing (when to read, how long to wait) asks an injected clock and
+waits through an injected :data:`Wait`, by default the monotonic clock and the log's
+own condition variable, so that a test can run it on simulated time and check each
+decision exactly.
 """
 
 from __future__ import annotations
@@ -25,6 +30,15 @@ from .logfile import LogFile, LogState, Segment
 from .records import record_time
 
 log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+"""Seconds on a monotonic scale; :func:`time.monotonic` in production."""
+Wait = Callable[[LogState, float], LogState]
+"""``wait(seen, timeout)``: block until the log moves past ``seen`` (new data,
+rotation, close) or ``timeout`` seconds pass on the :data:`Clock`'s scale, and
+return the log's state then. In production the log's own
+:meth:`~.logfile.LogFile.wait_for_change` (whose condition variable times out on the
+monotonic clock)."""
 
 _BLOCK = 1 << 16
 #: The most a follow_from batch holds, roughly, in bytes of records.
@@ -253,18 +267,31 @@ def follow_from(
     logfile: LogFile,
     start: Position,
     consumer_alive: Callable[[], bool] = lambda: True,
+    *,
+    clock: Clock = time.monotonic,
+    wait: Wait | None = None,
 ) -> Iterator[tuple[list[bytes], Position]]:
     """Records from ``start`` on, each batch with the position just after it.
 
     Goes on across rotations until the log is closed and fully read, or
     ``consumer_alive`` turns false while waiting. If ``start``'s file is gone
     (rotated away and deleted), reading resumes at the oldest file still kept.
+    ``clock`` and ``wait`` (default: ``logfile.wait_for_change``) time the reads
+    (see :func:`_stream`); only tests pass them.
     """
     seg = logfile.open_generation(start.generation)
     if seg is None:
         return
     offset = start.offset if seg.generation == start.generation else 0
-    yield from _stream(logfile, seg, offset, consumer_alive, FOLLOW_FROM_INTERVAL)
+    yield from _stream(
+        logfile,
+        seg,
+        offset,
+        consumer_alive,
+        FOLLOW_FROM_INTERVAL,
+        clock=clock,
+        wait=wait,
+    )
 
 
 def _stream(
@@ -273,13 +300,18 @@ def _stream(
     offset: int,
     consumer_alive: Callable[[], bool],
     interval: float = 0.0,
+    *,
+    clock: Clock = time.monotonic,
+    wait: Wait | None = None,
 ) -> Iterator[tuple[list[bytes], Position]]:
     """The follow loop: read what is there, wait to be woken, move on at rotation.
 
     With ``interval``, new data in the current file is read no sooner than that
-    after the previous read, unless the log was closed or rotated meanwhile or
-    :data:`FOLLOW_FROM_BUSY_BYTES` are waiting (checked at every append).
+    after the previous read (on ``clock``), unless the log was closed or rotated
+    meanwhile or :data:`FOLLOW_FROM_BUSY_BYTES` are waiting (checked at every
+    append). Every wait goes through ``wait`` (default: ``logfile.wait_for_change``).
     """
+    wait_for_change = wait or logfile.wait_for_change
     last_read = float("-inf")
     try:
         while True:
@@ -304,14 +336,14 @@ def _stream(
                 cur, offset = nxt, 0
                 continue
             if state.size > offset:
-                now = time.monotonic()
-                wait = last_read + interval - now
-                if wait > 0 and not state.closed and state.size - offset < FOLLOW_FROM_BUSY_BYTES:
+                now = clock()
+                hold = last_read + interval - now
+                if hold > 0 and not state.closed and state.size - offset < FOLLOW_FROM_BUSY_BYTES:
                     # Let more gather, for one batch: until the interval is over, or
                     # woken by each append to see whether enough has come. (A plain
                     # sleep held a burst that came just after a small write back
                     # for the whole interval: p99 500 ms at 20,000 lines/s.)
-                    logfile.wait_for_change(state, wait)
+                    wait_for_change(state, hold)
                     continue
                 last_read = now
                 # Everything appended since the last wake-up, in batches of at most
@@ -333,7 +365,7 @@ def _stream(
             if state.closed:
                 return
             seen = LogState(cur.generation, offset, False)
-            woke = logfile.wait_for_change(seen, FOLLOW_CHECK_INTERVAL)
+            woke = wait_for_change(seen, FOLLOW_CHECK_INTERVAL)
             if woke == seen and not consumer_alive():
                 return
     finally:

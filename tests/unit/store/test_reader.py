@@ -3,12 +3,13 @@
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from pylog.config import RotationPolicy
 from pylog.store import reader
-from pylog.store.logfile import LogFile
+from pylog.store.logfile import LogFile, LogState
 from pylog.store.reader import Position, ReadOptions, follow_from, read_records
 
 from .conftest import T0, make_records
@@ -235,70 +236,121 @@ def test_follow_from_hands_a_large_backlog_over_in_bounded_batches(tmp_path: Pat
     assert got == recs
 
 
-def follow_while(lf: LogFile, write: Callable[[], None]) -> list[tuple[list[bytes], float]]:
-    """``follow_from`` from the start while ``write`` runs in a thread (it must close
-    the log): every batch, with when it was received."""
-    writer = threading.Thread(target=write)
-    writer.start()
-    got = [(batch, time.monotonic()) for batch, _ in follow_from(lf, Position(0, 0))]
-    writer.join()
-    return got
+class Timeline:
+    """Simulated time for ``follow_from``: its clock, and a wait that runs the writes
+    scheduled up to its timeout, returning at the first that changes the log (as the
+    log's condition variable wakes a follower) or at the timeout.
+
+    The follower runs in the test's thread on a real :class:`LogFile`; only time and
+    blocking are simulated, so each batch's moment is exact, not a sleep's tolerance.
+    """
+
+    #: A follower still waiting this far into simulated time has hung.
+    HORIZON = 60.0
+
+    def __init__(self, lf: LogFile) -> None:
+        self.lf = lf
+        self.now = 0.0
+        self._events: list[tuple[float, int, Callable[[], object]]] = []
+        self.waits: list[tuple[float, float]] = []
+        """Every wait: (when, timeout)."""
+
+    def at(self, when: float, action: Callable[[], object]) -> None:
+        """Run ``action`` at simulated time ``when`` (in order of scheduling when equal)."""
+        self._events.append((when, len(self._events), action))
+        self._events.sort(key=lambda e: (e[0], e[1]))
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, seen: LogState, timeout: float) -> LogState:
+        assert timeout > 0
+        assert self.now < self.HORIZON, "the follower waits on with nothing to come"
+        self.waits.append((self.now, timeout))
+        deadline = self.now + timeout
+        state = self.lf.state()
+        while state == seen and self._events and self._events[0][0] <= deadline:
+            when, _, action = self._events.pop(0)
+            self.now = max(self.now, when)
+            action()
+            state = self.lf.state()
+        if state == seen:
+            self.now = deadline
+        return state
+
+    def follow(
+        self, consumer_alive: Callable[[], bool] = lambda: True
+    ) -> list[tuple[list[bytes], float]]:
+        """``follow_from`` the start to its end: every batch, with when it was read."""
+        return [
+            (batch, self.now)
+            for batch, _ in follow_from(
+                self.lf, Position(0, 0), consumer_alive, clock=self.clock, wait=self.wait
+            )
+        ]
 
 
+def at_times(got: list[tuple[list[bytes], float]]) -> list[tuple[list[bytes], float]]:
+    """Batch times rounded to the microsecond (simulated times are sums of floats)."""
+    return [(batch, round(at, 6)) for batch, at in got]
+
+
+@pytest.mark.timeout(30)
 def test_follow_from_reads_a_busy_log_a_batch_per_interval(tmp_path: Path) -> None:
-    """A line every 10 ms for 0.5 s comes in a few batches, not one per line: each
-    wake-up of a shipper costs a send through the producer, whatever it carries."""
+    """A line every 15 ms comes a batch per FOLLOW_FROM_INTERVAL (0.5 s), not a batch
+    per line: each wake-up of a shipper costs a send through the producer, whatever it
+    carries. The first line is read at once; the close ends the holding back."""
+    assert reader.FOLLOW_FROM_INTERVAL == 0.5
     lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
-    recs = make_records(50)
+    recs = make_records(80)  # written from 0 s to 1.185 s
+    tl = Timeline(lf)
+    for i, rec in enumerate(recs):
+        tl.at(i * 0.015, partial(lf.append, rec))
+    tl.at(1.2, lf.close)
+    assert (
+        at_times(tl.follow())
+        == [
+            (recs[0:1], 0.0),
+            (recs[1:34], 0.5),  # up to 0.495 s
+            (recs[34:67], 1.0),  # 0.51 s to 0.99 s: the interval runs from the last read
+            (recs[67:80], 1.2),  # closed: read at once
+        ]
+    )
 
-    def write() -> None:
-        for rec in recs:
-            lf.append(rec)
-            time.sleep(0.01)
-        lf.close()
 
-    batches = [batch for batch, _ in follow_while(lf, write)]
-    assert [r for b in batches for r in b] == recs
-    # 0.5 s at one read per FOLLOW_FROM_INTERVAL (0.5 s): 2 or 3 reads.
-    assert len(batches) <= 6, [len(b) for b in batches]
-
-
+@pytest.mark.timeout(30)
 def test_follow_from_reads_at_once_after_a_quiet_spell(tmp_path: Path) -> None:
     lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
     recs = make_records(2)
     lf.append(recs[0])
-    appended: list[float] = []
-
-    def write() -> None:
-        time.sleep(0.8)
-        appended.append(time.monotonic())
-        lf.append(recs[1])
-        time.sleep(0.3)
-        lf.close()
-
-    got = [(r, at) for batch, at in follow_while(lf, write) for r in batch]
-    assert [r for r, _ in got] == recs
-    assert got[1][1] - appended[0] < 0.1  # the interval since the last read had passed
+    tl = Timeline(lf)
+    tl.at(0.8, lambda: lf.append(recs[1]))
+    tl.at(1.1, lf.close)
+    # The interval since the last read had passed: no holding back.
+    assert at_times(tl.follow()) == [([recs[0]], 0.0), ([recs[1]], 0.8)]
 
 
-def test_follow_from_reads_a_fast_log_at_once(tmp_path: Path) -> None:
-    """At about 2 MB/s (far above FOLLOW_FROM_BUSY_BYTES per interval) reads are not
-    held back: the batches are large anyway, and the lines must not wait."""
+@pytest.mark.timeout(30)
+def test_follow_from_reads_as_soon_as_the_busy_size_is_waiting(tmp_path: Path) -> None:
+    """A fast log (appends every 5 ms, each over half of FOLLOW_FROM_BUSY_BYTES) is
+    read at the append that brings FOLLOW_FROM_BUSY_BYTES, never held back for the
+    interval: the batches are large anyway, and the lines must not wait."""
     lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
-    recs = make_records(12_000)
+    per_chunk = -(-reader.FOLLOW_FROM_BUSY_BYTES // 2 // REC)
+    assert per_chunk * REC < reader.FOLLOW_FROM_BUSY_BYTES <= 2 * per_chunk * REC
+    recs = make_records(9 * per_chunk)
+    chunks = [recs[i : i + per_chunk] for i in range(0, len(recs), per_chunk)]
+    tl = Timeline(lf)
+    for i, chunk in enumerate(chunks):
+        tl.at(i * 0.005, partial(lf.append, b"".join(chunk)))
+    tl.at(0.3, lf.close)
+    assert at_times(tl.follow()) == [
+        (chunks[0], 0.0),  # the first read is never held back
+        *((chunks[i] + chunks[i + 1], round((i + 1) * 0.005, 6)) for i in range(1, 9, 2)),
+    ]
 
-    def write() -> None:
-        for i in range(0, len(recs), 100):
-            lf.append(b"".join(recs[i : i + 100]))
-            time.sleep(0.005)
-        lf.close()
 
-    batches = [batch for batch, _ in follow_while(lf, write)]
-    assert [r for b in batches for r in b] == recs
-    # About 0.6 s of writing: with a read at most every 0.5 s there would be 2 or 3.
-    assert len(batches) > 8, [len(b) for b in batches]
-
-
+@pytest.mark.timeout(30)
 def test_follow_from_reads_a_burst_after_a_small_write_at_once(tmp_path: Path) -> None:
     """A small write, then a burst: the burst must not wait out the interval that
     the small write started (a paced container writes exactly like this)."""
@@ -306,21 +358,63 @@ def test_follow_from_reads_a_burst_after_a_small_write_at_once(tmp_path: Path) -
     recs = make_records(1002)
     burst = b"".join(recs[2:])
     assert len(burst) >= reader.FOLLOW_FROM_BUSY_BYTES
-    appended: list[float] = []
+    tl = Timeline(lf)
+    tl.at(0.0, lambda: lf.append(recs[0]))
+    tl.at(0.05, lambda: lf.append(recs[1]))  # held back: small, within the interval
+    tl.at(0.1, lambda: lf.append(burst))
+    tl.at(0.7, lf.close)
+    assert at_times(tl.follow()) == [(recs[0:1], 0.0), (recs[1:], 0.1)]
 
-    def write() -> None:
-        lf.append(recs[0])
-        time.sleep(0.05)
-        lf.append(recs[1])  # read is held back: less than the busy size, within the interval
-        time.sleep(0.05)
-        appended.append(time.monotonic())
-        lf.append(burst)
-        time.sleep(0.6)
-        lf.close()
 
-    got = [(r, at) for batch, at in follow_while(lf, write) for r in batch]
-    assert [r for r, _ in got] == recs
-    assert got[-1][1] - appended[0] < 0.2
+@pytest.mark.timeout(30)
+def test_follow_from_asks_after_its_consumer_each_quiet_check_interval(tmp_path: Path) -> None:
+    """With nothing new, ``consumer_alive`` is asked FOLLOW_CHECK_INTERVAL (1 s) after
+    the last change (the shipper expires its partial lines then), and the follower ends
+    when it says no."""
+    assert reader.FOLLOW_CHECK_INTERVAL == 1.0
+    lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
+    recs = make_records(2)
+    lf.append(recs[0])
+    tl = Timeline(lf)
+    tl.at(0.7, lambda: lf.append(recs[1]))
+    asked: list[float] = []
+
+    def alive() -> bool:
+        asked.append(round(tl.now, 6))
+        return len(asked) < 2
+
+    assert at_times(tl.follow(alive)) == [([recs[0]], 0.0), ([recs[1]], 0.7)]
+    assert asked == [1.7, 2.7]
+    lf.close()
+
+
+@pytest.mark.timeout(30)
+def test_follow_from_is_woken_by_an_append_while_holding_back(tmp_path: Path) -> None:
+    """The production wait, the log's condition variable, wakes a held-back follower at
+    each append. The clock stands still, so the interval never ends: only being woken
+    by the burst (and finding FOLLOW_FROM_BUSY_BYTES waiting) delivers it; a follower
+    that slept through its hold instead would never read it."""
+    lf = LogFile(tmp_path / "c", RotationPolicy(-1, 1, False))
+    recs = make_records(1002)
+    lf.append(recs[0])
+    holding = threading.Event()
+
+    def wait(seen: LogState, timeout: float) -> LogState:
+        if seen.size > 0:  # rec 1 is there and held back
+            holding.set()
+        return lf.wait_for_change(seen, timeout)
+
+    it = follow_from(lf, Position(0, 0), clock=lambda: 0.0, wait=wait)
+    assert next(it)[0] == recs[:1]
+    lf.append(recs[1])
+    writer = threading.Thread(
+        target=lambda: holding.wait(20) and lf.append(b"".join(recs[2:])), daemon=True
+    )
+    writer.start()
+    assert next(it)[0] == recs[1:]
+    writer.join()
+    lf.close()
+    assert list(it) == []
 
 
 @pytest.mark.parametrize("cut", ["half", "header", "garbage"])
