@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from kafka.broker import KafkaBroker
-from pylog.config import RotationPolicy
+from pylog.config import RotationPolicy, Settings
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper.position import load_position
@@ -475,19 +475,31 @@ def test_backlog_of_a_stopped_container_ships_after_restart(
             first.shutdown(timeout=2)
         finally:
             kafka_broker.start()
-        second = LoggingService(settings)
-        second.startup()
-        try:
-            assert [s.container_id for s in second.shipping.shippers()] == [container]
-            got = messages(consume(kafka_broker.bootstrap, topic, 600, timeout=120))
-            wait_for(lambda: not second.shipping.shippers(), what="backlog shipper done")
-        finally:
-            second.shutdown()
+        next_pylog_ships_the_rest(settings, kafka_broker, topic, container)
     finally:
         fifo.close()
-    expected = [f"before {i}" for i in range(100)] + [f"during {i}" for i in range(500)]
-    assert dedupe_in_order(got) == expected
-    assert_resends_only_in_flight(got, expected)
+
+
+#: What the backlog tests log: 100 lines while the broker is up, 500 while it is down.
+BACKLOG = [f"before {i}" for i in range(100)] + [f"during {i}" for i in range(500)]
+
+
+def next_pylog_ships_the_rest(
+    settings: Settings, broker: KafkaBroker, topic: str, container: str
+) -> None:
+    """A new pylog on the same state dir ships the container's backlog at startup:
+    every line of BACKLOG reaches the topic, in order, repeats only of what was in
+    flight, and the stored position ends at the end of the log."""
+    second = LoggingService(settings)
+    second.startup()
+    try:
+        assert [s.container_id for s in second.shipping.shippers()] == [container]
+        got = messages(consume(broker.bootstrap, topic, len(BACKLOG), timeout=120))
+        wait_for(lambda: not second.shipping.shippers(), what="backlog shipper done")
+    finally:
+        second.shutdown()
+    assert dedupe_in_order(got) == BACKLOG
+    assert_resends_only_in_flight(got, BACKLOG)
     directory = settings.state_dir / "containers" / container
     assert load_position(directory) == Position(0, (directory / "json.log").stat().st_size)
 

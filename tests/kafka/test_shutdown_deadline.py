@@ -10,11 +10,10 @@ from kafka.broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper.position import load_position
-from pylog.store.reader import Position
 
 from ..helpers import Fifo, make_settings, wait_for
-from .shipping_helpers import cid, consume, dedupe_in_order, info, messages, new_topic
-from .test_shipping import T0, assert_resends_only_in_flight
+from .shipping_helpers import cid, info, new_topic
+from .test_shipping import T0, next_pylog_ships_the_rest
 
 #: The budget given to shutdown here, and what may come on top of it (the work
 #: after the last wait: stopping the loop thread, a log line).
@@ -56,16 +55,6 @@ def test_shutdown_with_the_broker_down_keeps_to_its_deadline(
         assert took < BUDGET + MARGIN, f"shutdown took {took:.2f} s"
         assert shipper.acked == acked
         assert load_position(directory) == acked
-        second = LoggingService(settings)
-        second.startup()
-        try:
-            got = messages(consume(kafka_broker.bootstrap, topic, 600, timeout=120))
-            wait_for(lambda: not second.shipping.shippers(), what="backlog shipper done")
-        finally:
-            second.shutdown()
+        next_pylog_ships_the_rest(settings, kafka_broker, topic, container)
     finally:
         fifo.close()
-    expected = [f"before {i}" for i in range(100)] + [f"during {i}" for i in range(500)]
-    assert dedupe_in_order(got) == expected
-    assert_resends_only_in_flight(got, expected)
-    assert load_position(directory) == Position(0, (directory / "json.log").stat().st_size)
