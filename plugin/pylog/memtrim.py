@@ -16,25 +16,33 @@ the trim function are parameters, so a test drives it without threads.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
+from typing import cast
 
 #: Seconds without activity before memory is trimmed.
 QUIET = 5.0
 
 
-def malloc_trim() -> bool:
-    """glibc's ``malloc_trim(0)``; False where there is no such function."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim``, looked up once in the process's own symbols
+    (no ``find_library``, which runs ldconfig); None on musl, which has none."""
     try:
-        fn = ctypes.CDLL(name).malloc_trim  # absent on musl
+        fn = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
-        return False
+        return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
-    fn(0)
+    return cast(Callable[[int], int], fn)
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def malloc_trim() -> bool:
+    """glibc's ``malloc_trim(0)``; False where there is no such function."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
     return True
 
 
