@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from .models import ContainerInfo
 
@@ -331,3 +332,12 @@ class TagTemplate:
 
     def __repr__(self) -> str:
         return f"TagTemplate({self.text!r})"
+
+    # Pickled as its text (the parts are closures): settings go to a shipping
+    # process that way (shipper/ipc.py). The text was checked when it was parsed.
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _unlimited_template, (self.text,)
+
+
+def _unlimited_template(text: str) -> TagTemplate:
+    return TagTemplate(text, limit=None)
