@@ -38,6 +38,7 @@ ENV_RETENTION = "PYLOG_RETENTION"
 ENV_MAX_FRAME = "PYLOG_MAX_FRAME"
 ENV_MAX_READERS = "PYLOG_MAX_READERS"
 ENV_MAX_REQUEST = "PYLOG_MAX_REQUEST"
+ENV_SHIPPING_PROCESSES = "PYLOG_SHIPPING_PROCESSES"
 
 ENV_KAFKA_BROKERS = "KAFKA_BROKERS"
 ENV_KAFKA_CLIENT_ID = "KAFKA_CLIENT_ID"
@@ -160,6 +161,7 @@ _RETENTION: Option[float] = Option(
 _MAX_FRAME = _size(ENV_MAX_FRAME, 1 << 20, 64 << 10)
 _MAX_READERS = _integer(ENV_MAX_READERS, 512, 1)
 _MAX_REQUEST = _size(ENV_MAX_REQUEST, 8 << 20, 64 << 10)
+_SHIPPING_PROCESSES = _integer(ENV_SHIPPING_PROCESSES, 1, 1, 16)
 _STATE_DIR = _path(ENV_STATE_DIR, Path("/var/lib/pylog"))
 _SOCKET = _path(ENV_SOCKET, Path("/run/docker/plugins/pylog.sock"))
 _FIFO_ROOT = _path(ENV_FIFO_ROOT, Path("/run/docker/logging"))
@@ -172,6 +174,7 @@ PYLOG_SETTINGS: tuple[Option[Any], ...] = (
     _MAX_FRAME,
     _MAX_READERS,
     _MAX_REQUEST,
+    _SHIPPING_PROCESSES,
     _STATE_DIR,
     _SOCKET,
     _FIFO_ROOT,
@@ -357,6 +360,9 @@ class Settings:
     retention_seconds: float = _RETENTION.default
     """Logs of a container not logged to for this long are deleted; 0 keeps them forever."""
     max_frame: int = _MAX_FRAME.default
+    shipping_processes: int = _SHIPPING_PROCESSES.default
+    """Processes shipping to Kafka (containers spread over them by ID); started only
+    once a container is shipped."""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @classmethod
@@ -375,5 +381,6 @@ class Settings:
             max_frame=v[_MAX_FRAME],
             max_readers=v[_MAX_READERS],
             max_request=v[_MAX_REQUEST],
+            shipping_processes=v[_SHIPPING_PROCESSES],
             kafka=KafkaSettings.from_env(env),
         )
