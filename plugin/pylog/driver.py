@@ -17,7 +17,6 @@ from .config import LogOptions
 from .framing import FrameDecoder, FrameErrors
 from .ingest import FifoReader
 from .models import ContainerInfo
-from .pressure import IngestPressure
 from .store import LogFile, StoreError
 from .store.reader import ReadOptions, read_records
 from .store.records import RecordEncoder
@@ -48,7 +47,6 @@ class ContainerDriver:
         max_frame: int,
         on_done: Callable[[ContainerDriver, bool], None],
         resync: bool = False,
-        pressure: IngestPressure | None = None,
     ) -> None:
         """``resync``: the FIFO was being read by a process that died, so the
         stream may start mid-frame; decoding begins by looking for a frame start."""
@@ -58,7 +56,6 @@ class ContainerDriver:
         self.stats = DriverStats()
         self.stopping = False
         self._on_done = on_done
-        self._pressure = pressure
         self._decoder = FrameDecoder(max_frame, resync=resync)
         self._check_replay = resync
         self._reported_errors = FrameErrors()
@@ -93,8 +90,6 @@ class ContainerDriver:
     def _on_data(self, data: bytes, final: bool) -> tuple[int, int]:
         """Store the whole frames at the start of ``data``; returns the bytes they
         took and the length of the cut frame after them (see ingest.DataHandler)."""
-        if self._pressure is not None:
-            self._pressure.note_read(len(data))
         batch, used = self._decoder.decode(data, final=final)
         wanted = self._decoder.wanted(data, used)
         self._report_frame_errors()

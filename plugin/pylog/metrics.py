@@ -136,11 +136,31 @@ class PylogCollector(Collector):
             "Compressed log files found cut short or corrupt (read up to the damage).",
             value=snap.damaged_files,
         )
-        yield CounterMetricFamily(
-            "pylog_shipper_rests",
-            "Times a shipper stood back because a FIFO was being read flat out.",
-            value=snap.shipper_rests,
+        yield GaugeMetricFamily(
+            "pylog_shipping_processes",
+            "Shipping processes running now (0 until a container is shipped).",
+            value=snap.shipping_processes,
         )
+        yield CounterMetricFamily(
+            "pylog_shipping_process_restarts",
+            "Shipping processes restarted after they died.",
+            value=snap.shipping_restarts,
+        )
+        memory = GaugeMetricFamily(
+            "pylog_shipping_process_resident_memory_bytes",
+            "Resident memory of each shipping process.",
+            labels=["process"],
+        )
+        cpu = CounterMetricFamily(
+            "pylog_shipping_process_cpu_seconds",
+            "User and system CPU time of each shipping process (since it started).",
+            labels=["process"],
+        )
+        for index, st in sorted(snap.shipping_stats.items()):
+            memory.add_metric([str(index)], st.resident_bytes)
+            cpu.add_metric([str(index)], st.cpu_seconds)
+        yield memory
+        yield cpu
 
     def _shipping(self, snap: Snapshot) -> Iterator[Metric]:
         names = {d.container_id: _name(d.container_name) for d in snap.fifos}

@@ -9,7 +9,6 @@ endpoint; the API layer only decodes requests and encodes replies.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -29,11 +28,9 @@ from .kept_info import kept_info
 from .memtrim import IdleTrim
 from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
-from .pressure import IngestPressure
+from .procstat import read_stat
 from .shipper import SHIPPING_RESERVE, RoutingError, ShipperManager
-from .shipper.producer import ClusterProducer
-from .shipper.shipper import ContainerShipper
-from .snapshot import AbandonedCounters, IngestCounters, ProducerCounters, ShipperCounters, Snapshot
+from .snapshot import IngestCounters, Snapshot
 from .store import Store
 from .store.attachments import Attachments
 from .store.reader import DAMAGE, ReadOptions, read_batches
@@ -111,10 +108,8 @@ class LoggingService:
         self._reader_slots = threading.BoundedSemaphore(settings.max_readers)
         self._cleanup_thread: threading.Thread | None = None
         self._started = False
-        #: Full FIFO reads make the shippers stand back (see pressure.py).
-        self.pressure = IngestPressure()
-        #: Kafka shipping; idle (no thread, no producer) unless a container is routed to Kafka.
-        self.shipping = ShipperManager(settings, self.store, self.pressure)
+        #: Kafka shipping; idle (no process, no thread) unless a container is routed to Kafka.
+        self.shipping = ShipperManager(settings, self.store)
         #: FIFOs of a previous process read again at startup (see _reattach).
         self.reattached = 0
         self._metrics = make_registry(self.snapshot)
@@ -206,12 +201,11 @@ class LoggingService:
                 log.debug("memory trim failed", exc_info=True)
 
     def _activity(self) -> int:
-        """A number that changes while anything is stored or shipped."""
+        """A number that changes while anything is stored (the shipping processes trim
+        their own memory)."""
         total = 0
         for d in self.drivers():
             total += d.stats.bytes_received + d.stats.bytes_stored
-        for sh in self.shipping.shippers():
-            total += sh.stats.lines_sent + sh.stats.lines_acked
         return total
 
     def cleanup(self) -> list[str]:
@@ -260,7 +254,6 @@ class LoggingService:
                     max_frame=self.settings.max_frame,
                     on_done=self._driver_done,
                     resync=reattach,
-                    pressure=self.pressure,
                 )
             except OSError as exc:
                 self._undo_acquire(info.container_id, directory if new_directory else None)
@@ -271,7 +264,7 @@ class LoggingService:
             self._remember(fifo, info)
             self._drivers[fifo] = driver
             if route is not None:
-                self.shipping.attach(info, options, logfile, route)
+                self.shipping.attach(info, logfile)
         driver.start()
         log.debug("container %s: reading %s", info.short_id, fifo.name)
         if not reattach:  # _reattach logs its own line
@@ -437,26 +430,26 @@ class LoggingService:
     def snapshot(self) -> Snapshot:
         """Every counter /metrics and /status show, copied now into plain data.
 
-        The driver and shipper lists are taken under their locks; each counter
-        is a plain int its one writer updates, read as it is at this moment.
+        Ingest's counters are read here (each a plain int its one writer
+        updates); shipping's are the shipping processes' last reports (at most
+        ``ipc.REPORT_INTERVAL`` old).
         """
         fifos = [_ingest_counters(d) for d in self.drivers()]
-        live = {f.container_id for f in fifos}
+        shippers, producers, abandoned = self.shipping.counters({f.container_id for f in fifos})
+        running, restarts = self.shipping.processes()
         return Snapshot(
             fifos=fifos,
-            shippers=[
-                _shipper_counters(sh, named=sh.container_id in live)
-                for sh in self.shipping.shippers()
-            ],
-            producers=[_producer_counters(p) for p in self.shipping.producers()],
-            abandoned=[
-                AbandonedCounters(sh.container_id, _stored_name(sh.directory), lines)
-                for sh, lines in self.shipping.abandoned()
-            ],
+            shippers=shippers,
+            producers=producers,
+            abandoned=abandoned,
             brokers=tuple(self.settings.kafka.brokers),
             fifos_reattached=self.reattached,
             damaged_files=DAMAGE.files,
-            shipper_rests=self.pressure.rests,
+            shipping_processes=running,
+            shipping_restarts=restarts,
+            shipping_stats={
+                i: st for i, pid in self.shipping.pids() if (st := read_stat(pid)) is not None
+            },
         )
 
     # -- internals -------------------------------------------------------------
@@ -524,57 +517,3 @@ def _ingest_counters(driver: ContainerDriver) -> IngestCounters:
         frame_errors={"corrupt": e.corrupt, "oversize": e.oversize, "truncated": e.truncated},
         frame_skipped_bytes=e.skipped_bytes,
     )
-
-
-def _shipper_counters(shipper: ContainerShipper, *, named: bool) -> ShipperCounters:
-    """``named``: the container is being logged, its name is known (its Info is not read)."""
-    st = shipper.stats
-    state = shipper.logfile.state()
-    acked = shipper.acked
-    # In an older, rotated file: the whole current file is left, and the rotated ones.
-    if acked.generation >= state.generation:
-        backlog = max(0, state.size - acked.offset)
-    else:
-        backlog = state.size
-    return ShipperCounters(
-        container_id=shipper.container_id,
-        stored_name="" if named else _stored_name(shipper.directory),
-        topic=shipper.route.topic,
-        brokers=tuple(shipper.route.brokers),
-        lines_acked=st.lines_acked,
-        lines_rejected=st.lines_rejected,
-        lines_lost_rotation=st.lines_lost_rotation,
-        retries=st.retries,
-        backlog_bytes=backlog,
-        backlog_files=max(0, state.generation - acked.generation),
-    )
-
-
-def _producer_counters(producer: ClusterProducer) -> ProducerCounters:
-    st = producer.stats
-    buckets, total = st.latency.snapshot()
-    waiting, age = st.in_flight(time.monotonic())  # the Kafka loop's clock
-    return ProducerCounters(
-        brokers=producer.describe(),
-        starts=producer.generation,
-        batches_sent=st.batches_sent,
-        records_sent=st.records_sent,
-        records_acked=st.records_acked,
-        errors=dict(list(st.errors.items())),
-        retries=st.retries,
-        latency_buckets=buckets,
-        latency_sum=total,
-        batches_in_flight=waiting,
-        oldest_in_flight=age,
-    )
-
-
-def _stored_name(directory: Path) -> str:
-    """The container's name from its stored Info, without the leading ``/``; empty if
-    there is none to read."""
-    try:
-        obj = json.loads((directory / "info.json").read_text())
-    except (OSError, ValueError):
-        return ""
-    name = obj.get("ContainerName") if isinstance(obj, dict) else None
-    return name.lstrip("/") if isinstance(name, str) else ""

@@ -1,7 +1,8 @@
 """The service's counters at one moment, as plain data: what /metrics and /status render.
 
-:meth:`LoggingService.snapshot` fills these in from the live drivers, shippers
-and producers (under their locks); :mod:`.metrics` turns one into metric
+:meth:`LoggingService.snapshot` fills these in from the live drivers and from
+what the shipping processes last reported (:mod:`.shipper.ipc` carries these
+same classes across); :mod:`.metrics` turns one into metric
 families and the status report. They hold numbers and names only, no object of
 the service, so the renderers need nothing of it (and could run in another
 process from a copy).
@@ -10,6 +11,8 @@ process from a copy).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .procstat import ProcessStat
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,4 +98,9 @@ class Snapshot:
     """The plugin's default brokers (KAFKA_BROKERS)."""
     fifos_reattached: int = 0
     damaged_files: int = 0
-    shipper_rests: int = 0
+    shipping_processes: int = 0
+    """Shipping processes running (see shipper/supervisor.py)."""
+    shipping_restarts: int = 0
+    """Shipping processes restarted after they died."""
+    shipping_stats: dict[int, ProcessStat] = field(default_factory=dict)
+    """Memory and CPU of each shipping process running, by its index."""

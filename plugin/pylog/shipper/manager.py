@@ -1,66 +1,89 @@
-"""The service's view of shipping: which containers ship, their shippers, startup and shutdown.
+"""The main process's view of shipping: which logs ship, and what the shipping processes say.
 
 With no brokers configured anywhere (no ``KAFKA_BROKERS``, no container with
-``kafka-brokers``) nothing here starts: no loop thread, no producer, no
-position files.
+``kafka-brokers``) nothing here starts: no shipping process, no thread, no
+position file.
 
-One shipper per container ID, shared by every FIFO of that container (like
-its LogFile). A shipper ends by itself once its container's log is closed and
-everything in it is acknowledged; a new one for the same container (the
-container started again, or ``docker logs`` of a stopped one) lets the old one
-finish on its own and carries on from its acknowledged position, so reading a
-container's logs never sends a line twice.
+A container's log ships from the moment its logging starts with a route
+(:meth:`ShipperManager.attach`) until a shipping process reports it
+finished: its log closed and everything in it acknowledged. The same
+container started again while its shipping is still under way is the same
+log to the shipping process (one task per container ID), so nothing is ever
+sent twice. At startup, containers whose ``kafka.position`` lies before the
+end of their log (pylog was stopped or killed with lines unshipped) are
+shipped too (:meth:`ShipperManager.resume_backlogs`), from a read-only view.
 
-At startup, containers whose ``kafka.position`` lies before the end of their
-log (pylog was stopped or killed with lines unshipped) get a shipper on a
-read-only view of their log, so their backlog still reaches Kafka.
+What stays here, because it happens where the log is written: rotation keeps
+the files a shipper has not acknowledged yet (``LogFile.hold``, from the
+positions the processes report), trims them once they are (on
+:class:`~.ipc.Progress`), and counts the lines it deleted before they were
+read (``LogFile.on_discard``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import LogOptions, Settings, parse_log_opts
-from ..deadline import left
+from ..kept_info import kept_info
 from ..models import ContainerInfo, RequestError
-from ..pressure import IngestPressure
+from ..snapshot import AbandonedCounters, ProducerCounters, ShipperCounters
 from ..store import INFO_FILE, LogFile, Store
+from ..store.gz import open_gzip
+from ..store.logfile import LogState
 from ..store.reader import Position
-from .assemble import LineAssembler
-from .backlog import BacklogLimit
-from .position import PositionUnreadable, load_position, position_path
-from .producer import ClusterProducer, KafkaRuntime, cluster_key
+from . import ipc
+from .errors import PositionError
+from .position import load_position, position_path
 from .routing import Route, resolve
-from .schema import ValueBuilder
-from .shipper import ContainerShipper
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-#: Of the shutdown deadline, what halting the shippers (each notices within a
-#: fraction of a second) and closing the producers keep for themselves.
-HALT_RESERVE = 1.5
-#: Of that, what closing the producers and the loop thread keeps.
-CLOSE_RESERVE = 0.5
-#: What FIFO readers stopping leave to shipping at least.
-SHIPPING_RESERVE = HALT_RESERVE
+#: What FIFO readers stopping leave to shipping at least, of the shutdown deadline:
+#: the shipping processes halt and close their producers in it.
+SHIPPING_RESERVE = 1.5
+
+
+@dataclass
+class _Shipped:
+    """One container's log being shipped, as the main process knows it."""
+
+    container_id: str
+    info: dict[str, Any]
+    """Its Info as kept (see kept_info.py)."""
+    logfile: LogFile
+    first_start: Position
+    acked_generation: int | None = None
+    """From the shipping process's last Progress; None until one came."""
+    read_generation: int | None = None
+    lost_rotation: int = 0
+    """Lines rotation deleted before they were read for shipping."""
+
+
+@dataclass
+class _Reports:
+    """The last Report of each shipping process."""
+
+    by_process: dict[int, ipc.Report] = field(default_factory=dict)
 
 
 class ShipperManager:
-    def __init__(
-        self, settings: Settings, store: Store, pressure: IngestPressure | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.pressure = pressure
         self._lock = threading.Lock()
-        self._runtime: KafkaRuntime | None = None
-        self._shippers: dict[str, ContainerShipper] = {}
-        #: Lines given up per container (see backlog.py), with its last shipper.
-        self._abandoned: dict[str, tuple[ContainerShipper, int]] = {}
-        self._limit = BacklogLimit(settings.kafka.backlog_max_age)
+        self._logs: dict[str, _Shipped] = {}
+        #: Lines lost to rotation of logs whose shipping has finished since pylog started.
+        self._lost_done: dict[str, int] = {}
+        self._reports = _Reports()
+        self._supervisor: Supervisor | None = None
         self._closed = False
 
     # -- routing -------------------------------------------------------------------
@@ -69,29 +92,33 @@ class ShipperManager:
         """The container's route, or None for local-only; RoutingError if it is invalid."""
         return resolve(info, options, self.settings.kafka)
 
-    # -- shippers ------------------------------------------------------------------
+    # -- what the service calls ----------------------------------------------------
 
-    def attach(
-        self, info: ContainerInfo, options: LogOptions, logfile: LogFile, route: Route
-    ) -> None:
-        """Ship the container's live log (StartLogging). Never waits on a broker."""
+    def attach(self, info: ContainerInfo, logfile: LogFile) -> None:
+        """Ship the container's live log (StartLogging). Never waits on a shipping process."""
+        cid = info.container_id
         with self._lock:
             if self._closed:
                 return
-            current = self._shippers.get(info.container_id)
-            if current is not None and current.logfile is logfile and not current.done:
+            entry = self._logs.get(cid)
+            if entry is not None and entry.logfile is logfile:
                 return  # another FIFO of the same container: already shipped
-            directory = self.store.directory(info.container_id)
-            start = _start_position(directory, logfile, info.short_id)
-            if start is None:
-                # First time this container ships: from where its log ends now, so
-                # lines logged before Kafka was configured are not sent.
-                start = _end(logfile)
-            shipper = self._new_shipper(info, options, logfile, route, directory, start, current)
-            logfile.on_discard = shipper.on_discard
-            logfile.hold = shipper.held_from
-            self._shippers[info.container_id] = shipper
-        shipper.start()
+            state = logfile.state()
+            entry = _Shipped(
+                container_id=cid,
+                info=kept_info(info.to_json()),
+                logfile=logfile,
+                first_start=Position(state.generation, state.size),
+                acked_generation=entry.acked_generation if entry is not None else None,
+                read_generation=entry.read_generation if entry is not None else None,
+                lost_rotation=entry.lost_rotation if entry is not None else 0,
+            )
+            self._logs[cid] = entry
+            supervisor = self._started()
+        logfile.hold = lambda: self._held_from(cid)
+        logfile.on_discard = lambda generation, path: self._discarded(cid, generation, path)
+        logfile.on_change = lambda: supervisor.changed(cid)
+        supervisor.ship(cid)
 
     def resume_backlogs(self) -> list[str]:
         """At startup: ship what stopped containers left unshipped. Returns their IDs.
@@ -110,6 +137,159 @@ class ShipperManager:
                 log.warning("container %s: not resuming Kafka shipping: %s", container_id[:12], exc)
         return resumed
 
+    def shipped(self) -> list[str]:
+        """The containers whose logs are being shipped."""
+        with self._lock:
+            return list(self._logs)
+
+    def processes(self) -> tuple[int, int]:
+        """Shipping processes running, and how many were restarted after dying."""
+        with self._lock:
+            sup = self._supervisor
+        return (sup.running(), sup.restarts) if sup is not None else (0, 0)
+
+    def pids(self) -> list[tuple[int, int]]:
+        """``(index, pid)`` of the shipping processes running now."""
+        with self._lock:
+            sup = self._supervisor
+        return sup.pids() if sup is not None else []
+
+    def counters(
+        self, live: set[str]
+    ) -> tuple[list[ShipperCounters], list[ProducerCounters], list[AbandonedCounters]]:
+        """What the shipping processes last reported, with what only this process
+        counts (lines rotation deleted unread); ``live``: containers being logged,
+        whose FIFOs name them."""
+        with self._lock:
+            reports = list(self._reports.by_process.values())
+            lost = {cid: e.lost_rotation for cid, e in self._logs.items()}
+            lost.update({c: n + lost.get(c, 0) for c, n in self._lost_done.items()})
+        shippers = [
+            dataclasses.replace(
+                s,
+                stored_name="" if s.container_id in live else s.stored_name,
+                lines_lost_rotation=lost.get(s.container_id, 0),
+            )
+            for r in reports
+            for s in r.shippers
+        ]
+        producers = [p for r in reports for p in r.producers]
+        abandoned = [a for r in reports for a in r.abandoned]
+        return shippers, producers, abandoned
+
+    def shutdown(self, deadline: float) -> None:
+        """Tell the shipping processes to send what the (closed) logs hold and stop by
+        ``deadline`` (``time.monotonic()``); what is not acknowledged then ships from
+        ``kafka.position`` at the next start."""
+        with self._lock:
+            self._closed = True
+            sup = self._supervisor
+        if sup is not None:
+            sup.stop(deadline)
+
+    # -- the shipping processes' side ----------------------------------------------
+
+    def _started(self) -> Supervisor:
+        """The supervisor, started on first use (called under the lock)."""
+        if self._supervisor is None:
+            self._supervisor = Supervisor(
+                self.settings,
+                ship_for=self._ship_message,
+                state_of=self._state,
+                shipped=self.shipped,
+                on_message=self._message,
+            )
+        return self._supervisor
+
+    def _ship_message(self, cid: str) -> ipc.Ship | None:
+        with self._lock:
+            entry = self._logs.get(cid)
+        if entry is None:
+            return None
+        return ipc.Ship(cid, entry.info, entry.logfile.state(), entry.first_start)
+
+    def _state(self, cid: str) -> LogState | None:
+        with self._lock:
+            entry = self._logs.get(cid)
+        return entry.logfile.state() if entry is not None else None
+
+    def _message(self, index: int, msg: ipc.FromWorker) -> None:
+        """A message from shipping process ``index`` (on its receiver thread)."""
+        if isinstance(msg, ipc.Report):
+            with self._lock:
+                self._reports.by_process[index] = msg
+        elif isinstance(msg, ipc.Progress):
+            with self._lock:
+                entry = self._logs.get(msg.container_id)
+                if entry is None:
+                    return
+                moved = entry.acked_generation != msg.acked.generation
+                entry.acked_generation = msg.acked.generation
+                entry.read_generation = msg.read_generation
+            if moved:
+                entry.logfile.trim()  # files held for the shipper may go now
+        elif isinstance(msg, ipc.Finished):
+            with self._lock:
+                entry = self._logs.get(msg.container_id)
+                # Started again meanwhile: its new Ship keeps (or restarts) the shipping.
+                if entry is not None and entry.logfile.state().closed:
+                    del self._logs[msg.container_id]
+                    if entry.lost_rotation:
+                        self._lost_done[msg.container_id] = (
+                            self._lost_done.get(msg.container_id, 0) + entry.lost_rotation
+                        )
+
+    # -- rotation hooks (on the writer's thread, under the log's lock) --------------
+
+    def _held_from(self, cid: str) -> int | None:
+        """Rotation keeps the files from the acknowledged position on (within its cap),
+        so a shipper that lags behind a burst loses nothing."""
+        with self._lock:
+            entry = self._logs.get(cid)
+            if entry is None:
+                return None
+            known = entry.acked_generation
+        if known is not None:
+            return known
+        try:  # no Progress yet (the process is starting): what it will start from
+            stored = load_position(entry.logfile.directory)
+        except PositionError:
+            return 0  # unreadable: it ships again from the oldest file kept
+        return (stored or entry.first_start).generation
+
+    def _discarded(self, cid: str, generation: int, path: Path) -> None:
+        """Count the lines of a file rotation deleted before it was read for shipping.
+
+        A file the shipping process has already opened stays readable after it is
+        deleted, so only generations past the one it reads are lost. What it reads
+        is known from its last Progress, so a file it opened since is counted too.
+        """
+        with self._lock:
+            entry = self._logs.get(cid)
+            if entry is None:
+                return
+            read = entry.read_generation
+        if read is not None and generation <= read:
+            return
+        try:
+            lost = _count_lines(path)
+        except OSError:
+            return
+        if not lost:
+            return
+        with self._lock:
+            entry.lost_rotation += lost
+            total = entry.lost_rotation
+        log.warning(
+            "container %s: rotation deleted %d lines before they were shipped to Kafka "
+            "(%d in total); raise max-size/max-file or check the brokers",
+            cid[:12],
+            lost,
+            total,
+        )
+
+    # -- backlogs at startup ---------------------------------------------------------
+
     def _resume(self, container_id: str) -> bool:
         try:
             directory = self.store.directory(container_id)
@@ -117,7 +297,7 @@ class ShipperManager:
             return False
         if not position_path(directory).exists() or self.store.is_active(container_id):
             return False
-        info = self._load_info(directory)
+        info = _load_info(directory)
         if info is None:
             return False
         options = parse_log_opts(info.config)
@@ -125,15 +305,22 @@ class ShipperManager:
         if route is None:
             return False
         logfile = self.store.reader(container_id, options.rotation)
-        start = _start_position(directory, logfile, info.short_id)
-        if start is None or start >= _end(logfile):
+        state = logfile.state()
+        end = Position(state.generation, state.size)
+        try:
+            start = load_position(directory)
+        except PositionError:
+            start = None  # unreadable: the shipping process says so and starts at the oldest
+        if start is not None and start >= end:
             return False
         with self._lock:
-            if self._closed or container_id in self._shippers:
+            if self._closed or container_id in self._logs:
                 return False
-            shipper = self._new_shipper(info, options, logfile, route, directory, start, None)
-            self._shippers[container_id] = shipper
-        shipper.start()
+            self._logs[container_id] = _Shipped(
+                container_id, kept_info(info.to_json()), logfile, end
+            )
+            supervisor = self._started()
+        supervisor.ship(container_id)
         log.info(
             "container %s: resuming Kafka shipping of its backlog to %s",
             info.short_id,
@@ -141,147 +328,20 @@ class ShipperManager:
         )
         return True
 
-    def shippers(self) -> list[ContainerShipper]:
-        with self._lock:
-            return list(self._shippers.values())
 
-    def abandoned(self) -> list[tuple[ContainerShipper, int]]:
-        """Per container whose backlog was given up since pylog started: its last
-        shipper and the lines given up in all."""
-        with self._lock:
-            return list(self._abandoned.values())
-
-    def producers(self) -> list[ClusterProducer]:
-        """The Kafka producers in use, one per cluster configuration (none if idle)."""
-        with self._lock:
-            runtime = self._runtime
-        return runtime.producers() if runtime is not None else []
-
-    def shutdown(self, deadline: float) -> None:
-        """Let shippers finish what their (closed) logs hold, then stop; return by
-        ``deadline`` (``time.monotonic()``).
-
-        Draining stops :data:`HALT_RESERVE` before the deadline, halting the
-        shippers :data:`CLOSE_RESERVE` before it, and the producers close with
-        what is left: dockerd kills a plugin that takes 10 s to stop, and
-        whatever is not acknowledged ships from ``kafka.position`` at the next
-        start anyway.
-        """
-        with self._lock:
-            self._closed = True
-            shippers = list(self._shippers.values())
-            runtime = self._runtime
-        for s in shippers:
-            s.join(left(deadline, HALT_RESERVE))
-        for s in shippers:
-            s.halt()
-        for s in shippers:
-            if not s.join(left(deadline, CLOSE_RESERVE)):
-                log.warning("container %s: Kafka shipper did not stop in time", s.short_id)
-        if runtime is not None:
-            runtime.close(deadline)
-        unshipped = sum(1 for s in shippers if not s.done or s.acked < _end(s.logfile))
-        if unshipped:
-            log.info("%d containers have lines left to ship to Kafka at next start", unshipped)
-
-    # -- internals -----------------------------------------------------------------
-
-    def _new_shipper(
-        self,
-        info: ContainerInfo,
-        options: LogOptions,
-        logfile: LogFile,
-        route: Route,
-        directory: Path,
-        start: Position,
-        after: ContainerShipper | None,
-    ) -> ContainerShipper:
-        if self._runtime is None:
-            self._runtime = KafkaRuntime()
-        kafka = self.settings.kafka
-        producer = self._runtime.producer(cluster_key(kafka, route.brokers))
-        tag = options.tag.render(info) if options.tag is not None else info.short_id
-        builder = ValueBuilder(
-            info,
-            tag=tag,
-            labels=options.selected_labels(info.container_labels),
-            env=options.selected_env(info.env),
-            parse_json=options.kafka.json,
-        )
-        ko = options.kafka
-
-        def make_assembler(pos: Position) -> LineAssembler:
-            return LineAssembler(
-                pos,
-                max_line=kafka.max_line,
-                raw_text=not ko.json,
-                multiline=ko.multiline_pattern,
-                multiline_max_lines=ko.multiline_max_lines,
-                multiline_timeout=ko.multiline_timeout,
-            )
-
-        return ContainerShipper(
-            container_id=info.container_id,
-            directory=directory,
-            logfile=logfile,
-            route=route,
-            builder=builder,
-            make_assembler=make_assembler,
-            runtime=self._runtime,
-            producer=producer,
-            start=start,
-            after=after,
-            on_done=self._shipper_done,
-            pressure=self.pressure,
-            limit=self._limit,
-        )
-
-    def _shipper_done(self, shipper: ContainerShipper) -> None:
-        with self._lock:
-            if shipper.stats.lines_abandoned:
-                _, before = self._abandoned.get(shipper.container_id, (shipper, 0))
-                self._abandoned[shipper.container_id] = (
-                    shipper,
-                    before + shipper.stats.lines_abandoned,
-                )
-            if self._shippers.get(shipper.container_id) is shipper:
-                del self._shippers[shipper.container_id]
-
-    @staticmethod
-    def _load_info(directory: Path) -> ContainerInfo | None:
-        """The stored Info; None if there is none, an error if it is unusable."""
-        try:
-            text = (directory / INFO_FILE).read_text()
-        except FileNotFoundError:
-            return None
-        return ContainerInfo.from_json(json.loads(text))
-
-
-def _start_position(directory: Path, logfile: LogFile, short_id: str) -> Position | None:
-    """Where shipping starts: the stored position; None if the container never shipped.
-
-    A position that exists but cannot be read was lost, not never there: the
-    lines since are shipped again from the oldest file kept (at least once),
-    rather than skipped by starting at the log's end.
-    """
+def _load_info(directory: Path) -> ContainerInfo | None:
+    """The stored Info; None if there is none, an error if it is unusable."""
     try:
-        return load_position(directory)
-    except PositionUnreadable as exc:
-        start = _oldest(logfile)
-        log.warning(
-            "container %s: %s; shipping again from the oldest kept log file (generation %d)",
-            short_id,
-            exc,
-            start.generation,
-        )
-        return start
+        text = (directory / INFO_FILE).read_text()
+    except FileNotFoundError:
+        return None
+    return ContainerInfo.from_json(json.loads(text))
 
 
-def _oldest(logfile: LogFile) -> Position:
-    rotated = logfile.rotated_generations()
-    return Position(rotated[0] if rotated else logfile.state().generation, 0)
-
-
-def _end(logfile: LogFile) -> Position:
-    state = logfile.state()
-    return Position(state.generation, state.size)
+def _count_lines(path: Path) -> int:
+    opener = open_gzip if path.suffix == ".gz" else open
+    count = 0
+    with opener(path, "rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+    return count

@@ -145,6 +145,9 @@ class LogFile:
         self.policy = policy
         self.on_discard = on_discard
         self.hold: HoldHook | None = None
+        #: Called after every append, rotation and close (under the log's lock: it
+        #: must only take note, as the shipping supervisor's does).
+        self.on_change: Callable[[], None] | None = None
         self._writable = writable
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -239,6 +242,7 @@ class LogFile:
                 return self._append_locked(records)
             finally:
                 self._cond.notify_all()
+                self._changed()
 
     def _append_locked(self, data: bytes) -> int:
         """json-file's rule: rotate before a record when the file already holds
@@ -355,7 +359,16 @@ class LogFile:
                 self._fd = None
             self._closed = True
             self._cond.notify_all()
+            self._changed()
         self._wait_compressor()
+
+    def _changed(self) -> None:
+        hook = self.on_change
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                log.exception("change hook failed for %s", self.directory)
 
     # -- reading -------------------------------------------------------------
 
