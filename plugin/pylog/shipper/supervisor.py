@@ -22,6 +22,7 @@ positions too, and the restarted process ships from them (at least once).
 from __future__ import annotations
 
 import logging
+import select
 import signal
 import socket
 import subprocess
@@ -49,6 +50,8 @@ GREW_INTERVAL = 0.01
 #: keeps dying, so a process that cannot start costs little.
 RESTART_MIN = 0.5
 RESTART_MAX = 30.0
+#: How long a process whose socket ended may take to exit before it is killed.
+EXIT_WAIT = 2.0
 #: A process that ran this long before dying was working: its next restart is quick.
 STABLE_AFTER = 60.0
 
@@ -70,6 +73,7 @@ class _Child:
     restart_at: float = 0.0
     dead: bool = True
     """Needs (re)starting; set by its receiver at end of stream."""
+    receiver: threading.Thread | None = None
 
 
 class Supervisor:
@@ -81,8 +85,13 @@ class Supervisor:
         state_of: StateOf,
         shipped: Callable[[], list[str]],
         on_message: OnMessage,
+        command: list[str] | None = None,
+        send_timeout: float = SEND_TIMEOUT,
     ) -> None:
         self.settings = settings
+        #: How a shipping process is started (tests start a stand-in).
+        self.command = command or [sys.executable, "-m", "pylog.shipper.worker"]
+        self._send_timeout = send_timeout
         self.count = max(1, settings.shipping_processes)
         self._ship_for = ship_for
         self._state_of = state_of
@@ -145,6 +154,8 @@ class Supervisor:
                 log.warning("shipping process %d did not stop in time: killed", child.index)
                 proc.kill()
                 proc.wait()
+            if child.receiver is not None:
+                child.receiver.join(left(deadline) + EXIT_WAIT)
 
     # -- the feeder thread -----------------------------------------------------------
 
@@ -194,7 +205,7 @@ class Supervisor:
         parent, theirs = socket.socketpair()
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "pylog.shipper.worker", "--fd", str(theirs.fileno())],
+                [*self.command, "--fd", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -205,18 +216,18 @@ class Supervisor:
             return False
         finally:
             theirs.close()
-        parent.settimeout(SEND_TIMEOUT)
         with self._cond:
             child.proc, child.sock, child.dead = proc, parent, False
             child.started_at = time.monotonic()
             if not first:
                 self.restarts += 1
-        threading.Thread(
+        child.receiver = threading.Thread(
             target=self._receive,
             args=(child, proc, parent),
             name=f"pylog-ship-recv-{child.index}",
             daemon=True,
-        ).start()
+        )
+        child.receiver.start()
         log.info("shipping process %d started (pid %d)", child.index, proc.pid)
         self._send(child, ipc.Hello(self.settings, child.index, self.count))
         for cid in self._shipped():
@@ -248,8 +259,8 @@ class Supervisor:
         if child.dead or sock is None:
             return  # its restart sends everything again
         try:
-            sock.sendall(ipc.encode(msg))
-        except OSError as exc:  # socket.timeout included: hung
+            _send_within(sock, ipc.encode(msg), self._send_timeout)
+        except OSError as exc:  # TimeoutError included: hung
             log.error(
                 "shipping process %d does not take messages (%s): killing it", child.index, exc
             )
@@ -265,26 +276,23 @@ class Supervisor:
     # -- the receiver threads --------------------------------------------------------
 
     def _receive(self, child: _Child, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
-        sock_r = sock.dup()  # the feeder's timeout must not end a quiet receive
-        sock_r.settimeout(None)
+        while True:
+            try:
+                msg = ipc.read_message(sock)
+            except (OSError, ipc.MessageError) as exc:
+                log.error("shipping process %d: %s", child.index, exc)
+                break
+            if msg is None:
+                break
+            try:
+                self._on_message(child.index, msg)
+            except Exception:
+                log.exception("handling a message of shipping process %d failed", child.index)
         try:
-            while True:
-                try:
-                    msg = ipc.read_message(sock_r)
-                except (OSError, ipc.MessageError) as exc:
-                    log.error("shipping process %d: %s", child.index, exc)
-                    break
-                if msg is None:
-                    break
-                try:
-                    self._on_message(child.index, msg)
-                except Exception:
-                    log.exception("handling a message of shipping process %d failed", child.index)
-        finally:
-            sock_r.close()
-        if proc.poll() is None:
+            code = proc.wait(EXIT_WAIT)  # it closed its socket to exit, or was killed
+        except subprocess.TimeoutExpired:
             proc.kill()
-        code = proc.wait()
+            code = proc.wait()
         with self._cond:
             stopping = self._stop_deadline is not None
             ran = time.monotonic() - child.started_at
@@ -308,6 +316,27 @@ class Supervisor:
                 ran,
                 delay,
             )
+
+
+def _send_within(sock: socket.socket, data: bytes, timeout: float) -> None:
+    """``sendall`` that gives up after ``timeout`` s (TimeoutError).
+
+    Each send is non-blocking by its flag, not by the socket's mode: the mode is
+    shared with the receiver thread's blocking reads of the same socket.
+    """
+    deadline = time.monotonic() + timeout
+    view = memoryview(data)
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    while view:
+        try:
+            sent = sock.send(view, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not poller.poll(wait * 1000):
+                raise TimeoutError(f"not taken within {timeout:g} s") from None
+            continue
+        view = view[sent:]
 
 
 def _exit_reason(code: int) -> str:
