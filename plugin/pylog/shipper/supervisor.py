@@ -279,6 +279,8 @@ class Supervisor:
         while True:
             try:
                 msg = ipc.read_message(sock)
+            except ConnectionResetError:
+                break  # it exited with messages unread: its exit is logged below
             except (OSError, ipc.MessageError) as exc:
                 log.error("shipping process %d: %s", child.index, exc)
                 break
