@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from aiokafka.errors import KafkaConnectionError
 from pylog.config import KafkaSettings
+from pylog.shipper import batching
 from pylog.shipper import producer as producer_mod
 from pylog.shipper.errors import DeliveryError
 from pylog.shipper.producer import ClusterProducer, KafkaRuntime, SendGroup
@@ -160,7 +161,7 @@ def test_no_batch_is_handed_over_behind_one_not_yet_delivered() -> None:
 
 def test_a_large_record_gets_a_batch_of_its_own() -> None:
     cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
-    big = "x" * producer_mod.LARGE_RECORD
+    big = "x" * batching.LARGE_RECORD
 
     async def run() -> None:
         await cp.send(SendGroup(), "t", b"k", [rec("a"), rec(big), rec("b")])

@@ -1,0 +1,372 @@
+"""Per-partition batches shared by every container, on top of aiokafka's batch API.
+
+This layer exists only because of two behaviours of aiokafka; it is written
+against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
+``tests/unit/shipper/test_aiokafka_contract.py`` and
+``tests/kafka/test_aiokafka_contract.py`` fail when either behaviour changes.
+
+1. **One queued batch per partition, and a shrinking wait for the others.**
+   ``MessageAccumulator.add_batch`` (what ``AIOKafkaProducer.send_batch`` calls)
+   queues a batch only when no batch of its partition is queued; other callers
+   wait for that one to be taken by the sender (``MessageBatch.wait_drain``).
+   It notes the start time once and then, on every wake-up, takes *all* the
+   time waited so far off the remaining timeout again (``timeout -=
+   time.monotonic() - start``). With several callers on one partition, those
+   that lost a few rounds got ``KafkaTimeoutError`` after seconds, not after
+   the request timeout. Here each partition has a single caller, its pump
+   (:meth:`Batcher._pump`); the records of every container on the partition
+   gather in one shared batch meanwhile.
+
+2. **The next queued batch goes out even when the one before it failed.**
+   ``Sender._send_produce_req`` unmutes a partition once its in-flight batch is
+   done, delivered or failed, and the next ``MessageAccumulator.drain_by_nodes``
+   sends the partition's queued batch; ``AIOKafkaProducer.stop`` flushes what is
+   queued too. With a second batch queued behind one the broker refused for
+   good, the second one's lines reached the topic before the failed ones were
+   sent again: a hole, filled later or never (Kafka 4.4 appended it, refusing
+   the first with InvalidTimestamp, with the idempotent producer on or off).
+   So the pump hands a partition's next batch over only once the one before
+   is delivered; when one fails, the batches behind it and the groups with
+   records in them fail unsent (:meth:`_PartitionQueue.fail_all`).
+
+Batches are built with aiokafka's batch API (``create_batch``, ``send_batch``),
+several times faster than a ``send()`` per record. Waiting costs no round
+trip: aiokafka sends one batch per partition per request anyway, and the next
+batch is handed over in the same loop turn as the delivery, already full of
+what gathered meanwhile. A batch per container instead served 200 containers
+on 4 partitions 4 batches per round trip, and their sends piled up in memory
+far faster than they left.
+
+Everything here runs on the one asyncio loop of its :class:`Batcher`'s owner
+(:class:`~pylog.shipper.producer.ClusterProducer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
+from aiokafka.partitioner import DefaultPartitioner
+
+from .errors import DeliveryError, ProducerUnavailable
+from .producer_stats import ProducerStats
+from .schema import OutRecord
+
+#: The aiokafka versions whose behaviours (above) were checked; the contract
+#: tests fail on any other, so that someone re-checks them on an upgrade.
+AIOKAFKA_VERSIONS = ("0.14.0",)
+
+#: A record at least this large gets a batch of its own, so that if the broker
+#: refuses it as too large, no other record is refused with it.
+LARGE_RECORD = 256 * 1024
+
+#: Errors that sending again cannot fix: the records are dropped and counted.
+REJECTED = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
+
+_PARTITIONER = DefaultPartitioner()
+
+#: Starts the owner's producer if needed: it and its generation (see ClusterProducer).
+Connect = Callable[[], Awaitable[tuple[AIOKafkaProducer, int]]]
+#: Told each send, hand-over and delivery outcome: None for success (health logging).
+HealthHook = Callable[[BaseException | None], None]
+
+
+@functools.lru_cache(maxsize=4096)
+def _partition_for(key: bytes, partitions: tuple[int, ...]) -> int:
+    """The partition of a key, like the Java client (murmur2). Cached: aiokafka's
+    murmur2 is pure Python, and a container's key is the same for every send."""
+    return int(_PARTITIONER(key, list(partitions), list(partitions)))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    rejected: int
+    """Records the broker can never take (too large...), dropped."""
+
+
+@dataclass
+class _Pending:
+    records: list[OutRecord]
+    done: asyncio.Future[SendResult]
+    at: float
+    """Loop time of the hand-over to the producer (start of the delivery latency)."""
+
+
+@dataclass
+class SendGroup:
+    """The batches one shipper has in flight since its last rewind.
+
+    Sends of a group are appended strictly in submission order (one asyncio
+    lock, FIFO); once one fails, the later ones fail without sending, so a
+    retry re-sends in order instead of interleaving. Sends that queue up while
+    the lock is held are appended together (see :meth:`Batcher.send`).
+    """
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failed: bool = False
+    queue: list[_Pending] = field(default_factory=list)
+
+
+class _Batch:
+    """A batch of one partition: filled by every container shipping there, then sent."""
+
+    __slots__ = ("builder", "count", "done", "groups", "since")
+
+    def __init__(self, builder: Any, since: float, done: asyncio.Future[Any]) -> None:
+        self.builder = builder
+        self.count = 0
+        self.groups: list[SendGroup] = []
+        """The groups with records in it (repeats possible)."""
+        self.since = since
+        """Hand-over time of its first record (start of the delivery latency)."""
+        self.done = done
+        """aiokafka's delivery outcome, once the batch was handed over."""
+
+
+class _PartitionQueue:
+    """One partition's batches of one aiokafka producer: the one being filled, those full.
+
+    Records go into the open batch in the order they come; a full batch (or a
+    record of :data:`LARGE_RECORD` or more, which gets a batch of its own) is
+    sealed and waits for the partition's pump (:meth:`Batcher._pump`).
+
+    When a batch fails, every batch after it that is not handed over yet fails
+    too, and so does every group with records in them (:meth:`fail_all`): a
+    group's later records must not reach Kafka before the ones that failed,
+    which it sends again from its acknowledged position.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, partition: int) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.partition = partition
+        self.open: _Batch | None = None
+        self.sealed: deque[_Batch] = deque()
+        self.pump: asyncio.Future[None] | None = None
+
+    def add(self, group: SendGroup, key: bytes | None, record: OutRecord, at: float) -> _Batch:
+        value, headers, timestamp = record
+        big = len(value) >= LARGE_RECORD
+        batch = self.open
+        if batch is not None and (
+            big
+            or batch.builder.append(key=key, value=value, timestamp=timestamp, headers=headers)
+            is None
+        ):
+            self.sealed.append(batch)
+            batch = None
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self.open = _Batch(self.producer.create_batch(), at, loop.create_future())
+            batch.builder.append(key=key, value=value, timestamp=timestamp, headers=headers)
+        batch.count += 1
+        if not batch.groups or batch.groups[-1] is not group:
+            batch.groups.append(group)
+        if big:
+            self.sealed.append(batch)
+            self.open = None
+        return batch
+
+    def take(self) -> _Batch | None:
+        """The next batch to hand over, oldest first; None when there is none."""
+        if self.sealed:
+            return self.sealed.popleft()
+        batch, self.open = self.open, None
+        return batch
+
+    def fail_all(self, exc: BaseException) -> None:
+        """Fail every batch not handed over yet, and the groups with records in them."""
+        while (batch := self.take()) is not None:
+            _fail_batch(batch, exc)
+
+
+class Batcher:
+    """The partition queues and pumps of one cluster producer.
+
+    ``name`` names the cluster in errors (never credentials); ``linger_ms`` is
+    how long a batch may wait for more records; ``stats`` and ``health`` are
+    told about every hand-over and delivery.
+    """
+
+    def __init__(self, name: str, linger_ms: int, stats: ProducerStats, health: HealthHook) -> None:
+        self.name = name
+        self.linger = linger_ms / 1000
+        self.stats = stats
+        self.health = health
+        #: The batches being filled and handed over, per partition.
+        self._queues: dict[tuple[str, int], _PartitionQueue] = {}
+        #: The tasks passing batch outcomes on to sends (kept referenced).
+        self._settling: set[asyncio.Future[None]] = set()
+
+    async def send(
+        self,
+        connect: Connect,
+        group: SendGroup,
+        topic: str,
+        key: bytes | None,
+        records: list[OutRecord],
+    ) -> SendResult:
+        """Append the records in order, then wait until the broker acknowledged them all.
+
+        All records of a group share the key, so they go to one partition,
+        chosen like the Java client does (murmur2 of the key; a random one for
+        no key), in the order they were sent. Sends that queued up while the
+        group's earlier ones were appended go in together.
+        """
+        loop = asyncio.get_running_loop()
+        item = _Pending(records, loop.create_future(), loop.time())
+        group.queue.append(item)
+        async with group.lock:
+            if group.queue:
+                items, group.queue = group.queue, []
+                await self._append(connect, group, topic, key, items)
+        return await item.done
+
+    async def _append(
+        self,
+        connect: Connect,
+        group: SendGroup,
+        topic: str,
+        key: bytes | None,
+        items: list[_Pending],
+    ) -> None:
+        if group.failed:
+            for it in items:
+                _settle_error(it.done, DeliveryError("an earlier batch failed"))
+            return
+        generation = -1
+        try:
+            producer, generation = await connect()
+            partitions = sorted(await producer.partitions_for(topic))
+        except (ProducerUnavailable, TimeoutError, KafkaError) as exc:
+            group.failed = True
+            self.stats.error(exc)
+            self.health(exc)
+            if isinstance(exc, ProducerUnavailable):
+                error = DeliveryError(str(exc))
+            else:
+                error = DeliveryError(f"send to {self.name} failed: {exc!r}", generation)
+            for it in items:
+                _settle_error(it.done, error)
+            return
+        if key is None:
+            partition = _PARTITIONER(None, partitions, partitions)
+        else:
+            partition = _partition_for(key, tuple(partitions))
+        queue = self._queues.get((topic, partition))
+        if queue is None or queue.producer is not producer:
+            # New, or the producer was replaced: the old queue's pump fails what it holds.
+            queue = self._queues[topic, partition] = _PartitionQueue(producer, topic, partition)
+        for it in items:
+            # For each batch the item's records went into, how many.
+            shares: dict[_Batch, int] = {}
+            for r in it.records:
+                batch = queue.add(group, key, r, it.at)
+                shares[batch] = shares.get(batch, 0) + 1
+            task = asyncio.ensure_future(
+                self._settle(group, it.done, [(b.done, c) for b, c in shares.items()], generation)
+            )
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+        if queue.pump is None:
+            queue.pump = asyncio.ensure_future(self._pump(queue))
+
+    async def _pump(self, queue: _PartitionQueue) -> None:
+        """Hand a partition's batches to aiokafka in order, each once the one before
+        is delivered (behaviours 1 and 2 in the module docstring).
+
+        The pump is the partition's only ``send_batch`` caller, and at most one
+        batch of the partition is inside aiokafka at any time, so a failed
+        batch can never be overtaken. A batch that lingered long enough while
+        it waited is closed before the hand-over, so aiokafka does not linger
+        on it again.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            while (batch := queue.take()) is not None:
+                if loop.time() - batch.since >= self.linger:
+                    batch.builder.close()  # it has lingered (waiting for the one before)
+                try:
+                    fut: asyncio.Future[Any] = await queue.producer.send_batch(
+                        batch.builder, queue.topic, partition=queue.partition
+                    )
+                except (TimeoutError, KafkaError) as exc:
+                    self.stats.error(exc)
+                    self.health(exc)
+                    _fail_batch(batch, exc)
+                    queue.fail_all(exc)
+                    continue
+                except BaseException as exc:
+                    _fail_batch(batch, exc)
+                    raise
+                self.stats.watch(fut, batch.count, batch.since, self.health)
+                fut.add_done_callback(functools.partial(_delivered, queue, batch))
+                # Delivered or failed: a failure has failed the batches queued
+                # here by now (_delivered), so none of them is handed over.
+                await asyncio.wait([fut])
+                await asyncio.sleep(0)  # let _delivered run first
+        finally:
+            queue.pump = None
+            queue.fail_all(asyncio.CancelledError())  # if it ended early (cancelled)
+
+    async def _settle(
+        self,
+        group: SendGroup,
+        done: asyncio.Future[SendResult],
+        parts: list[tuple[asyncio.Future[Any], int]],
+        generation: int,
+    ) -> None:
+        results = await asyncio.gather(*(f for f, _ in parts), return_exceptions=True)
+        rejected = 0
+        for res, (_, count) in zip(results, parts, strict=True):
+            if isinstance(res, REJECTED):
+                rejected += count
+            elif isinstance(res, BaseException):
+                group.failed = True
+                _settle_error(
+                    done, DeliveryError(f"delivery to {self.name} failed: {res!r}", generation)
+                )
+                return
+        if not done.done():
+            done.set_result(SendResult(rejected))
+
+
+def _delivered(queue: _PartitionQueue, batch: _Batch, fut: asyncio.Future[Any]) -> None:
+    """A handed-over batch is done: pass its outcome on; a failure fails the batches
+    of the partition not handed over yet (see :class:`_PartitionQueue`)."""
+    if batch.done.done():
+        return
+    if fut.cancelled():
+        exc: BaseException | None = asyncio.CancelledError()
+    else:
+        exc = fut.exception()
+    if exc is None:
+        batch.done.set_result(fut.result())
+    elif isinstance(exc, REJECTED):
+        batch.done.set_exception(exc)  # these records only: counted, not sent again
+    else:
+        _fail_batch(batch, exc)
+        queue.fail_all(exc)
+
+
+def _fail_batch(batch: _Batch, exc: BaseException) -> None:
+    for group in batch.groups:
+        group.failed = True
+    if not batch.done.done():
+        batch.done.set_exception(exc)
+
+
+def _settle_error(done: asyncio.Future[SendResult], error: DeliveryError) -> None:
+    if not done.done():
+        done.set_exception(error)
