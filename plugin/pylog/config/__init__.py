@@ -12,11 +12,27 @@ Both describe each option once, as a row of a table (:mod:`.table`), and read th
 table with one loop. :mod:`.parsers` turns text into values for both, :mod:`.tls`
 loads the Kafka TLS files. This package re-exports what the rest of pylog uses, so
 ``from pylog.config import X`` is all a caller needs.
+
+Apart from the tables, :mod:`.declarations` reads the logs a container declares with
+its labels or env (``pylog.logs.<name>=...``), for the file collector, and
+:mod:`.topic` says what a legal Kafka topic name is.
 """
 
 from __future__ import annotations
 
 from ..store.logfile import RotationPolicy
+from .declarations import (
+    DEFAULT_LOG_PREFIXES,
+    FORMATS,
+    MAX_DECLARATION_VALUE,
+    MAX_DECLARED_LOGS,
+    MAX_LOG_NAME,
+    SUB_KEYS,
+    Declaration,
+    Kind,
+    parse_declarations,
+    parse_log_prefixes,
+)
 from .errors import OptionError
 from .logopts import (
     DEFAULT_COMPRESS,
@@ -84,6 +100,7 @@ from .settings import (
     ENV_KAFKA_TLS_KEY,
     ENV_KAFKA_TOPIC,
     ENV_LOG_LEVEL,
+    ENV_LOG_PREFIX,
     ENV_MAX_FRAME,
     ENV_MAX_READERS,
     ENV_MAX_REQUEST,
@@ -100,6 +117,7 @@ from .settings import (
     KafkaSettings,
     Settings,
 )
+from .topic import ILLEGAL_TOPIC_CHAR, MAX_TOPIC, TOPIC_NAME_RULE, is_topic_name
 
 __all__ = [
     "ACKS",
@@ -109,6 +127,7 @@ __all__ = [
     "DEFAULT_KAFKA_KEY",
     "DEFAULT_KAFKA_MAX_LINE",
     "DEFAULT_KAFKA_TOPIC",
+    "DEFAULT_LOG_PREFIXES",
     "DEFAULT_MAX_FILE",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_MULTILINE_MAX_LINES",
@@ -135,6 +154,7 @@ __all__ = [
     "ENV_KAFKA_TLS_KEY",
     "ENV_KAFKA_TOPIC",
     "ENV_LOG_LEVEL",
+    "ENV_LOG_PREFIX",
     "ENV_MAX_FRAME",
     "ENV_MAX_READERS",
     "ENV_MAX_REQUEST",
@@ -143,10 +163,16 @@ __all__ = [
     "ENV_SOCKET",
     "ENV_STATE_DIR",
     "ENV_THREADS",
+    "FORMATS",
+    "ILLEGAL_TOPIC_CHAR",
     "KAFKA_LOG_OPTS",
     "KAFKA_SETTINGS",
     "LOG_LEVELS",
     "LOG_OPTS",
+    "MAX_DECLARATION_VALUE",
+    "MAX_DECLARED_LOGS",
+    "MAX_LOG_NAME",
+    "MAX_TOPIC",
     "OPT_COMPRESS",
     "OPT_ENV",
     "OPT_ENV_REGEX",
@@ -167,17 +193,24 @@ __all__ = [
     "PYLOG_SETTINGS",
     "SASL_MECHANISMS",
     "SHUTDOWN_DEADLINE",
+    "SUB_KEYS",
+    "TOPIC_NAME_RULE",
+    "Declaration",
     "KafkaOptions",
     "KafkaSettings",
+    "Kind",
     "LogOptions",
     "OptionError",
     "RotationPolicy",
     "Settings",
     "UserRegex",
+    "is_topic_name",
     "parse_bool",
     "parse_brokers",
+    "parse_declarations",
     "parse_duration",
     "parse_human_size",
     "parse_log_opts",
+    "parse_log_prefixes",
     "parse_size",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..tag import TagTemplate
+from .declarations import DEFAULT_LOG_PREFIXES, parse_log_prefixes
 from .errors import OptionError
 from .parsers import (
     parse_bool,
@@ -39,6 +40,7 @@ ENV_MAX_FRAME = "PYLOG_MAX_FRAME"
 ENV_MAX_READERS = "PYLOG_MAX_READERS"
 ENV_MAX_REQUEST = "PYLOG_MAX_REQUEST"
 ENV_SHIPPING_PROCESSES = "PYLOG_SHIPPING_PROCESSES"
+ENV_LOG_PREFIX = "PYLOG_LOG_PREFIX"
 
 ENV_KAFKA_BROKERS = "KAFKA_BROKERS"
 ENV_KAFKA_CLIENT_ID = "KAFKA_CLIENT_ID"
@@ -165,6 +167,12 @@ _SHIPPING_PROCESSES = _integer(ENV_SHIPPING_PROCESSES, 1, 1, 16)
 _STATE_DIR = _path(ENV_STATE_DIR, Path("/var/lib/pylog"))
 _SOCKET = _path(ENV_SOCKET, Path("/run/docker/plugins/pylog.sock"))
 _FIFO_ROOT = _path(ENV_FIFO_ROOT, Path("/run/docker/logging"))
+_LOG_PREFIX: Option[tuple[str, ...]] = Option(
+    ENV_LOG_PREFIX,
+    ignoring_what(parse_log_prefixes),
+    DEFAULT_LOG_PREFIXES,
+    "comma-separated label prefixes such as pylog,aliyun",
+)
 
 #: The ``PYLOG_*`` settings, in the order they are checked.
 PYLOG_SETTINGS: tuple[Option[Any], ...] = (
@@ -178,6 +186,7 @@ PYLOG_SETTINGS: tuple[Option[Any], ...] = (
     _STATE_DIR,
     _SOCKET,
     _FIFO_ROOT,
+    _LOG_PREFIX,
 )
 
 _KAFKA_BROKERS: Option[tuple[str, ...]] = Option(
@@ -363,6 +372,9 @@ class Settings:
     shipping_processes: int = _SHIPPING_PROCESSES.default
     """Processes shipping to Kafka (containers spread over them by ID); started only
     once a container is shipped."""
+    log_prefixes: tuple[str, ...] = _LOG_PREFIX.default
+    """Prefixes of the labels (``<prefix>.logs.<name>``) and env (``<prefix>_logs_<name>``)
+    that declare a container's logs, the first first (see :mod:`.declarations`)."""
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @classmethod
@@ -382,5 +394,6 @@ class Settings:
             max_readers=v[_MAX_READERS],
             max_request=v[_MAX_REQUEST],
             shipping_processes=v[_SHIPPING_PROCESSES],
+            log_prefixes=v[_LOG_PREFIX],
             kafka=KafkaSettings.from_env(env),
         )

@@ -20,17 +20,21 @@ on/off   log-opt ``kafka=false`` turns shipping off for a container.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from ..config import DEFAULT_KAFKA_TOPIC, KafkaSettings, LogOptions
+from ..config import (
+    DEFAULT_KAFKA_TOPIC,
+    ILLEGAL_TOPIC_CHAR,
+    MAX_TOPIC,
+    KafkaSettings,
+    LogOptions,
+    is_topic_name,
+)
 from ..models import ContainerInfo
 from ..tag import TagTemplate, TemplateError
 from .errors import RoutingError
 
 TOPIC_LABEL = "pylog.topic"
-MAX_TOPIC = 249
-_ILLEGAL = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,8 @@ class Route:
 
 def topic_name(text: str) -> str:
     """A legal Kafka topic name from a rendered template."""
-    name = _ILLEGAL.sub("_", text)[:MAX_TOPIC]
-    if name in ("", ".", ".."):
-        return DEFAULT_KAFKA_TOPIC
-    return name
+    name = ILLEGAL_TOPIC_CHAR.sub("_", text)[:MAX_TOPIC]
+    return name if is_topic_name(name) else DEFAULT_KAFKA_TOPIC
 
 
 def resolve(info: ContainerInfo, options: LogOptions, settings: KafkaSettings) -> Route | None:
