@@ -16,9 +16,10 @@ parent is not in the container (the container's other processes are its
 descendants), the first started if there are several (``docker exec``
 processes are children of the shim, outside the container, too).
 
-The root is kept as a directory fd on ``/proc/<pid>/root``: it stays usable
-after the container's processes exit, as long as it is open, so files can be
-read to their end after the container stopped. It is opened through an fd on
+The root is kept as a directory fd on ``/proc/<pid>/root``, with the
+container's mount namespace (see :class:`ContainerRoot`): both stay usable
+after the container's processes exit, as long as they are open, so its files
+can still be found and read to their end after it stopped. They are opened through an fd on
 ``/proc/<pid>`` and the process's cgroup is checked again through that same
 fd afterwards: a pid reused between the scan and the open (the container
 exited, another process got its pid) is then noticed, not opened.
@@ -159,36 +160,66 @@ def find_container_pid(container_id: str, proc: str = "/proc") -> int | None:
     return main_pid(container_pids(container_id, proc), proc)
 
 
-def open_root_of(pid: int, container_id: str, proc: str = "/proc") -> int:
-    """A directory fd (``O_PATH``) on the root of ``pid``, checked to be the container's.
+class ContainerRoot:
+    """A container's root directory, held open: ``fd`` is what :mod:`.openat2` opens in.
+
+    It also holds the container's mount namespace (an fd on
+    ``/proc/<pid>/ns/mnt``). The root fd alone keeps the root mount, but once
+    the container's last process exits the kernel takes down the namespace's
+    other mounts (volumes, tmpfs), and paths under them then resolve to the
+    empty directories beneath. Holding the namespace keeps them mounted, so a
+    glob evaluated after the exit still finds the files. The price: they stay
+    mounted (a tmpfs keeps its memory) until :meth:`close`.
+    """
+
+    def __init__(self, fd: int, mount_ns_fd: int) -> None:
+        self.fd = fd
+        self.mount_ns_fd = mount_ns_fd
+
+    def close(self) -> None:
+        for fd in (self.fd, self.mount_ns_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.mount_ns_fd = -1
+
+    def __enter__(self) -> ContainerRoot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_root_of(pid: int, container_id: str, proc: str = "/proc") -> ContainerRoot:
+    """The root (and mount namespace) of ``pid``, checked to be the container's.
 
     Raises :class:`ContainerNotFound` if the process is gone or is no longer
     (or never was) in the container.
     """
     _check_id(container_id)
+    gone = f"process {pid} of container {container_id} exited"
     try:
         pid_fd = os.open(f"{proc}/{pid}", os.O_PATH | os.O_DIRECTORY)
     except FileNotFoundError as e:
-        raise ContainerNotFound(f"process {pid} of container {container_id} exited") from e
+        raise ContainerNotFound(gone) from e
+    fds: list[int] = []
     try:
-        root_fd = os.open("root", os.O_PATH | os.O_DIRECTORY, dir_fd=pid_fd)
-        try:
-            data = _read_small("cgroup", dir_fd=pid_fd)
-            if data is None or not in_container(
-                data.decode("utf-8", "surrogateescape"), container_id
-            ):
-                raise ContainerNotFound(f"process {pid} is not in container {container_id}")
-        except BaseException:
-            os.close(root_fd)
-            raise
+        fds.append(os.open("root", os.O_PATH | os.O_DIRECTORY, dir_fd=pid_fd))
+        fds.append(os.open("ns/mnt", os.O_RDONLY, dir_fd=pid_fd))
+        data = _read_small("cgroup", dir_fd=pid_fd)
+        if data is None or not in_container(data.decode("utf-8", "surrogateescape"), container_id):
+            raise ContainerNotFound(f"process {pid} is not in container {container_id}")
+        root = ContainerRoot(fds[0], fds[1])
+        fds.clear()
+        return root
     except (FileNotFoundError, ProcessLookupError) as e:
-        raise ContainerNotFound(f"process {pid} of container {container_id} exited") from e
+        raise ContainerNotFound(gone) from e
     finally:
+        for fd in fds:
+            os.close(fd)
         os.close(pid_fd)
-    return root_fd
 
 
-def open_container_root(container_id: str, proc: str = "/proc") -> int:
+def open_container_root(container_id: str, proc: str = "/proc") -> ContainerRoot:
     """Find the container's main process and open its root (see :func:`open_root_of`).
 
     Tries again if the process found exits before its root is open (the
