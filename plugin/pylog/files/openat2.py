@@ -146,7 +146,8 @@ def open_regular_in_root(root_fd: int, path: str) -> tuple[int, os.stat_result]:
     wait for a writer, a device's driver is not called. Only once ``fstat`` says
     it is a regular file is that same inode opened for reading, through
     ``/proc/self/fd`` (our own descriptor, not the container's), so the
-    container cannot swap the file between the check and the open. Raises
+    container cannot swap the file between the check and the open (so a
+    procfs must be mounted at ``/proc``, as it is in the plugin). Raises
     :class:`NotRegular` for anything else, OSError if it cannot be opened.
     """
     path_fd = open_in_root(root_fd, path, os.O_PATH)

@@ -19,7 +19,9 @@ anything that is not a regular file (FIFO, socket, device, directory) is
 reported as skipped, with the reason, and never blocks. The matches are
 sorted by path and at most ``limit`` files are opened; the rest are counted,
 not opened, so the caller can warn. The same file reached by two paths (a
-symlink, ``..``) is opened once, under the first path.
+symlink, ``..``) is opened once, under the first path. The cap bounds the
+descriptors, not the listing: a directory with a million entries is still
+listed whole (names only) to find and sort the matches.
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ def component_matches(name: str, pattern: str) -> bool:
 def _list_dir(root_fd: int, path: str) -> list[str]:
     """The names in a directory inside the root; empty if it is not one or is gone."""
     try:
+        # O_DIRECTORY: a FIFO (or device) in a directory's place fails (ENOTDIR)
+        # before anything is opened, so it cannot block.
         fd = open_in_root(root_fd, path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return []
