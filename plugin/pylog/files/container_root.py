@@ -19,9 +19,9 @@ processes are children of the shim, outside the container, too).
 The root is kept as a directory fd on ``/proc/<pid>/root``, with the
 container's mount namespace (see :class:`ContainerRoot`): both stay usable
 after the container's processes exit, as long as they are open, so its files
-can still be found and read to their end after it stopped. They are opened through an fd on
-``/proc/<pid>`` and the process's cgroup is checked again through that same
-fd afterwards: a pid reused between the scan and the open (the container
+can still be found and read to their end after it stopped. They are opened
+through an fd on ``/proc/<pid>`` and the process's cgroup is checked again
+through that same fd afterwards: a pid reused between the scan and the open (the container
 exited, another process got its pid) is then noticed, not opened.
 """
 
