@@ -1,0 +1,1 @@
+"""Log files inside containers, declared by labels: finding, opening and following them."""
