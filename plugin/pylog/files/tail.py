@@ -206,10 +206,8 @@ class FileFollower:
         self._fd, self._identity = fd, FileIdentity.of(st)
         start, self._start = self._start, None
         if start is not None and start.identity == self._identity:
-            if st.st_size < start.offset:
-                self.truncations += 1
-            else:
-                self._offset = start.offset
+            # Past the file's end (truncated, or a reused inode): _drain starts at 0.
+            self._offset = start.offset
         return True
 
     def _look(self) -> bool:
