@@ -4,7 +4,7 @@
 (device, inode: :mod:`.identity`), the path it was last followed at and the
 offset up to which its lines are safe::
 
-    {"v": 1, "files": [{"path": "/var/log/app.log", "dev": 2049, "inode": 1234, "offset": 5678}]}
+    {"version": 1, "files": [{"path": "/var/log/app.log", "dev": 2049, "inode": 12, "offset": 56}]}
 
 The owner stores a line's offset once the line itself is stored, and the
 registry is replaced with the store's atomic write, so after a crash it is
@@ -126,7 +126,7 @@ class Registry:
             {"path": e.path, "dev": i.dev, "inode": i.inode, "offset": e.offset}
             for i, e in self._entries.items()
         ]
-        data = json.dumps({"v": VERSION, "files": files}).encode() + b"\n"
+        data = json.dumps({"version": VERSION, "files": files}).encode() + b"\n"
         write_atomic(self.path, data, durable=durable)
         self._dirty = False
         return True
@@ -134,7 +134,7 @@ class Registry:
 
 def _parse(text: bytes) -> dict[FileIdentity, RegistryEntry]:
     obj = json.loads(text)
-    if not isinstance(obj, dict) or obj.get("v") != VERSION:
+    if not isinstance(obj, dict) or obj.get("version") != VERSION:
         raise RegistryError(f"not a version {VERSION} registry: {text[:100]!r}")
     files = obj.get("files")
     if not isinstance(files, list):

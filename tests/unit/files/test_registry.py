@@ -117,18 +117,18 @@ def test_a_path_that_is_not_utf8_survives(state: Path) -> None:
         b"null",
         b"[]",
         b'{"files": []}',
-        b'{"v": 2, "files": []}',
-        b'{"v": 1}',
-        b'{"v": 1, "files": {}}',
-        b'{"v": 1, "files": [1]}',
-        b'{"v": 1, "files": [{"path": "/a", "dev": 1, "inode": 2}]}',
-        b'{"v": 1, "files": [{"path": "", "dev": 1, "inode": 2, "offset": 3}]}',
-        b'{"v": 1, "files": [{"path": 5, "dev": 1, "inode": 2, "offset": 3}]}',
-        b'{"v": 1, "files": [{"path": "/a", "dev": -1, "inode": 2, "offset": 3}]}',
-        b'{"v": 1, "files": [{"path": "/a", "dev": 1, "inode": "2", "offset": 3}]}',
-        b'{"v": 1, "files": [{"path": "/a", "dev": 1, "inode": 2, "offset": 1.5}]}',
-        b'{"v": 1, "files": [{"path": "/a", "dev": 1, "inode": 2, "offset": true}]}',
-        b'{"v": 1, "files": [{"path": "/a", "dev": 1, "inode": 2, "offset": 3},'
+        b'{"version": 2, "files": []}',
+        b'{"version": 1}',
+        b'{"version": 1, "files": {}}',
+        b'{"version": 1, "files": [1]}',
+        b'{"version": 1, "files": [{"path": "/a", "dev": 1, "inode": 2}]}',
+        b'{"version": 1, "files": [{"path": "", "dev": 1, "inode": 2, "offset": 3}]}',
+        b'{"version": 1, "files": [{"path": 5, "dev": 1, "inode": 2, "offset": 3}]}',
+        b'{"version": 1, "files": [{"path": "/a", "dev": -1, "inode": 2, "offset": 3}]}',
+        b'{"version": 1, "files": [{"path": "/a", "dev": 1, "inode": "2", "offset": 3}]}',
+        b'{"version": 1, "files": [{"path": "/a", "dev": 1, "inode": 2, "offset": 1.5}]}',
+        b'{"version": 1, "files": [{"path": "/a", "dev": 1, "inode": 2, "offset": true}]}',
+        b'{"version": 1, "files": [{"path": "/a", "dev": 1, "inode": 2, "offset": 3},'
         b' {"path": "/b", "dev": 1, "inode": 2, "offset": 4}]}',
         b"[" * 100_000,
     ],
@@ -146,7 +146,7 @@ def test_a_corrupt_registry_is_warned_about_and_every_file_is_read_from_its_star
     f.close()
     # The next save replaces it, even with nothing in it.
     assert reg.save() is True
-    assert json.loads((state / REGISTRY_FILE).read_bytes()) == {"v": 1, "files": []}
+    assert json.loads((state / REGISTRY_FILE).read_bytes()) == {"version": 1, "files": []}
 
 
 def test_an_unreadable_registry_is_warned_about_and_empty(
