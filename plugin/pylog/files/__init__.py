@@ -1,4 +1,5 @@
-"""Reading files inside containers, never outside them (groundwork for issue #13).
+"""Log files inside containers, declared by labels: finding, opening and following them,
+never outside the container.
 
 Modules:
 
@@ -9,4 +10,7 @@ Modules:
   a regular file without ever blocking on a FIFO or touching a device.
 - :mod:`.rootglob`: expand a declared glob inside the root, opening at most a
   given number of regular files and reporting what was skipped.
+- :mod:`.identity`: a file named by ``(dev, inode)``, and a read position in it.
+- :mod:`.tail`: follow one declared path through rename and copytruncate rotation.
+- :mod:`.registry`: the read positions per file identity, kept on disk.
 """
