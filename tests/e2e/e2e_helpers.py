@@ -206,10 +206,10 @@ def stamped_lines(data: bytes) -> list[tuple[str, bytes]]:
     return out
 
 
-def plugin_processes(plugin: str = PLUGIN) -> tuple[int, int]:
-    """(gunicorn master, worker) pids of the running plugin, found by the plugin's ID in
-    their cgroup (dockerd runs a plugin in a cgroup named after it), so another pylog
-    process on the host (a second install, a test server) is never taken for it."""
+def _plugin_tree(plugin: str = PLUGIN) -> dict[int, int]:
+    """pid -> parent pid of every process in the plugin's cgroup (dockerd runs a plugin
+    in a cgroup named after its ID), so another pylog process on the host (a second
+    install, a test server) is never taken for one of them."""
     plugin_id = docker_cli(["plugin", "inspect", "--format", "{{.Id}}", plugin]).stdout
     suffix = "/" + plugin_id.decode().strip()
     ours: dict[int, int] = {}
@@ -223,7 +223,22 @@ def plugin_processes(plugin: str = PLUGIN) -> tuple[int, int]:
             continue  # gone meanwhile
         if any(line.endswith(suffix) for line in cgroups):
             ours[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return ours
+
+
+def plugin_processes(plugin: str = PLUGIN) -> tuple[int, int]:
+    """(gunicorn master, worker) pids of the running plugin (its shipping processes,
+    children of the worker, are :func:`shipping_processes`)."""
+    ours = _plugin_tree(plugin)
     masters = [p for p, pp in ours.items() if pp not in ours]
-    workers = [p for p, pp in ours.items() if pp in ours]
-    assert len(masters) == 1 and len(workers) == 1, f"plugin processes: {ours}"
+    assert len(masters) == 1, f"plugin processes: {ours}"
+    workers = [p for p, pp in ours.items() if pp == masters[0]]
+    assert len(workers) == 1, f"plugin processes: {ours}"
     return masters[0], workers[0]
+
+
+def shipping_processes(plugin: str = PLUGIN) -> list[int]:
+    """pids of the plugin's shipping processes (children of its gunicorn worker)."""
+    ours = _plugin_tree(plugin)
+    _, worker = plugin_processes(plugin)
+    return sorted(p for p, pp in ours.items() if pp == worker)

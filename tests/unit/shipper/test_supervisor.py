@@ -98,7 +98,7 @@ def test_ship_grow_close_and_stop(owner: Owner) -> None:
     sup = _supervisor(owner)
     owner.states["a"] = LogState(0, 10, False)
     sup.ship("a")
-    wait_for(lambda: owner.progress("a"), what="Progress for a")
+    wait_for(lambda: bool(owner.progress("a")), what="Progress for a")
     ((_, pid),) = sup.pids()
     assert set(owner.progress("a")) == {pid}  # a Ship may come twice: harmless
     owner.states["a"] = LogState(0, 20, True)
@@ -133,7 +133,7 @@ def test_a_process_that_dies_is_restarted_and_given_every_log_again(
     sup = _supervisor(owner)
     owner.states["a"] = LogState(0, 0, False)
     sup.ship("a")
-    wait_for(lambda: owner.progress("a"), what="first Progress")
+    wait_for(lambda: bool(owner.progress("a")), what="first Progress")
     first = owner.progress("a")[0]
     owner.states["die"] = LogState(0, 0, False)
     sup.ship("die")  # the stand-in exits 3 on it
@@ -161,7 +161,7 @@ def test_a_process_that_stops_reading_is_killed_and_restarted(owner: Owner) -> N
     wait_for(lambda: not _alive(pid), timeout=20, what="hung process killed")
     wait_for(lambda: sup.restarts == 1 and sup.running() == 1, timeout=15, what="restarted")
     # The new process gets every log (the hung one's Ships too) and answers.
-    wait_for(lambda: owner.progress("big7"), what="big7 shipped by the new process")
+    wait_for(lambda: bool(owner.progress("big7")), what="big7 shipped by the new process")
     sup.stop(time.monotonic() + 5)
 
 
@@ -169,7 +169,7 @@ def test_a_process_that_ignores_stop_is_killed_at_the_deadline(owner: Owner) -> 
     sup = _supervisor(owner)
     owner.states["deaf"] = LogState(0, 0, False)
     sup.ship("deaf")
-    wait_for(lambda: owner.progress("deaf"), what="Progress")
+    wait_for(lambda: bool(owner.progress("deaf")), what="Progress")
     ((_, pid),) = sup.pids()
     t = time.monotonic()
     sup.stop(t + 1.5)
