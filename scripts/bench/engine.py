@@ -185,8 +185,9 @@ def _cgroup() -> Path | None:
 
 
 def pylog_pids() -> list[int]:
-    """The plugin's processes (gunicorn's arbiter and its worker): those of its
-    cgroup, else any process running ``pylog.server``."""
+    """The plugin's processes (gunicorn's arbiter, its worker and the shipping
+    processes): those of its cgroup, else any process running pylog's server or
+    shipper."""
     cg = _cgroup()
     if cg is not None:
         return sorted(int(p) for p in (cg / "cgroup.procs").read_text().split())
@@ -198,7 +199,7 @@ def pylog_pids() -> list[int]:
             cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"pylog.server" in cmdline:
+        if b"pylog.server" in cmdline or b"pylog.shipper.worker" in cmdline:
             pids.append(int(name))
     return sorted(pids)
 
