@@ -38,7 +38,8 @@ class LogView(LogFile):
     def __init__(self, directory: Path, policy: RotationPolicy, state: LogState) -> None:
         super().__init__(directory, policy, writable=False)
         self._changed = asyncio.Event()
-        self.update(state)
+        # The told state, not what the base class found on disk.
+        self._generation, self._size, self._closed = state.generation, state.size, state.closed
 
     def update(self, state: LogState) -> None:
         """Take ``state`` as the log's (from a Ship or Grew message) and wake the follower.
