@@ -40,7 +40,9 @@ Modules, one job each:
 ``task``      one container's shipping, as an asyncio task
 ``report``    the counters a shipping process reports
 ``worker``    the shipping process
-``manager``   what the service calls: attach, resume backlogs, shutdown
+``manager``   what the service calls: attach, resume backlogs, shutdown (being
+              reworked by the main-process side; no longer re-exported here, so a
+              shipping process does not import it)
 """
 
 from .errors import (
@@ -50,16 +52,13 @@ from .errors import (
     RoutingError,
     ShipperError,
 )
-from .manager import SHIPPING_RESERVE, ShipperManager
 from .routing import Route
 
 __all__ = [
-    "SHIPPING_RESERVE",
     "DeliveryError",
     "PositionError",
     "ProducerUnavailable",
     "Route",
     "RoutingError",
     "ShipperError",
-    "ShipperManager",
 ]
