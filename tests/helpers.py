@@ -15,14 +15,16 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pylog.config import KafkaSettings, Settings
 from pylog.framing import DEFAULT_MAX_FRAME, FrameDecoder
 from pylog.models import Entry
-from pylog.service import LoggingService
 from pylog.shipper.schema import Line, PlainRun, plain_line
 from pylog.wire.entry_pb2 import LogEntry
+
+if TYPE_CHECKING:
+    from pylog.service import LoggingService
 
 _LEN = struct.Struct(">I")
 
@@ -103,6 +105,8 @@ def make_settings(tmp_path: Path, **kafka: Any) -> Settings:
 def running(settings: Settings) -> Iterator[LoggingService]:
     """A started LoggingService, shut down on exit. A test may shut it down earlier
     (a crash, as far as the FIFOs are concerned): a second shutdown does nothing."""
+    from pylog.service import LoggingService  # here: the shipping-process tests need none of it
+
     svc = LoggingService(settings)
     svc.startup()
     try:

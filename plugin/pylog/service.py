@@ -29,7 +29,8 @@ from .memtrim import IdleTrim
 from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
 from .procstat import read_stat
-from .shipper import SHIPPING_RESERVE, RoutingError, ShipperManager
+from .shipper import RoutingError
+from .shipper.manager import SHIPPING_RESERVE, ShipperManager
 from .snapshot import IngestCounters, Snapshot
 from .store import Store
 from .store.attachments import Attachments

@@ -35,9 +35,8 @@ from ..kept_info import kept_info
 from ..models import ContainerInfo, RequestError
 from ..snapshot import AbandonedCounters, ProducerCounters, ShipperCounters
 from ..store import INFO_FILE, LogFile, Store
-from ..store.gz import open_gzip
 from ..store.logfile import LogState
-from ..store.reader import Position
+from ..store.reader import Position, count_records
 from . import ipc
 from .errors import PositionError
 from .position import load_position, position_path
@@ -272,7 +271,7 @@ class ShipperManager:
         if read is not None and generation <= read:
             return
         try:
-            lost = _count_lines(path)
+            lost = count_records(path)
         except OSError:
             return
         if not lost:
@@ -336,12 +335,3 @@ def _load_info(directory: Path) -> ContainerInfo | None:
     except FileNotFoundError:
         return None
     return ContainerInfo.from_json(json.loads(text))
-
-
-def _count_lines(path: Path) -> int:
-    opener = open_gzip if path.suffix == ".gz" else open
-    count = 0
-    with opener(path, "rb") as f:
-        while block := f.read(1 << 20):
-            count += block.count(b"\n")
-    return count

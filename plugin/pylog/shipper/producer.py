@@ -1,11 +1,9 @@
-"""Kafka producers: one per distinct cluster configuration, on one asyncio thread.
+"""Kafka producers: one per distinct cluster configuration, on a shipping process's loop.
 
-:class:`KafkaRuntime` owns an event loop in a daemon thread (started only when
-a container is actually shipped, so a local-only pylog runs nothing of this)
-and the :class:`ClusterProducer` of each cluster configuration (the brokers
-plus the plugin-wide producer settings), shared by every container that ships
-there. Shipper threads hand batches over with :meth:`KafkaRuntime.submit` and
-wait on the returned ``concurrent.futures.Future``.
+A :class:`ClusterProducer` per cluster configuration (the brokers plus the
+plugin-wide producer settings) is shared by every container that ships there
+(the worker keeps them, :mod:`.worker`); the containers' tasks await
+:meth:`ClusterProducer.send` on the same loop.
 
 A producer is started lazily on first use; if the brokers cannot be reached
 the send fails with :class:`ProducerUnavailable` and the next one tries again.
@@ -21,15 +19,11 @@ and each producer's life: start, reset, health logging, close.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import logging
 import ssl
-import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
@@ -39,14 +33,12 @@ from ..deadline import left
 from .batching import REJECTED, Batcher
 from .batching import SendGroup as SendGroup
 from .batching import SendResult as SendResult
-from .compression import use_fast_lz4
 from .errors import ProducerUnavailable
 from .producer_stats import ProducerStats
 from .schema import OutRecord
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 #: How long a batch may wait for the broker before it is failed and shipped again;
 #: failing one resets the producer for every container on it, so this is generous
@@ -211,112 +203,8 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _to_concurrent(fut: concurrent.futures.Future[Any], task: asyncio.Future[Any]) -> None:
-    """Copy a finished task's outcome to the future :meth:`KafkaRuntime.submit` returned."""
-    if task.cancelled():
-        fut.cancel()
-    if not fut.set_running_or_notify_cancel():
-        return
-    if (exc := task.exception()) is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(task.result())
-
-
 async def _stop_quietly(producer: AIOKafkaProducer, timeout: float = 10.0) -> None:
     try:
         await asyncio.wait_for(producer.stop(), timeout)
     except Exception as exc:
         log.debug("stopping a Kafka producer: %r", exc)
-
-
-class KafkaRuntime:
-    """The asyncio loop thread and the producers of every cluster in use."""
-
-    def __init__(self) -> None:
-        use_fast_lz4()
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._producers: dict[KafkaSettings, ClusterProducer] = {}
-        #: Coroutines submitted and not started yet, with their futures (see submit).
-        self._submit_lock = threading.Lock()
-        self._submitted: list[tuple[Coroutine[Any, Any, Any], concurrent.futures.Future[Any]]] = []
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="pylog-kafka", daemon=True
-        )
-        self._thread.start()
-        self._closed = False
-
-    def producer(self, cfg: KafkaSettings) -> ClusterProducer:
-        with self._lock:
-            p = self._producers.get(cfg)
-            if p is None:
-                p = self._producers[cfg] = ClusterProducer(cfg)
-            return p
-
-    def producers(self) -> list[ClusterProducer]:
-        with self._lock:
-            return list(self._producers.values())
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``coro`` on the loop; its outcome comes in the returned future.
-
-        Like ``asyncio.run_coroutine_threadsafe``, but the loop is woken once for
-        all the coroutines submitted meanwhile, not once each: with 200 shipper
-        threads each waking the loop for every line (a write to its self-pipe,
-        a GIL hand-over and a loop iteration), the loop thread got the GIL too
-        seldom to keep up, and the lines waiting for it piled up in memory.
-        """
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        with self._submit_lock:
-            self._submitted.append((coro, fut))
-            wake = len(self._submitted) == 1
-        if wake:
-            try:
-                self._loop.call_soon_threadsafe(self._start_submitted)
-            except RuntimeError:  # the loop is closed: fail what waits for it
-                with self._submit_lock:
-                    todo, self._submitted = self._submitted, []
-                for c, f in todo:
-                    c.close()
-                    f.set_exception(RuntimeError("the Kafka loop is closed"))
-        return fut
-
-    def _start_submitted(self) -> None:
-        with self._submit_lock:
-            todo, self._submitted = self._submitted, []
-        for coro, fut in todo:
-            if fut.cancelled():
-                coro.close()
-                continue
-            task = self._loop.create_task(coro)
-            task.add_done_callback(functools.partial(_to_concurrent, fut))
-
-    def new_group(self) -> SendGroup:
-        # asyncio.Lock binds to a loop on first use (3.10+): safe to make here.
-        return SendGroup()
-
-    def close(self, deadline: float) -> None:
-        """Stop the producers (flushing what they hold) and the loop by ``deadline``
-        (``time.monotonic()``); what is still unsent then is dropped, to be
-        shipped again from the acknowledged positions at the next start."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            producers = list(self._producers.values())
-
-        async def stop_all() -> None:
-            await asyncio.gather(*(p.close(deadline) for p in producers))
-            # Sends of halted shippers that nobody waits for any more.
-            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in rest:
-                t.cancel()
-            await asyncio.gather(*rest, return_exceptions=True)
-
-        with contextlib.suppress(Exception):
-            self.submit(stop_all()).result(left(deadline))
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(left(deadline))
-        if not self._thread.is_alive():
-            self._loop.close()

@@ -12,7 +12,10 @@ away.
 The follow loop's timing (when to read, how long to wait) asks an injected clock and
 waits through an injected :data:`Wait`, by default the monotonic clock and the log's
 own condition variable, so that a test can run it on simulated time and check each
-decision exactly.
+decision exactly. Those decisions (read now, hold back, move on at rotation, end) are
+made in one place, :class:`_Follower`, for the two ways of following a log: the
+blocking :func:`follow_from` (a thread: ``docker logs -f``) and the asynchronous
+:func:`follow_from_async` (a shipping process's task, woken by its view of the log).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
 
 from .gz import IsalError, open_gzip
 from .logfile import LogFile, LogState, Segment
@@ -39,6 +44,9 @@ rotation, close) or ``timeout`` seconds pass on the :data:`Clock`'s scale, and
 return the log's state then. In production the log's own
 :meth:`~.logfile.LogFile.wait_for_change` (whose condition variable times out on the
 monotonic clock)."""
+AsyncWait = Callable[[LogState, float], Awaitable[LogState]]
+""":data:`Wait` for an asyncio task: awaits instead of blocking (a shipping
+process's view of a log, :mod:`pylog.shipper.view`)."""
 
 _BLOCK = 1 << 16
 #: The most a follow_from batch holds, roughly, in bytes of records.
@@ -294,6 +302,122 @@ def follow_from(
     )
 
 
+class _Do(Enum):
+    READ = "read"
+    """Read the current file up to the log's size."""
+    FINISH = "finish"
+    """The file was rotated away: read it to its end, then open the next one."""
+    HOLD = "hold"
+    """Let more gather: wait for a change (an append may bring the busy size), at most
+    ``timeout``."""
+    IDLE = "idle"
+    """Nothing to read: wait for a change, and ask the consumer after a quiet
+    :data:`FOLLOW_CHECK_INTERVAL`."""
+    END = "end"
+    """Closed and read to its end."""
+
+
+@dataclass(frozen=True)
+class _Step:
+    do: _Do
+    state: LogState
+    """What to wait past (HOLD, IDLE), or the state to read up to (READ)."""
+    timeout: float = 0.0
+
+
+class _Follower:
+    """A follower's place in the log (the open file and the offset in it) and its
+    decisions; the caller does the waiting, blocking or awaiting.
+
+    With ``interval``, new data in the current file is read no sooner than that
+    after the previous read (on ``clock``), unless the log was closed or rotated
+    meanwhile or :data:`FOLLOW_FROM_BUSY_BYTES` are waiting (checked at every
+    append).
+    """
+
+    def __init__(
+        self, logfile: LogFile, cur: Segment, offset: int, interval: float, clock: Clock
+    ) -> None:
+        self.logfile = logfile
+        self.cur: Segment | None = cur
+        self.offset = offset
+        self.interval = interval
+        self.clock = clock
+        self._last_read = float("-inf")
+
+    def step(self, state: LogState) -> _Step:
+        cur = self.cur
+        assert cur is not None
+        if cur.generation < state.generation:
+            return _Step(_Do.FINISH, state)
+        if state.size > self.offset:
+            now = self.clock()
+            hold = self._last_read + self.interval - now
+            if hold > 0 and not state.closed and state.size - self.offset < FOLLOW_FROM_BUSY_BYTES:
+                # Let more gather, for one batch: until the interval is over, or
+                # woken by each append to see whether enough has come. (A plain
+                # sleep held a burst that came just after a small write back
+                # for the whole interval: p99 500 ms at 20,000 lines/s.)
+                return _Step(_Do.HOLD, state, hold)
+            self._last_read = now
+            return _Step(_Do.READ, state)
+        if state.closed:
+            return _Step(_Do.END, state)
+        return _Step(_Do.IDLE, LogState(cur.generation, self.offset, False))
+
+    def read(self, state: LogState) -> Iterator[tuple[list[bytes], Position]]:
+        """Everything appended since the last read, in batches of at most about
+        _MAX_BATCH bytes so a large backlog is never one list in memory."""
+        cur = self.cur
+        assert cur is not None
+        cur.size = state.size
+        out: list[bytes] = []
+        pending = 0
+        for batch in _iter_batches(cur, self.offset):
+            out += batch
+            pending += sum(map(len, batch))
+            if pending >= _MAX_BATCH:
+                self.offset += pending
+                yield out, Position(cur.generation, self.offset)
+                out, pending = [], 0
+        self.offset = state.size
+        if out:
+            yield out, Position(cur.generation, self.offset)
+
+    def finish(self) -> Iterator[tuple[list[bytes], Position]]:
+        """The rotated-away file is final: read it to its end."""
+        cur = self.cur
+        assert cur is not None
+        cur.size = None
+        for batch in _iter_batches(cur, self.offset):
+            self.offset += sum(map(len, batch))
+            yield batch, Position(cur.generation, self.offset)
+
+    def advance(self) -> bool:
+        """Open the generation after the finished one (or the oldest later one kept);
+        False when there is none to open."""
+        cur = self.cur
+        assert cur is not None
+        nxt = self.logfile.open_generation(cur.generation + 1)
+        if nxt is None:
+            return False
+        cur.close()
+        if nxt.generation != cur.generation + 1:
+            log.warning(
+                "a reader of %s fell behind rotation and missed generations %d..%d",
+                self.logfile.directory.name,
+                cur.generation + 1,
+                nxt.generation - 1,
+            )
+        self.cur, self.offset = nxt, 0
+        return True
+
+    def close(self) -> None:
+        if self.cur is not None:
+            self.cur.close()
+            self.cur = None
+
+
 def _stream(
     logfile: LogFile,
     cur: Segment,
@@ -304,69 +428,99 @@ def _stream(
     clock: Clock = time.monotonic,
     wait: Wait | None = None,
 ) -> Iterator[tuple[list[bytes], Position]]:
-    """The follow loop: read what is there, wait to be woken, move on at rotation.
-
-    With ``interval``, new data in the current file is read no sooner than that
-    after the previous read (on ``clock``), unless the log was closed or rotated
-    meanwhile or :data:`FOLLOW_FROM_BUSY_BYTES` are waiting (checked at every
-    append). Every wait goes through ``wait`` (default: ``logfile.wait_for_change``).
-    """
+    """The blocking follow loop: read what is there, wait to be woken, move on at
+    rotation (the decisions are :class:`_Follower`'s). Every wait goes through
+    ``wait`` (default: ``logfile.wait_for_change``)."""
     wait_for_change = wait or logfile.wait_for_change
-    last_read = float("-inf")
+    follower = _Follower(logfile, cur, offset, interval, clock)
     try:
         while True:
-            state = logfile.state()
-            if cur.generation < state.generation:
-                # Rotated away: the file is final, read it to its end, then go on.
-                cur.size = None
-                for batch in _iter_batches(cur, offset):
-                    offset += sum(map(len, batch))
-                    yield batch, Position(cur.generation, offset)
-                cur.close()
-                nxt = logfile.open_generation(cur.generation + 1)
-                if nxt is None:
+            step = follower.step(logfile.state())
+            if step.do is _Do.READ:
+                yield from follower.read(step.state)
+            elif step.do is _Do.FINISH:
+                yield from follower.finish()
+                if not follower.advance():
                     return
-                if nxt.generation != cur.generation + 1:
-                    log.warning(
-                        "a reader of %s fell behind rotation and missed generations %d..%d",
-                        logfile.directory.name,
-                        cur.generation + 1,
-                        nxt.generation - 1,
-                    )
-                cur, offset = nxt, 0
-                continue
-            if state.size > offset:
-                now = clock()
-                hold = last_read + interval - now
-                if hold > 0 and not state.closed and state.size - offset < FOLLOW_FROM_BUSY_BYTES:
-                    # Let more gather, for one batch: until the interval is over, or
-                    # woken by each append to see whether enough has come. (A plain
-                    # sleep held a burst that came just after a small write back
-                    # for the whole interval: p99 500 ms at 20,000 lines/s.)
-                    wait_for_change(state, hold)
-                    continue
-                last_read = now
-                # Everything appended since the last wake-up, in batches of at most
-                # about _MAX_BATCH bytes so a large backlog is never one list in memory.
-                cur.size = state.size
-                out: list[bytes] = []
-                pending = 0
-                for batch in _iter_batches(cur, offset):
-                    out += batch
-                    pending += sum(map(len, batch))
-                    if pending >= _MAX_BATCH:
-                        offset += pending
-                        yield out, Position(cur.generation, offset)
-                        out, pending = [], 0
-                offset = state.size
-                if out:
-                    yield out, Position(cur.generation, offset)
-                continue
-            if state.closed:
-                return
-            seen = LogState(cur.generation, offset, False)
-            woke = wait_for_change(seen, FOLLOW_CHECK_INTERVAL)
-            if woke == seen and not consumer_alive():
+            elif step.do is _Do.HOLD:
+                wait_for_change(step.state, step.timeout)
+            elif step.do is _Do.IDLE:
+                woke = wait_for_change(step.state, FOLLOW_CHECK_INTERVAL)
+                if woke == step.state and not consumer_alive():
+                    return
+            else:
                 return
     finally:
-        cur.close()
+        follower.close()
+
+
+async def follow_from_async(
+    logfile: LogFile,
+    start: Position,
+    consumer_alive: Callable[[], Awaitable[bool]],
+    wait: AsyncWait,
+    *,
+    interval: float = FOLLOW_FROM_INTERVAL,
+    clock: Clock = time.monotonic,
+) -> AsyncGenerator[tuple[list[bytes], Position], None]:
+    """:func:`follow_from` for an asyncio task: the same decisions (:class:`_Follower`),
+    but every wait is awaited through ``wait`` and ``consumer_alive`` is awaited.
+
+    ``logfile`` is a view whose state may lag behind the disk (a shipping process
+    learns of appends and rotations by message): where the file it asks for cannot
+    be opened yet, the follower waits for the next change instead of ending, and
+    ends only once the log is closed. Between batches, the caller's own awaits give
+    the loop to the other tasks; reads of files block, a batch at a time.
+    """
+    seg: Segment | None = None
+    while seg is None:
+        seg = logfile.open_generation(start.generation)
+        if seg is None and not await _waited(logfile, consumer_alive, wait):
+            return
+    offset = start.offset if seg.generation == start.generation else 0
+    follower = _Follower(logfile, seg, offset, interval, clock)
+    try:
+        while True:
+            step = follower.step(logfile.state())
+            if step.do is _Do.READ:
+                for item in follower.read(step.state):
+                    yield item
+            elif step.do is _Do.FINISH:
+                for item in follower.finish():
+                    yield item
+                while not follower.advance():
+                    if not await _waited(logfile, consumer_alive, wait):
+                        return
+            elif step.do is _Do.HOLD:
+                await wait(step.state, step.timeout)
+            elif step.do is _Do.IDLE:
+                woke = await wait(step.state, FOLLOW_CHECK_INTERVAL)
+                if woke == step.state and not await consumer_alive():
+                    return
+            else:
+                return
+    finally:
+        follower.close()
+
+
+async def _waited(
+    logfile: LogFile, consumer_alive: Callable[[], Awaitable[bool]], wait: AsyncWait
+) -> bool:
+    """A file to open is not there (yet): wait for the log's next change. False when
+    there is nothing more to wait for (closed, or the consumer has gone)."""
+    state = logfile.state()
+    if state.closed:
+        return False
+    woke = await wait(state, FOLLOW_CHECK_INTERVAL)
+    return woke != state or await consumer_alive()
+
+
+def count_records(path: Path) -> int:
+    """The records in a log file, plain or gzipped: what rotation deletes with it
+    (the main process counts those a shipper had not read yet)."""
+    opener = open_gzip if path.suffix == ".gz" else open
+    count = 0
+    with opener(path, "rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+    return count

@@ -99,7 +99,7 @@ def test_an_old_backlog_is_given_up_counted_and_its_position_moved_to_the_end(
     directory = _stopped_container_with_backlog(kafka_settings, make_fifo, 25)
     _age(directory, 73)
     svc = LoggingService(kafka_settings)
-    caplog.set_level(logging.WARNING, logger="pylog.shipper.shipper")
+    caplog.set_level(logging.WARNING, logger="pylog.shipper.task")
     svc.startup()
     try:
         wait_for(lambda: not svc.shipping.shippers(), timeout=30)

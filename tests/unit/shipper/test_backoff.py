@@ -3,7 +3,7 @@
 import random
 
 from pylog.shipper.backoff import Backoff
-from pylog.shipper.shipper import BACKOFF_MAX, BACKOFF_MIN
+from pylog.shipper.task import BACKOFF_MAX, BACKOFF_MIN
 
 
 def test_pinned_draws_give_the_bounds_of_each_range() -> None:

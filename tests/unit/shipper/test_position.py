@@ -11,9 +11,8 @@ from pylog.shipper.position import (
     position_path,
     save_position,
 )
-from pylog.shipper.shipper import _count_lines
 from pylog.store import LogFile
-from pylog.store.reader import Position, follow_from
+from pylog.store.reader import Position, count_records, follow_from
 from pylog.store.records import RecordEncoder
 
 
@@ -64,12 +63,12 @@ def test_positions_are_ordered_across_generations() -> None:
     assert Position(1, 10_000) < Position(2, 0) < Position(2, 1)
 
 
-def test_count_lines_plain_and_gzip(tmp_path: Path) -> None:
+def test_count_records_plain_and_gzip(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"1\n2\n3\n")
     with gzip.open(tmp_path / "b.gz", "wb") as f:
         f.write(b"1\n" * 1000)
-    assert _count_lines(tmp_path / "a") == 3
-    assert _count_lines(tmp_path / "b.gz") == 1000
+    assert count_records(tmp_path / "a") == 3
+    assert count_records(tmp_path / "b.gz") == 1000
 
 
 def test_a_stored_position_resumes_reading_after_rotation(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""ClusterProducer and KafkaRuntime against a fake aiokafka producer: how sends become batches.
+"""ClusterProducer against a fake aiokafka producer: how sends become batches.
 
 The fake keeps aiokafka's rule that matters here: one batch per partition is
 queued while the one before it is in flight, so a partition takes one batch
@@ -8,8 +8,6 @@ per broker round trip.
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -19,7 +17,7 @@ from pylog.config import KafkaSettings
 from pylog.shipper import batching
 from pylog.shipper import producer as producer_mod
 from pylog.shipper.errors import DeliveryError
-from pylog.shipper.producer import ClusterProducer, KafkaRuntime, SendGroup
+from pylog.shipper.producer import ClusterProducer, SendGroup
 from pylog.shipper.schema import OutRecord
 
 ROUND_TRIP = 0.02
@@ -210,46 +208,3 @@ def test_after_a_failed_batch_the_later_ones_are_not_sent() -> None:
     assert a.failed and b.failed
     (fake,) = FakeProducer.made
     assert [b.records for _, b in fake.sent] == [[(b"k", b"a0")]]
-
-
-def test_submit_wakes_the_loop_once_for_what_came_meanwhile(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Each wake-up of the loop (a self-pipe write, a GIL hand-over) costs the
-    submitting thread and the loop; with 200 shipper threads submitting a line
-    each, one per coroutine starved the loop."""
-    rt = KafkaRuntime()
-    wakes = 0
-    real = rt._loop.call_soon_threadsafe
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal wakes
-        wakes += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(rt._loop, "call_soon_threadsafe", counting)
-    try:
-        gate = threading.Event()
-
-        async def blocker() -> None:
-            gate.wait(5)  # holds the loop, as a busy loop would
-
-        async def work(i: int) -> int:
-            await asyncio.sleep(0)
-            if i == 13:
-                raise ValueError(i)
-            return i * 2
-
-        first = rt.submit(blocker())
-        futs = [rt.submit(work(i)) for i in range(100)]
-        assert wakes <= 2  # the blocker's wake-up, maybe one more before it started
-        gate.set()
-        first.result(5)
-        for i, fut in enumerate(futs):
-            if i == 13:
-                with pytest.raises(ValueError):
-                    fut.result(5)
-            else:
-                assert fut.result(5) == i * 2
-    finally:
-        rt.close(time.monotonic() + 1)

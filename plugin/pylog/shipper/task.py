@@ -1,11 +1,15 @@
-"""One container's shipper: its log, from the acknowledged position on, into Kafka.
+"""One container's shipping: its log, from the acknowledged position on, into Kafka.
 
-A thread per container reads the store with ``follow_from`` (woken by appends,
-never polling; a slowly written log at most every ``FOLLOW_FROM_INTERVAL``),
+One asyncio task per container in a shipping process (:mod:`.worker`). It
+follows the log through its view (:mod:`.view`, woken by the main process's
+messages; a slowly written log is read at most every ``FOLLOW_FROM_INTERVAL``),
 turns records into lines (:mod:`.assemble`) and Kafka records (:mod:`.schema`),
-and hands them in batches to the cluster's producer.
-Acknowledgements are taken strictly in order; the position of the last one is
-stored in the container's directory (:mod:`.position`).
+and hands them in batches to the cluster's producer, awaiting it on the same
+loop. Acknowledgements are taken strictly in order; the position of the last
+one is stored in the container's directory (:mod:`.position`), and the main
+process is told when its generation (or that of the file being read) changes
+(:class:`~.ipc.Progress`), so it keeps the rotated files still needed and counts
+those rotation deletes unread.
 
 Failure model: the local log is the write-ahead log, so nothing is kept in
 memory that is not also on disk. When a batch fails (broker down, timeout,
@@ -14,34 +18,35 @@ replaced, and reading starts again at the acknowledged position after a
 capped exponential backoff with jitter (:mod:`.backoff`), until the broker
 takes the lines; only the backlog of a container whose logging has stopped is
 given up, after ``KAFKA_BACKLOG_MAX_AGE`` (:mod:`.backlog`). Lines that were
-in flight may thus reach Kafka twice (at least once). Ingest never waits on
-any of this: it only appends to the log.
+in flight may thus reach Kafka twice (at least once). A task that fails in an
+unexpected way is logged and started again the same way; it never ends the
+process or another task. Ingest never waits on any of this: it only appends
+to the log, in another process.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
+import contextlib
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..pressure import IngestPressure
-from ..store import LogFile
-from ..store.gz import open_gzip
 from ..store.logfile import CURRENT
-from ..store.reader import Position, follow_from
+from ..store.reader import Position, follow_from_async
 from .assemble import Item, LineAssembler
 from .backlog import BacklogLimit, mtime
 from .backoff import Backoff
 from .errors import DeliveryError, PositionError
-from .position import load_position, position_path, save_position
-from .producer import ClusterProducer, KafkaRuntime, SendResult
+from .ipc import Finished, FromWorker, Progress
+from .position import PositionUnreadable, load_position, position_path, save_position
+from .producer import ClusterProducer, SendGroup, SendResult
 from .routing import Route
 from .schema import Line, OutRecord, PlainRun, ValueBuilder
+from .view import LogView
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,8 @@ BACKOFF_MAX = 30.0
 SAVE_INTERVAL = 0.5
 #: Warnings about the same kind of trouble are repeated at most this often.
 WARN_INTERVAL = 60.0
+#: While waiting for acknowledgements, how often halting and the backlog's age are checked.
+ACK_CHECK = 0.2
 
 
 @dataclass
@@ -67,8 +74,6 @@ class ShipperStats:
     lines_acked: int = 0
     lines_rejected: int = 0
     """Lines the broker can never take (too large), dropped."""
-    lines_lost_rotation: int = 0
-    """Lines rotation deleted before they were read for shipping."""
     lines_abandoned: int = 0
     """Lines of a stopped container given up after KAFKA_BACKLOG_MAX_AGE (see backlog.py)."""
     retries: int = 0
@@ -79,50 +84,49 @@ class _Rewind(Exception):
     """Internal: a delivery failed, start again from the acknowledged position."""
 
 
-class ContainerShipper:
+_InFlight = deque[tuple["asyncio.Task[SendResult]", Position, int]]
+
+
+class ShippingTask:
+    """One container's shipping (see the module docstring); :meth:`start` runs it."""
+
     def __init__(
         self,
         *,
         container_id: str,
         directory: Path,
-        logfile: LogFile,
+        view: LogView,
         route: Route,
         builder: ValueBuilder,
         make_assembler: Callable[[Position], LineAssembler],
-        runtime: KafkaRuntime,
         producer: ClusterProducer,
         start: Position,
-        after: ContainerShipper | None = None,
-        on_done: Callable[[ContainerShipper], None] | None = None,
-        pressure: IngestPressure | None = None,
+        send: Callable[[FromWorker], None],
+        on_done: Callable[[ShippingTask], None] | None = None,
         backoff: Backoff | None = None,
         limit: BacklogLimit | None = None,
     ) -> None:
         self.container_id = container_id
         self.short_id = container_id[:12]
         self.directory = directory
-        self.logfile = logfile
+        self.view = view
         self.route = route
         self.stats = ShipperStats()
         self._builder = builder
         self._make_assembler = make_assembler
-        self._runtime = runtime
         self._producer = producer
         self._acked = start
         self._saved: Position | None = None
         self._saved_at = 0.0
         self._read = start
-        self._after = after
+        self._send_message = send
+        self._progress_sent: tuple[int, int] | None = None
         self._on_done = on_done
-        self._pressure = pressure
         self._limit = limit
         self._backoff = backoff if backoff is not None else Backoff(BACKOFF_MIN, BACKOFF_MAX)
-        self._halt = threading.Event()
-        self._done = threading.Event()
+        self._halt = asyncio.Event()
         self._warned: dict[str, float] = {}
-        self._thread = threading.Thread(
-            target=self._run, name=f"pylog-ship-{self.short_id}", daemon=True
-        )
+        self._task: asyncio.Task[None] | None = None
 
     # -- control -------------------------------------------------------------------
 
@@ -132,88 +136,95 @@ class ContainerShipper:
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._task is not None and self._task.done()
+
+    @property
+    def running(self) -> asyncio.Task[None]:
+        """The asyncio task (once started)."""
+        assert self._task is not None
+        return self._task
 
     def start(self) -> None:
-        self._thread.start()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"pylog-ship-{self.short_id}"
+        )
 
     def halt(self) -> None:
-        """Stop now; what was acknowledged is stored, the rest ships on the next start.
-
-        A shipper this one waits for (see ``after``) is halted too: pylog is
-        stopping, and only the newest shipper of a container is the manager's.
-        """
+        """Stop now; what was acknowledged is stored, the rest ships on the next start."""
         self._halt.set()
-        after = self._after
-        if after is not None:
-            after.halt()
+        self.view.wake()
 
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+    async def join(self, timeout: float | None = None) -> bool:
+        """Wait until the task has ended, ``timeout`` at most; whether it has."""
+        if self._task is None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        return self._task.done()
 
     # -- the loop ------------------------------------------------------------------
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         try:
-            if self._after is not None:
-                # A shipper this one replaces (same container, its log closed since):
-                # let it finish on its own, then take over where it stopped. Halting
-                # it would leave batches in flight that this one would send again.
-                while not self._after.join(0.2):
-                    if self._halt.is_set():
-                        # pylog is stopping: so does the one replaced.
-                        self._after.halt()
-                        self._after.join(1.0)
-                        break
-                self._acked = self._read = max(self._acked, self._after.acked)
-                self._after = None
             self._keep_stored_position()
             self._save(force=True)
+            self._progress(force=True)
             while not self._halt.is_set():
                 before = self._acked
                 try:
-                    self._ship_once()
-                    break
+                    await self._ship_once()
+                    if self.view.state().closed:
+                        break
+                    # Its logging started again while the last lines were acknowledged
+                    # (a Ship for it came): carry on where it stopped.
+                    continue
                 except _Rewind as exc:
                     if self._halt.is_set():
                         break
-                    if self._acked > before:
-                        self._backoff.reset()  # it was working: a fresh failure
-                    # What was read since the acknowledged position must be read again.
-                    self._read = self._acked
-                    if self._backlog_expired():
-                        self._give_up()
-                        break
-                    self.stats.retries += 1
-                    self._producer.stats.note_retry()
-                    self._warn(
-                        "delivery",
-                        "container %s: shipping to Kafka topic %s failed, retrying from the "
-                        "last acknowledged line (%s)",
-                        self.short_id,
-                        self.route.topic,
-                        exc,
-                    )
-                    self._halt.wait(self._backoff.next())
+                    reason = str(exc)
+                except Exception as exc:
+                    log.exception("container %s: Kafka shipping failed unexpectedly", self.short_id)
+                    reason = repr(exc)
+                if self._acked > before:
+                    self._backoff.reset()  # it was working: a fresh failure
+                # What was read since the acknowledged position must be read again.
+                self._read = self._acked
+                if self._backlog_expired():
+                    await self._give_up()
+                    break
+                self.stats.retries += 1
+                self._producer.stats.note_retry()
+                self._warn(
+                    "delivery",
+                    "container %s: shipping to Kafka topic %s failed, retrying from the "
+                    "last acknowledged line (%s)",
+                    self.short_id,
+                    self.route.topic,
+                    reason,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._halt.wait(), self._backoff.next())
         except Exception:
-            log.exception("container %s: Kafka shipper crashed", self.short_id)
+            log.exception("container %s: Kafka shipping task crashed", self.short_id)
         finally:
+            # No await from the check of the view's state above to here: a Ship
+            # handled meanwhile would find this task ended and start a new one.
             self._save(force=True)
-            self._done.set()
+            self._progress()
+            if not self._halt.is_set():
+                self._send_message(Finished(self.container_id))
             if self._on_done is not None:
                 self._on_done(self)
 
-    def _ship_once(self) -> None:
+    async def _ship_once(self) -> None:
         """Ship from the acknowledged position until the log is closed and all is acked."""
         start = self._acked
         self._read = start
         assembler = self._make_assembler(start)
-        group = self._runtime.new_group()
-        inflight: deque[tuple[concurrent.futures.Future[SendResult], Position, int]] = deque()
-        pending: list[int] = [0]  # lines in flight
-
-        last_commit = [start]
+        group = SendGroup()
+        inflight: _InFlight = deque()
+        pending = 0  # lines in flight
+        last_commit = start
 
         def submit(items: Sequence[Item]) -> None:
             """Hand the items' records over in parts of about BATCH_RECORDS, each
@@ -234,53 +245,53 @@ class ContainerShipper:
                 send(records, commit)
 
         def send(records: list[OutRecord], commit: Position | None) -> None:
-            fut = self._runtime.submit(
+            nonlocal pending, last_commit
+            task = asyncio.ensure_future(
                 self._producer.send(group, self.route.topic, self.route.key, records)
             )
+            task.add_done_callback(_retrieve)
             # Lines without a commit position of their own are covered by a later
             # one; a part with none at all commits no more than the part before.
             if commit is None:
-                commit = last_commit[0]
-            last_commit[0] = commit
-            inflight.append((fut, commit, len(records)))
-            pending[0] += len(records)
+                commit = last_commit
+            last_commit = commit
+            inflight.append((task, commit, len(records)))
+            pending += len(records)
             self.stats.lines_sent += len(records)
 
-        def reap(wait_until: int | None = None) -> None:
+        async def reap(wait_until: int | None = None) -> None:
             try:
-                take_acks(wait_until)
+                await take_acks(wait_until)
             finally:
                 self._save()
 
-        def take_acks(wait_until: int | None) -> None:
+        async def take_acks(wait_until: int | None) -> None:
             """Advance the acknowledged position over the batches done, in order;
             with ``wait_until``, wait until at most that many lines are in flight."""
+            nonlocal pending
             while inflight:
                 fut, commit, count = inflight[0]
                 if not fut.done():
-                    if wait_until is None or pending[0] <= wait_until:
+                    if wait_until is None or pending <= wait_until:
                         return
-                    try:
-                        fut.result(0.2)
-                    except concurrent.futures.TimeoutError:
+                    await asyncio.wait([fut], timeout=ACK_CHECK)
+                    if not fut.done():
                         if self._halt.is_set():
-                            raise _Rewind("halted") from None
+                            raise _Rewind("halted")
                         if self._backlog_expired():
                             # An idempotent producer retries a broker that is
                             # gone forever: no failure would ever come.
-                            raise _Rewind("backlog too old") from None
+                            raise _Rewind("backlog too old")
                         continue
-                    except Exception:
-                        pass
                 inflight.popleft()
-                pending[0] -= count
+                pending -= count
                 try:
                     result = fut.result()
                 except DeliveryError as exc:
-                    self._fail(inflight, exc.generation)
+                    await self._fail(inflight, exc.generation)
                     raise _Rewind(str(exc)) from None
                 except Exception as exc:
-                    self._fail(inflight, -1)
+                    await self._fail(inflight, -1)
                     raise _Rewind(repr(exc)) from None
                 if result.rejected:
                     self.stats.lines_rejected += result.rejected
@@ -297,61 +308,67 @@ class ContainerShipper:
             # Nothing in flight: records that made no line (unreadable) are done too.
             self._acked = max(self._acked, assembler.commit_position())
 
-        def alive() -> bool:
-            # Called by follow_from after about a second without new records.
+        async def alive() -> bool:
+            # Asked by the follower after about a second without new records.
             if self._halt.is_set():
                 return False
             submit(assembler.expire(time.monotonic()))
-            reap()
+            await reap()
             self.stats.bad_records = assembler.bad_records
             return True
 
-        for batch, end in follow_from(self.logfile, start, alive):
-            self._read = end
-            # A backlog can come as one large batch: take it in slices, so that what
-            # is held in memory stays bounded by MAX_IN_FLIGHT.
-            rest = sum(map(len, batch))
-            for i in range(0, len(batch), BATCH_RECORDS):
-                if self._halt.is_set():
-                    raise _Rewind("halted")
-                part = batch[i : i + BATCH_RECORDS]
-                rest -= sum(map(len, part))
-                now = time.monotonic()
-                submit(assembler.feed(part, Position(end.generation, end.offset - rest), now))
-                submit(assembler.expire(now))
-                reap()
-                if self._pressure is not None:
-                    # Ingest first: see pressure.py.
-                    self._pressure.yield_to_ingest(time.monotonic() - now)
-                if pending[0] > MAX_IN_FLIGHT:
-                    # Half-way down, not to zero: the producer is never left idle.
-                    reap(wait_until=MAX_IN_FLIGHT // 2)
-        if self._halt.is_set():
-            raise _Rewind("halted")
-        submit(assembler.finish())
-        self.stats.bad_records = assembler.bad_records
-        reap(wait_until=0)
+        try:
+            batches = follow_from_async(self.view, start, alive, self.view.next_change)
+            async with contextlib.aclosing(batches):
+                async for batch, end in batches:
+                    self._read = end
+                    self._progress()
+                    # A backlog can come as one large batch: take it in slices, so that
+                    # what is held in memory stays bounded by MAX_IN_FLIGHT.
+                    rest = sum(map(len, batch))
+                    for i in range(0, len(batch), BATCH_RECORDS):
+                        if self._halt.is_set():
+                            raise _Rewind("halted")
+                        part = batch[i : i + BATCH_RECORDS]
+                        rest -= sum(map(len, part))
+                        now = time.monotonic()
+                        end_of_part = Position(end.generation, end.offset - rest)
+                        submit(assembler.feed(part, end_of_part, now))
+                        submit(assembler.expire(now))
+                        await reap()
+                        if pending > MAX_IN_FLIGHT:
+                            # Half-way down, not to zero: the producer is never left idle.
+                            await reap(wait_until=MAX_IN_FLIGHT // 2)
+                        # The other tasks and the message reader get the loop between
+                        # slices, however large the backlog.
+                        await asyncio.sleep(0)
+            if self._halt.is_set():
+                raise _Rewind("halted")
+            submit(assembler.finish())
+            self.stats.bad_records = assembler.bad_records
+            await reap(wait_until=0)
+        except BaseException:
+            # After a failure, a halt or a crash, sends of this pass not yet appended
+            # must never be: the next pass sends them again, in order.
+            group.failed = True
+            raise
         self._acked = max(self._acked, assembler.commit_position())
 
-    def _fail(
-        self,
-        inflight: deque[tuple[concurrent.futures.Future[SendResult], Position, int]],
-        generation: int,
-    ) -> None:
+    async def _fail(self, inflight: _InFlight, generation: int) -> None:
         """Forget the batches after a failed one and replace the producer that failed.
 
-        The later batches are not cancelled (that would cancel aiokafka's own
+        The later sends are not cancelled (that would cancel aiokafka's own
         delivery futures): the group is marked failed, so those not yet handed
         to the producer fail at once, and the others are simply not waited for.
         """
         inflight.clear()
         if generation >= 0:
-            self._runtime.submit(self._producer.reset(generation))
+            await self._producer.reset(generation)
 
     # -- an abandoned backlog (see backlog.py) --------------------------------------
 
     def _keep_stored_position(self) -> None:
-        """Leave ``kafka.position`` untouched when it holds where this shipper starts:
+        """Leave ``kafka.position`` untouched when it holds where this task starts:
         its mtime is the time of the last acknowledgement (see backlog.py)."""
         try:
             stored = load_position(self.directory)
@@ -359,12 +376,11 @@ class ContainerShipper:
             return
         if stored == self._acked:
             self._saved = stored
-            self.logfile.trim()
 
     def _backlog_expired(self) -> bool:
         if self._limit is None or self._limit.max_age <= 0:
             return False
-        if not self.logfile.state().closed:
+        if not self.view.state().closed:
             return False  # checked first: no file is looked at for a running container
         last_ack = mtime(position_path(self.directory))
         if last_ack is None:
@@ -375,14 +391,20 @@ class ContainerShipper:
             last_write=mtime(self.directory / CURRENT) or 0.0,
         )
 
-    def _give_up(self) -> None:
+    async def _give_up(self) -> None:
         """Count the lines from the acknowledged position to the end of the (closed)
         log, store the end as the position, and say so once."""
+
+        async def stop() -> bool:
+            return False
+
         lost, end = 0, self._acked
-        for batch, pos in follow_from(self.logfile, self._acked, lambda: False):
-            lost += len(batch)
-            end = pos
-        state = self.logfile.state()
+        batches = follow_from_async(self.view, self._acked, stop, self.view.next_change)
+        async with contextlib.aclosing(batches):
+            async for batch, pos in batches:
+                lost += len(batch)
+                end = pos
+        state = self.view.state()
         self._acked = self._read = max(end, Position(state.generation, state.size))
         self._save(force=True)
         self.stats.lines_abandoned += lost
@@ -400,7 +422,7 @@ class ContainerShipper:
         b = self._builder
         return (b.value(line), b.headers(line), line.time_ns // 1_000_000)
 
-    # -- position and discards -----------------------------------------------------
+    # -- position and progress ------------------------------------------------------
 
     def _save(self, force: bool = False) -> None:
         if self._acked == self._saved:
@@ -413,40 +435,17 @@ class ContainerShipper:
         except PositionError as exc:
             self._warn("position", "container %s: %s", self.short_id, exc)
             return
-        if self._saved is None or self._saved.generation != self._acked.generation:
-            self.logfile.trim()  # files held for this shipper may go now
         self._saved, self._saved_at = self._acked, now
+        self._progress()
 
-    def held_from(self) -> int | None:
-        """LogFile hook: rotation keeps the files from the acknowledged position on
-        (within its cap), so a shipper that lags behind a burst loses nothing."""
-        if self._done.is_set():
-            return None
-        return self._acked.generation
-
-    def on_discard(self, generation: int, path: Path) -> None:
-        """LogFile hook, under the log's lock: count lines deleted before they were read.
-
-        A file the shipper has already opened stays readable after it is
-        deleted, so only generations past the one being read are lost.
-        """
-        if generation <= self._read.generation or self._done.is_set():
-            return
-        try:
-            lost = _count_lines(path)
-        except OSError:
-            return
-        if not lost:
-            return
-        self.stats.lines_lost_rotation += lost
-        self._warn(
-            "rotation",
-            "container %s: rotation deleted %d lines before they were shipped to Kafka "
-            "(%d in total); raise max-size/max-file or check the brokers",
-            self.short_id,
-            lost,
-            self.stats.lines_lost_rotation,
-        )
+    def _progress(self, *, force: bool = False) -> None:
+        """Tell the main process where the saved position and the reading are, when
+        the generation of either changed (or ``force``)."""
+        acked = self._saved if self._saved is not None else self._acked
+        now = (acked.generation, self._read.generation)
+        if force or now != self._progress_sent:
+            self._progress_sent = now
+            self._send_message(Progress(self.container_id, acked, self._read.generation))
 
     def _warn(self, kind: str, msg: str, *args: object) -> None:
         now = time.monotonic()
@@ -457,16 +456,43 @@ class ContainerShipper:
             log.debug(msg, *args)
 
 
+def start_position(
+    directory: Path, view: LogView, first_start: Position, short_id: str
+) -> Position:
+    """Where shipping starts: the stored position; ``first_start`` if the container
+    never shipped.
+
+    A position that exists but cannot be read was lost, not never there: the
+    lines since are shipped again from the oldest file kept (at least once),
+    rather than skipped by starting at the log's end.
+    """
+    try:
+        stored = load_position(directory)
+    except PositionUnreadable as exc:
+        start = _oldest(view)
+        log.warning(
+            "container %s: %s; shipping again from the oldest kept log file (generation %d)",
+            short_id,
+            exc,
+            start.generation,
+        )
+        return start
+    return first_start if stored is None else stored
+
+
+def _oldest(view: LogView) -> Position:
+    rotated = view.rotated_generations()
+    return Position(rotated[0] if rotated else view.state().generation, 0)
+
+
+def _retrieve(task: asyncio.Task[SendResult]) -> None:
+    """A send nobody awaits any more (after a rewind) must not log "exception never
+    retrieved": its failure was handled with the one before it."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _duration(seconds: float) -> str:
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{seconds / 3600:g}h"
     return f"{seconds:g}s"
-
-
-def _count_lines(path: Path) -> int:
-    opener = open_gzip if path.suffix == ".gz" else open
-    count = 0
-    with opener(path, "rb") as f:
-        while block := f.read(1 << 20):
-            count += block.count(b"\n")
-    return count
