@@ -25,6 +25,7 @@ from pylog.wire.entry_pb2 import LogEntry
 
 if TYPE_CHECKING:
     from pylog.service import LoggingService
+    from pylog.snapshot import ShipperCounters
 
 _LEN = struct.Struct(">I")
 
@@ -153,3 +154,24 @@ def wait_for(cond: Callable[[], bool], timeout: float = 30.0, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout} s")
         time.sleep(0.01)
+
+
+def shipping(svc: LoggingService, container_id: str | None = None) -> ShipperCounters | None:
+    """A container's shipping counters as the service shows them (the shipping
+    process's last report, at most a second old); with no ID, the only one there is."""
+    shippers = svc.snapshot().shippers
+    if container_id is None:
+        assert len(shippers) <= 1, f"{len(shippers)} containers are shipped"
+        return shippers[0] if shippers else None
+    return next((s for s in shippers if s.container_id == container_id), None)
+
+
+def acked(svc: LoggingService, container_id: str | None = None) -> int:
+    """Lines Kafka acknowledged for a container, as reported (0 before the first report)."""
+    s = shipping(svc, container_id)
+    return s.lines_acked if s is not None else 0
+
+
+def retries(svc: LoggingService, container_id: str | None = None) -> int:
+    s = shipping(svc, container_id)
+    return s.retries if s is not None else 0

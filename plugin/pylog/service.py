@@ -265,7 +265,7 @@ class LoggingService:
             self._remember(fifo, info)
             self._drivers[fifo] = driver
             if route is not None:
-                self.shipping.attach(info, logfile)
+                self.shipping.attach(info, logfile, route)
         driver.start()
         log.debug("container %s: reading %s", info.short_id, fifo.name)
         if not reattach:  # _reattach logs its own line

@@ -55,6 +55,8 @@ class ShipperCounters:
     rotated files are left)."""
     backlog_files: int
     """Rotated files not finished yet."""
+    lines_sent: int = 0
+    """Lines handed to the producer (acknowledged or not, resends included)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from pylog.service import LoggingService
 from pylog.shipper.position import load_position
 from pylog.store.reader import Position
 
-from ..helpers import Fifo, make_settings, wait_for
+from ..helpers import Fifo, acked, make_settings, retries, wait_for
 from .shipping_helpers import cid, info, new_topic
 from .test_shipping import T0
 
@@ -32,8 +32,7 @@ def test_backlog_given_up_while_the_broker_is_down(
     try:
         svc.start_logging(str(fifo.path), info(container, Config={"kafka-topic": topic}))
         fifo.entries([Entry("stdout", T0 + i, f"before {i}".encode()) for i in range(100)])
-        shipper = svc.shipping.shippers()[0]
-        wait_for(lambda: shipper.stats.lines_acked == 100)
+        wait_for(lambda: acked(svc) == 100)
         kafka_broker.stop()
         try:
             fifo.entries([Entry("stdout", T0 + i, f"during {i}".encode()) for i in range(500)])
@@ -41,9 +40,17 @@ def test_backlog_given_up_while_the_broker_is_down(
             wait_for(lambda: not svc.drivers())
             # No delivery fails (aiokafka retries the stopped broker): the wait for
             # acknowledgements is what notices the age.
-            wait_for(lambda: shipper.done, timeout=60)
-            assert shipper.stats.retries == 0
-            assert shipper.stats.lines_abandoned == 500
+            seen_retries = [0]
+
+            def given_up() -> bool:
+                seen_retries[0] = max(seen_retries[0], retries(svc))
+                return not svc.shipping.shipped()
+
+            wait_for(given_up, timeout=60)
+            assert seen_retries[0] == 0
+            wait_for(lambda: bool(svc.snapshot().abandoned), what="the abandoned lines reported")
+            ((gave_up,),) = [[a for a in svc.snapshot().abandoned if a.container_id == container]]
+            assert gave_up.lines == 500
             directory = settings.state_dir / "containers" / container
             end = Position(0, (directory / "json.log").stat().st_size)
             assert load_position(directory) == end

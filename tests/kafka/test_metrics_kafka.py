@@ -12,7 +12,7 @@ from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper import producer
 
-from ..helpers import Fifo, make_settings, wait_for
+from ..helpers import Fifo, acked, make_settings, wait_for
 from .shipping_helpers import cid, consume, info, new_topic
 
 
@@ -35,8 +35,7 @@ def test_shipped_lines_backlog_and_producer_in_the_metrics(
     try:
         svc.start_logging(str(fifo.path), info(container, Config={"kafka-topic": topic}))
         fifo.entries([Entry("stdout", 1_000 + i, f"m{i}".encode()) for i in range(300)])
-        (shipper,) = svc.shipping.shippers()
-        wait_for(lambda: shipper.stats.lines_acked == 300, what="300 lines acked")
+        wait_for(lambda: acked(svc) == 300, what="300 lines acked")
         assert len(consume(kafka_broker.bootstrap, topic, 300)) == 300
         text = svc.metrics().decode()
         c = {"container_id": container[:12], "container_name": "web"}
@@ -102,8 +101,7 @@ def test_producer_counters_latency_and_broker_down(
     try:
         svc.start_logging(str(fifo.path), info(cid(8), Config={"kafka-topic": topic}))
         fifo.entries([Entry("stdout", 1_000 + i, f"p{i}".encode()) for i in range(n)])
-        (shipper,) = svc.shipping.shippers()
-        wait_for(lambda: shipper.stats.lines_acked == n, what=f"{n} lines acked")
+        wait_for(lambda: acked(svc) == n, what=f"{n} lines acked")
         m = producer_samples(svc.metrics().decode(), bootstrap)
         assert m["pylog_kafka_records_sent_total"] == n
         assert m["pylog_kafka_records_acked_total"] == n
@@ -145,7 +143,7 @@ def test_producer_counters_latency_and_broker_down(
             assert m2["pylog_kafka_records_acked_total"] == 0
         finally:
             kafka_broker.start()
-        wait_for(lambda: shipper.stats.lines_acked >= n + 100, timeout=90, what="the rest acked")
+        wait_for(lambda: acked(svc) >= n + 100, timeout=90, what="the rest acked")
         m = producer_samples(svc.metrics().decode(), bootstrap)
         assert m["pylog_kafka_records_acked_total"] >= n + 100
         acked = m["pylog_kafka_records_acked_total"]
@@ -182,14 +180,14 @@ def test_containers_sharing_a_partition_wait_their_turn(
             svc.start_logging(str(fifo.path), info(cid(20 + i), Config={"kafka-topic": topic}))
         for i, fifo in enumerate(fifos):
             fifo.entries([Entry("stdout", 1_000 + j, f"c{i}-{j}".encode()) for j in range(n)])
-        shippers = svc.shipping.shippers()
-        assert len(shippers) == 8
-        wait_for(
-            lambda: all(s.stats.lines_acked == n for s in shippers),
-            timeout=120,
-            what="every line acked",
-        )
-        assert [s.stats.retries for s in shippers] == [0] * 8
+        assert len(svc.shipping.shipped()) == 8
+
+        def all_acked() -> bool:
+            shippers = svc.snapshot().shippers
+            return len(shippers) == 8 and all(s.lines_acked == n for s in shippers)
+
+        wait_for(all_acked, timeout=120, what="every line acked")
+        assert [s.retries for s in svc.snapshot().shippers] == [0] * 8
         got = [r.value for r in consume(kafka_broker.bootstrap, topic, 8 * n, settle=2)]
         assert len(got) == len(set(got)) == 8 * n
     finally:

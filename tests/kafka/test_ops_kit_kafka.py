@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, make_settings, wait_for
+from ..helpers import Fifo, acked, make_settings, wait_for
 from ..unit.ops_queries import queried_names, sample_names
 from .shipping_helpers import cid, info, new_topic
 
@@ -31,8 +31,7 @@ def test_every_metric_the_kit_queries_is_a_sample_of_a_shipping_service(
     try:
         svc.start_logging(str(fifo.path), info(cid(3), Config={"kafka-topic": new_topic("ops")}))
         fifo.entries([Entry("stdout", 1_000 + i, f"m{i}".encode()) for i in range(50)])
-        (shipper,) = svc.shipping.shippers()
-        wait_for(lambda: shipper.stats.lines_acked == 50, what="50 lines acked")
+        wait_for(lambda: acked(svc) == 50, what="50 lines acked")
         text = svc.metrics().decode()
     finally:
         fifo.close()

@@ -22,7 +22,7 @@ from pylog.store.reader import Position, ReadOptions, read_records
 from pylog.store.records import decode_record
 from pylog.tag import TagTemplate
 
-from ..helpers import Fifo, make_settings, wait_for
+from ..helpers import Fifo, acked, make_settings, wait_for
 from .shipping_helpers import cid, consume, dedupe_in_order, info, messages, new_topic, values
 from .test_broker import CODECS, record_batches
 
@@ -108,8 +108,8 @@ def test_no_brokers_is_local_only(tmp_path: Path) -> None:
         fifo.entries([Entry("stdout", T0 + i, f"l{i}".encode()) for i in range(10)])
         fifo.close()
         wait_for(lambda: not svc.drivers())
-        assert svc.shipping._runtime is None  # no loop thread, no producer
-        assert not svc.shipping.shippers()
+        assert svc.shipping.processes() == (0, 0)  # no shipping process was started
+        assert not svc.shipping.shipped()
         assert load_position(svc.store.directory(container)) is None
         data = b"".join(svc.read_logs({"ContainerID": container}, {}))
         assert data.count(b"l9") == 1
@@ -413,9 +413,8 @@ def test_one_producer_per_cluster_configuration(kafka_broker: KafkaBroker, tmp_p
             )
             fifo.entries([Entry("stdout", T0 + i, f"c{n} {i}".encode()) for i in range(50)])
         got = messages(consume(kafka_broker.bootstrap, topic, 150))
-        runtime = svc.shipping._runtime
-        assert runtime is not None
-        assert sorted(p.describe() for p in runtime.producers()) == sorted(
+        wait_for(lambda: len(svc.snapshot().producers) == 2, what="both producers reported")
+        assert sorted(p.brokers for p in svc.snapshot().producers) == sorted(
             [kafka_broker.bootstrap, other]
         )
     finally:
@@ -466,7 +465,7 @@ def test_backlog_of_a_stopped_container_ships_after_restart(
     try:
         first.start_logging(str(fifo.path), info(container, Config={"kafka-topic": topic}))
         fifo.entries([Entry("stdout", T0 + i, f"before {i}".encode()) for i in range(100)])
-        wait_for(lambda: first.shipping.shippers()[0].stats.lines_acked == 100)
+        wait_for(lambda: acked(first) == 100)
         kafka_broker.stop()
         try:
             fifo.entries([Entry("stdout", T0 + i, f"during {i}".encode()) for i in range(500)])
@@ -493,9 +492,9 @@ def next_pylog_ships_the_rest(
     second = LoggingService(settings)
     second.startup()
     try:
-        assert [s.container_id for s in second.shipping.shippers()] == [container]
+        assert second.shipping.shipped() == [container]
         got = messages(consume(broker.bootstrap, topic, len(BACKLOG), timeout=120))
-        wait_for(lambda: not second.shipping.shippers(), what="backlog shipper done")
+        wait_for(lambda: not second.shipping.shipped(), what="backlog shipper done")
     finally:
         second.shutdown()
     assert dedupe_in_order(got) == BACKLOG
@@ -529,8 +528,9 @@ def test_reading_a_stopped_container_never_resends(
         fifo.close()
         svc.stop_logging(str(fifo.path))
         wait_for(lambda: not svc.drivers(), what="FIFO drained")
-        (shipper,) = svc.shipping.shippers()
-        assert not shipper.done, "the shipper finished too early for this test to mean anything"
+        assert svc.shipping.shipped() == [container], (
+            "the shipping finished too early for this test to mean anything"
+        )
         # What dockerd does for `docker logs` of a stopped container.
         svc.start_logging(str(reader_fifo.path), info(container, Config={"kafka-topic": topic}))
         read = b"".join(svc.read_logs(info(container), {"Tail": 10}))
@@ -538,7 +538,7 @@ def test_reading_a_stopped_container_never_resends(
         svc.stop_logging(str(reader_fifo.path))
         reader_fifo.close()
         got = messages(consume(kafka_broker.bootstrap, topic, n, timeout=120, settle=3))
-        wait_for(lambda: not svc.shipping.shippers(), what="shippers done")
+        wait_for(lambda: not svc.shipping.shipped(), what="shipping done")
     finally:
         fifo.close()
         reader_fifo.close()

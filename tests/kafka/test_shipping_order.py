@@ -16,7 +16,7 @@ from kafka.broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, make_settings, wait_for
+from ..helpers import Fifo, acked, make_settings, retries, wait_for
 from .shipping_helpers import cid, consume, dedupe_in_order, info, messages, new_topic
 
 #: Lines older than this are refused by the test topic (InvalidTimestampException).
@@ -79,11 +79,11 @@ def test_batch_refused_for_good_holds_back_the_batches_after_it(
             [Entry("stdout", old + i, m.encode()) for i, m in enumerate(expected[:5])]
             + [Entry("stdout", now + i, m.encode()) for i, m in enumerate(expected[5:])]
         )
-        shipper = svc.shipping.shippers()[0]
-        wait_for(lambda: shipper.stats.retries >= 2, what="two failed attempts")
+        wait_for(lambda: retries(svc) >= 2, what="two failed attempts")
+        acked_then = acked(svc)
         got = messages(consume(kafka_broker.bootstrap, topic, 1, timeout=3))
     finally:
         fifo.close()
         svc.shutdown()
-    assert shipper.stats.lines_acked == 0
+    assert acked_then == 0
     assert_no_line_before_a_missing_one(got, expected)

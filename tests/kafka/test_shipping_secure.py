@@ -16,7 +16,7 @@ from kafka.broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, make_settings, wait_for
+from ..helpers import Fifo, acked, make_settings, retries, wait_for
 from .shipping_helpers import cid, consume, info, messages, new_topic
 
 USER, PASSWORD = "pylog", "s3cret-pa55word"
@@ -114,9 +114,8 @@ def test_wrong_password_retries_and_never_logs_it(
         sasl_password=wrong,
     )
     try:
-        wait_for(lambda: any(s.stats.retries >= 2 for s in svc.shipping.shippers()), what="retry")
-        (shipper,) = svc.shipping.shippers()
-        assert shipper.stats.lines_acked == 0
+        wait_for(lambda: retries(svc) >= 2, what="retry")
+        assert acked(svc) == 0
         exposition = svc.metrics().decode() + json.dumps(svc.status())
     finally:
         svc.shutdown(timeout=2)
@@ -179,7 +178,7 @@ def test_mutual_tls_with_client_certificate(tmp_path: Path) -> None:
         svc = ship(tmp_path / "without", new_topic("mtls-no"), 5,
                    brokers=(broker.ssl_bootstrap,), tls=True, tls_ca=ca)  # fmt: skip
         try:
-            wait_for(lambda: any(s.stats.retries for s in svc.shipping.shippers()), what="retry")
-            assert all(s.stats.lines_acked == 0 for s in svc.shipping.shippers())
+            wait_for(lambda: any(s.retries for s in svc.snapshot().shippers), what="retry")
+            assert all(s.lines_acked == 0 for s in svc.snapshot().shippers)
         finally:
             svc.shutdown(timeout=2)

@@ -17,7 +17,7 @@ from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.snapshot import IngestCounters, Snapshot
 
-from ..helpers import Fifo, encode_entries, wait_for
+from ..helpers import Fifo, encode_entries, retries, wait_for
 
 CID = "ab" * 32
 SECRET = "s3cr3t-pa55word"
@@ -113,10 +113,9 @@ def test_shipping_backlog_and_retries_with_the_broker_down(
 ) -> None:
     fifo = make_fifo("f1")
     kservice.start_logging(str(fifo.path), info())
-    (shipper,) = kservice.shipping.shippers()
     fifo.write(encode_entries([Entry("stdout", i, b"y" * 50) for i in range(200)]))
     (driver,) = kservice.drivers()
-    wait_for(lambda: driver.stats.lines_stored == 200 and shipper.stats.retries >= 1, 15)
+    wait_for(lambda: driver.stats.lines_stored == 200 and retries(kservice) >= 1, 15)
 
     text = kservice.metrics().decode()
     c = {"container_id": CID[:12], "container_name": "web"}

@@ -13,7 +13,7 @@ from pylog.models import Entry
 from pylog.server import configure_logging
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, encode_entries, wait_for
+from ..helpers import Fifo, encode_entries, retries, wait_for
 
 SECRET = "s3cr3t-pa55word-own-log"
 ENV_SECRET = "hunter2-env-value"
@@ -42,7 +42,10 @@ def closed_port() -> str:
 
 
 def test_lifecycle_lines_and_nothing_secret(
-    settings: Settings, make_fifo: Callable[[str], Fifo], stderr_log: Callable[[], str]
+    settings: Settings,
+    make_fifo: Callable[[str], Fifo],
+    stderr_log: Callable[[], str],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     broker = closed_port()
     kafka = KafkaSettings(
@@ -64,14 +67,16 @@ def test_lifecycle_lines_and_nothing_secret(
         )
         fifo.write(encode_entries([Entry("stdout", i, f"{LINE} {i}".encode()) for i in range(50)]))
         (driver,) = svc.drivers()
-        (shipper,) = svc.shipping.shippers()
-        wait_for(lambda: driver.stats.lines_stored == 50 and shipper.stats.retries >= 2, 20)
+        wait_for(lambda: driver.stats.lines_stored == 50 and retries(svc) >= 2, 20)
         svc.stop_logging(str(fifo.path))
         fifo.close()
         wait_for(lambda: not svc.drivers())
     finally:
         svc.shutdown(timeout=2)
-    text = stderr_log()
+    # The shipping process writes to the same stderr (the file, not this buffer).
+    shipping = capfd.readouterr().err
+    assert "pylog ship-0 INFO" in shipping
+    text = stderr_log() + shipping
     assert SECRET not in text and ENV_SECRET not in text and LINE not in text
     lines = text.splitlines()
 

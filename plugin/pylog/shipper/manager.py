@@ -59,6 +59,7 @@ class _Shipped:
     """Its Info as kept (see kept_info.py)."""
     logfile: LogFile
     first_start: Position
+    route: Route
     acked_generation: int | None = None
     """From the shipping process's last Progress; None until one came."""
     read_generation: int | None = None
@@ -93,7 +94,7 @@ class ShipperManager:
 
     # -- what the service calls ----------------------------------------------------
 
-    def attach(self, info: ContainerInfo, logfile: LogFile) -> None:
+    def attach(self, info: ContainerInfo, logfile: LogFile, route: Route) -> None:
         """Ship the container's live log (StartLogging). Never waits on a shipping process."""
         cid = info.container_id
         with self._lock:
@@ -108,6 +109,7 @@ class ShipperManager:
                 info=kept_info(info.to_json()),
                 logfile=logfile,
                 first_start=Position(state.generation, state.size),
+                route=route,
                 acked_generation=entry.acked_generation if entry is not None else None,
                 read_generation=entry.read_generation if entry is not None else None,
                 lost_rotation=entry.lost_rotation if entry is not None else 0,
@@ -161,9 +163,13 @@ class ShipperManager:
         whose FIFOs name them."""
         with self._lock:
             reports = list(self._reports.by_process.values())
-            lost = {cid: e.lost_rotation for cid, e in self._logs.items()}
+            entries = list(self._logs.values())
+            lost = {e.container_id: e.lost_rotation for e in entries}
             lost.update({c: n + lost.get(c, 0) for c, n in self._lost_done.items()})
-        shippers = [
+        reported = {s.container_id for r in reports for s in r.shippers}
+        # Shipped, but not in a report yet (one comes within a second): shown at once.
+        unreported = [_unreported(e) for e in entries if e.container_id not in reported]
+        shippers = unreported + [
             dataclasses.replace(
                 s,
                 stored_name="" if s.container_id in live else s.stored_name,
@@ -315,9 +321,8 @@ class ShipperManager:
         with self._lock:
             if self._closed or container_id in self._logs:
                 return False
-            self._logs[container_id] = _Shipped(
-                container_id, kept_info(info.to_json()), logfile, end
-            )
+            kept = kept_info(info.to_json())
+            self._logs[container_id] = _Shipped(container_id, kept, logfile, end, route)
             supervisor = self._started()
         supervisor.ship(container_id)
         log.info(
@@ -326,6 +331,32 @@ class ShipperManager:
             route.topic,
         )
         return True
+
+
+def _unreported(entry: _Shipped) -> ShipperCounters:
+    """A shipped log's counters before its shipping process reported any."""
+    state = entry.logfile.state()
+    if entry.acked_generation is None:
+        start = entry.first_start
+    else:
+        start = Position(entry.acked_generation, 0)
+    if start.generation >= state.generation:
+        backlog = max(0, state.size - start.offset)
+    else:
+        backlog = state.size
+    name = entry.info.get("ContainerName")
+    return ShipperCounters(
+        container_id=entry.container_id,
+        stored_name=name.lstrip("/") if isinstance(name, str) else "",
+        topic=entry.route.topic,
+        brokers=tuple(entry.route.brokers),
+        lines_acked=0,
+        lines_rejected=0,
+        lines_lost_rotation=0,
+        retries=0,
+        backlog_bytes=backlog,
+        backlog_files=max(0, state.generation - start.generation),
+    )
 
 
 def _load_info(directory: Path) -> ContainerInfo | None:

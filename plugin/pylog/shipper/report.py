@@ -41,6 +41,7 @@ def shipper_counters(task: ShippingTask, name: str) -> ShipperCounters:
         retries=st.retries,
         backlog_bytes=backlog,
         backlog_files=max(0, state.generation - acked.generation),
+        lines_sent=st.lines_sent,
     )
 
 

@@ -1,6 +1,5 @@
 """A stopped container's backlog that Kafka never takes is given up after KAFKA_BACKLOG_MAX_AGE."""
 
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pylog.shipper.backlog import BacklogLimit
 from pylog.shipper.position import load_position, position_path
 from pylog.store.reader import Position
 
-from ...helpers import Fifo, encode_entries, wait_for
+from ...helpers import Fifo, encode_entries, retries, wait_for
 from .test_manager import CID, closed_port, info
 
 HOUR = 3600.0
@@ -90,7 +89,7 @@ def _settings(base: Settings, max_age: float) -> Settings:
 
 @pytest.mark.timeout(60)
 def test_an_old_backlog_is_given_up_counted_and_its_position_moved_to_the_end(
-    settings: Settings, make_fifo: Callable[[str], Fifo], caplog: pytest.LogCaptureFixture
+    settings: Settings, make_fifo: Callable[[str], Fifo], capfd: pytest.CaptureFixture[str]
 ) -> None:
     """73 h without an acknowledgement or a line: the next failure gives the backlog
     up. The position goes to the end of the log, one warning says how many lines,
@@ -99,28 +98,29 @@ def test_an_old_backlog_is_given_up_counted_and_its_position_moved_to_the_end(
     directory = _stopped_container_with_backlog(kafka_settings, make_fifo, 25)
     _age(directory, 73)
     svc = LoggingService(kafka_settings)
-    caplog.set_level(logging.WARNING, logger="pylog.shipper.task")
     svc.startup()
     try:
-        wait_for(lambda: not svc.shipping.shippers(), timeout=30)
+        wait_for(lambda: not svc.shipping.shipped(), timeout=30)
         size = (directory / "json.log").stat().st_size
         assert load_position(directory) == Position(0, size)
-        ((shipper, count),) = svc.shipping.abandoned()
-        assert count == 25 and shipper.stats.lines_acked == 0
+        wait_for(lambda: bool(svc.snapshot().abandoned), what="the abandoned lines reported")
+        ((abandoned,),) = [svc.snapshot().abandoned]
+        assert abandoned.container_id == CID and abandoned.lines == 25
         text = svc.metrics().decode()
         assert (
             f'pylog_ship_lines_abandoned_total{{container_id="{CID[:12]}",container_name="w"}} 25.0'
             in text
         )
-        gave_up = [r for r in caplog.records if "gave up" in r.getMessage()]
-        assert len(gave_up) == 1 and "gave up 25 lines" in gave_up[0].getMessage()
+        # The shipping process logs to the same stderr.
+        gave_up = [line for line in capfd.readouterr().err.splitlines() if "gave up" in line]
+        assert len(gave_up) == 1 and "gave up 25 lines" in gave_up[0]
     finally:
         svc.shutdown(timeout=1)
     # Nothing is left to resume.
     again = LoggingService(kafka_settings)
     again.startup()
     try:
-        assert again.shipping.shippers() == []
+        assert again.shipping.shipped() == []
     finally:
         again.shutdown(timeout=1)
 
@@ -136,10 +136,9 @@ def test_a_younger_backlog_or_max_age_0_keeps_being_retried(
     svc = LoggingService(kafka_settings)
     svc.startup()
     try:
-        (shipper,) = svc.shipping.shippers()
-        wait_for(lambda: shipper.stats.retries >= 2, timeout=30)
-        assert not shipper.done and shipper.stats.lines_abandoned == 0
-        assert svc.shipping.abandoned() == []
+        wait_for(lambda: retries(svc) >= 2, timeout=30)
+        assert svc.shipping.shipped() == [CID]
+        assert svc.snapshot().abandoned == []
     finally:
         svc.shutdown(timeout=1)
     assert load_position(directory) == Position(0, 0)

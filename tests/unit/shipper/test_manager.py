@@ -20,7 +20,7 @@ from pylog.store import LogFile
 from pylog.store.reader import Position
 from pylog.store.records import RecordEncoder
 
-from ...helpers import BufferedDecoder, Fifo, encode_entries, wait_for
+from ...helpers import BufferedDecoder, Fifo, acked, encode_entries, retries, shipping, wait_for
 
 CID = "d" * 64
 
@@ -67,9 +67,8 @@ def test_broker_down_never_blocks_logging(
     while len(BufferedDecoder().feed(data)) < 2000 and time.monotonic() < deadline:
         data = b"".join(kservice.read_logs({"ContainerID": CID}, {}))
     assert len(BufferedDecoder().feed(data)) == 2000
-    (shipper,) = kservice.shipping.shippers()
-    wait_for(lambda: shipper.stats.retries >= 1, timeout=15)
-    assert shipper.stats.lines_acked == 0
+    wait_for(lambda: retries(kservice) >= 1, timeout=15)
+    assert acked(kservice) == 0
     assert load_position(kservice.store.directory(CID)) == Position(0, 0)
     t = time.monotonic()
     kservice.shutdown(timeout=2)
@@ -93,7 +92,8 @@ def test_kafka_false_is_local_only(
 ) -> None:
     fifo = make_fifo("f")
     kservice.start_logging(str(fifo.path), info(kafka="false"))
-    assert not kservice.shipping.shippers()
+    assert not kservice.shipping.shipped()
+    assert kservice.shipping.processes() == (0, 0)
 
 
 def test_unshipped_backlog_resumes_at_startup(
@@ -113,7 +113,7 @@ def test_unshipped_backlog_resumes_at_startup(
     second = LoggingService(kafka_settings)
     second.startup()
     try:
-        assert [s.container_id for s in second.shipping.shippers()] == [CID]
+        assert second.shipping.shipped() == [CID]
     finally:
         second.shutdown(timeout=1)
 
@@ -123,7 +123,7 @@ def test_unshipped_backlog_resumes_at_startup(
     third = LoggingService(kafka_settings)
     third.startup()
     try:
-        assert third.shipping.shippers() == []
+        assert third.shipping.shipped() == []
     finally:
         third.shutdown(timeout=1)
 
@@ -134,11 +134,15 @@ def test_lines_rotated_away_before_shipping_are_counted(
     fifo = make_fifo("f")
     kservice.start_logging(str(fifo.path), info(**{"max-size": "1k", "max-file": "2"}))
     fifo.write(encode_entries([Entry("stdout", i, b"first") for i in range(5)]))
-    (shipper,) = kservice.shipping.shippers()
-    wait_for(lambda: shipper.stats.retries >= 1, timeout=15)
+    wait_for(lambda: retries(kservice) >= 1, timeout=15)
     fifo.write(encode_entries([Entry("stdout", i, b"y" * 100) for i in range(500)]))
-    wait_for(lambda: shipper.stats.lines_lost_rotation > 0, timeout=15)
-    assert shipper.stats.lines_lost_rotation <= 505
+
+    def lost() -> int:
+        s = shipping(kservice)
+        return s.lines_lost_rotation if s is not None else 0
+
+    wait_for(lambda: lost() > 0, timeout=15)
+    assert lost() <= 505
     assert "rotation deleted" in caplog.text
 
 
@@ -150,14 +154,15 @@ def test_rotation_holds_what_the_shipper_still_needs(
     fifo = make_fifo("f")
     kservice.start_logging(str(fifo.path), info(**{"max-size": "2k", "max-file": "2"}))
     fifo.write(encode_entries([Entry("stdout", i, b"first") for i in range(5)]))
-    (shipper,) = kservice.shipping.shippers()
-    wait_for(lambda: shipper.stats.retries >= 1, timeout=15)
+    wait_for(lambda: retries(kservice) >= 1, timeout=15)
     fifo.write(encode_entries([Entry("stdout", 10 + i, b"y" * 100) for i in range(30)]))
-    logfile = shipper.logfile
+    logfile = kservice.store.reader(CID, RotationPolicy(2000, 2, True))
+    assert logfile.state().closed is False  # the live log
     wait_for(lambda: logfile.state().generation >= 2)
     assert logfile.rotated_generations()[0] == 0  # held: the shipper is still at 0
     assert len(logfile.rotated_generations()) > 1
-    assert shipper.stats.lines_lost_rotation == 0
+    s = shipping(kservice)
+    assert s is not None and s.lines_lost_rotation == 0
 
 
 def stopped_container(
@@ -188,7 +193,7 @@ def stored(directory: Path) -> Position | None:
 
 @pytest.mark.parametrize("position", ["", "garbage", '{"generation": -3, "offset": 7}'])
 def test_a_corrupt_position_resumes_from_the_oldest_kept_file(
-    kafka_settings: Settings, caplog: pytest.LogCaptureFixture, position: str
+    kafka_settings: Settings, capfd: pytest.CaptureFixture[str], position: str
 ) -> None:
     """Before: a lost position read as never-shipped, and the backlog was skipped."""
     log = stopped_container(kafka_settings, CID, position)
@@ -197,11 +202,11 @@ def test_a_corrupt_position_resumes_from_the_oldest_kept_file(
     svc = LoggingService(kafka_settings)
     svc.startup()
     try:
-        (shipper,) = svc.shipping.shippers()
-        assert shipper.acked == Position(oldest, 0)
-        assert "shipping again from the oldest kept log file" in caplog.text
-        # ... and the position is good again.
+        assert svc.shipping.shipped() == [CID]
+        # The position is good again: the oldest kept file, where shipping starts.
         wait_for(lambda: stored(svc.store.directory(CID)) == Position(oldest, 0))
+        # (The shipping process logs to the same stderr.)
+        assert "shipping again from the oldest kept log file" in capfd.readouterr().err
     finally:
         svc.shutdown(timeout=1)
 
@@ -211,17 +216,23 @@ def test_a_corrupt_position_ships_a_restarted_container_from_the_oldest_kept_fil
 ) -> None:
     log = stopped_container(kafka_settings, CID, "{")
     oldest = log.rotated_generations()[0]
-    # Without Kafka at startup nothing resumes; the container starts again later.
-    svc = LoggingService(kafka_settings)
+    # No backlog is resumed at startup (no Kafka brokers configured then); the
+    # container starts again later, with Kafka named by its log-opts.
+    local = Settings(
+        state_dir=kafka_settings.state_dir,
+        socket_path=kafka_settings.socket_path,
+        fifo_root=kafka_settings.fifo_root,
+    )
+    svc = LoggingService(local)
     svc.startup()
     try:
-        for s in svc.shipping.shippers():
-            s.halt()
-            s.join(5)
+        assert svc.shipping.shipped() == []
         fifo = make_fifo("f")
-        svc.start_logging(str(fifo.path), info(**{"max-size": "1k", "max-file": "3"}))
-        shipper = next(s for s in svc.shipping.shippers() if not s.done)
-        assert shipper.acked == Position(oldest, 0)
+        brokers = kafka_settings.kafka.brokers[0]
+        opts = {"max-size": "1k", "max-file": "3", "kafka-brokers": brokers}
+        svc.start_logging(str(fifo.path), info(**opts))
+        assert svc.shipping.shipped() == [CID]
+        wait_for(lambda: stored(svc.store.directory(CID)) == Position(oldest, 0))
     finally:
         svc.shutdown(timeout=1)
 
@@ -241,7 +252,7 @@ def test_a_backlog_that_no_longer_routes_is_skipped_and_the_others_resume(
     svc = LoggingService(kafka_settings)
     svc.startup()
     try:
-        assert [s.container_id for s in svc.shipping.shippers()] == [CID]
+        assert svc.shipping.shipped() == [CID]
         assert f"container {bad[:12]}: not resuming Kafka shipping" in caplog.text
         assert "container eeeeeeeeeeee: not resuming Kafka shipping" in caplog.text
     finally:
