@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,15 @@ import pytest
 from kafka.broker import KafkaBroker
 
 from ..kafka.shipping_helpers import consume, dedupe_in_order
-from .e2e_helpers import IMAGE, LABEL, PLUGIN, Docker, docker_cli
+from .e2e_helpers import (
+    IMAGE,
+    LABEL,
+    PLUGIN,
+    Docker,
+    docker_cli,
+    plugin_processes,
+    shipping_processes,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -173,3 +182,46 @@ def test_docker_logs_right_after_exit_doubles_nothing(kafka_plugin: KafkaBroker)
     assert doubled == 0, f"{doubled} lines reached Kafka twice"
     for k in range(3):
         assert [m for m in got if m.startswith(f"{k}.")] == [f"{k}.{i}" for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("victim", ["shipping process", "worker"])
+def test_a_killed_process_loses_no_line_and_never_holds_the_container(
+    kafka_plugin: KafkaBroker, victim: str
+) -> None:
+    """SIGKILL the shipping process (or the worker, which takes its shipping process
+    down with it) while a container logs: the container runs at its own pace, the
+    process comes back, and every line reaches Kafka, in order (repeats only of what
+    was in flight)."""
+    t = topic("kill")
+    ticks, per_tick = 100, 500  # 50,000 lines over about 10 s
+    cmd = (
+        f"i=0; while [ $i -lt {ticks} ]; do "
+        f"seq $((i*{per_tick}+1)) $((i*{per_tick}+{per_tick})); "
+        "i=$((i+1)); usleep 100000; done"
+    )
+    started = time.monotonic()
+    cid = run(cmd, "--log-opt", f"kafka-topic={t}")
+    time.sleep(3)
+    (shipping,) = shipping_processes()
+    _, worker = plugin_processes()
+    os.kill(shipping if victim == "shipping process" else worker, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            now = shipping_processes()
+        except AssertionError:  # the worker is being restarted
+            now = []
+        if now and now[0] != shipping:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("no new shipping process within 60 s")
+    assert wait(cid) == 0
+    wall = time.monotonic() - started
+    expected = [str(i) for i in range(1, ticks * per_tick + 1)]
+    got = [
+        v["message"]
+        for v in values(consume(kafka_plugin.bootstrap, t, len(expected), timeout=240, settle=3))
+    ]
+    assert dedupe_in_order(got) == expected
+    assert wall < ticks * 0.1 * 1.5 + 20, f"container took {wall:.0f} s"

@@ -12,7 +12,8 @@ from pylog.models import Entry
 from pylog.service import LoggingService
 from pylog.shipper import producer
 
-from ..helpers import Fifo, acked, make_settings, wait_for
+from ..helpers import Fifo, make_settings, wait_for
+from ..helpers import acked as acked_lines
 from .shipping_helpers import cid, consume, info, new_topic
 
 
@@ -35,7 +36,7 @@ def test_shipped_lines_backlog_and_producer_in_the_metrics(
     try:
         svc.start_logging(str(fifo.path), info(container, Config={"kafka-topic": topic}))
         fifo.entries([Entry("stdout", 1_000 + i, f"m{i}".encode()) for i in range(300)])
-        wait_for(lambda: acked(svc) == 300, what="300 lines acked")
+        wait_for(lambda: acked_lines(svc) == 300, what="300 lines acked")
         assert len(consume(kafka_broker.bootstrap, topic, 300)) == 300
         text = svc.metrics().decode()
         c = {"container_id": container[:12], "container_name": "web"}
@@ -101,7 +102,7 @@ def test_producer_counters_latency_and_broker_down(
     try:
         svc.start_logging(str(fifo.path), info(cid(8), Config={"kafka-topic": topic}))
         fifo.entries([Entry("stdout", 1_000 + i, f"p{i}".encode()) for i in range(n)])
-        wait_for(lambda: acked(svc) == n, what=f"{n} lines acked")
+        wait_for(lambda: acked_lines(svc) == n, what=f"{n} lines acked")
         m = producer_samples(svc.metrics().decode(), bootstrap)
         assert m["pylog_kafka_records_sent_total"] == n
         assert m["pylog_kafka_records_acked_total"] == n
@@ -143,7 +144,7 @@ def test_producer_counters_latency_and_broker_down(
             assert m2["pylog_kafka_records_acked_total"] == 0
         finally:
             kafka_broker.start()
-        wait_for(lambda: acked(svc) >= n + 100, timeout=90, what="the rest acked")
+        wait_for(lambda: acked_lines(svc, cid(8)) >= n + 100, timeout=90, what="the rest acked")
         m = producer_samples(svc.metrics().decode(), bootstrap)
         assert m["pylog_kafka_records_acked_total"] >= n + 100
         acked = m["pylog_kafka_records_acked_total"]

@@ -3,6 +3,7 @@ broker; the password never shows."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -37,9 +38,12 @@ def secure_broker() -> Iterator[KafkaBroker]:
         yield broker
 
 
-def ship(tmp_path: Path, topic: str, lines: int, **kafka: Any) -> LoggingService:
+def ship(
+    tmp_path: Path, topic: str, lines: int, log_level: str = "info", **kafka: Any
+) -> LoggingService:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    svc = LoggingService(make_settings(tmp_path, **kafka))
+    settings = dataclasses.replace(make_settings(tmp_path, **kafka), log_level=log_level)
+    svc = LoggingService(settings)
     svc.startup()
     fifo = Fifo(svc.settings.fifo_root / "f")
     try:
@@ -100,7 +104,10 @@ def test_sasl(secure_broker: KafkaBroker, tmp_path: Path, mechanism: str) -> Non
 
 
 def test_wrong_password_retries_and_never_logs_it(
-    secure_broker: KafkaBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    secure_broker: KafkaBroker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "wr0ng-" + PASSWORD
@@ -108,6 +115,7 @@ def test_wrong_password_retries_and_never_logs_it(
         tmp_path,
         new_topic("badauth"),
         10,
+        log_level="debug",  # the shipping process's too: nothing secret even at debug
         brokers=(secure_broker.sasl_bootstrap,),
         sasl_mechanism="SCRAM-SHA-256",
         sasl_username=USER,
@@ -119,12 +127,15 @@ def test_wrong_password_retries_and_never_logs_it(
         exposition = svc.metrics().decode() + json.dumps(svc.status())
     finally:
         svc.shutdown(timeout=2)
-    text = caplog.text + repr(svc.settings) + exposition
-    assert "failed" in caplog.text
+    # The shipping process logs to the same stderr (at debug level too: see below).
+    shipping_log = capfd.readouterr().err
+    text = caplog.text + shipping_log + repr(svc.settings) + exposition
+    assert "failed" in shipping_log
     assert wrong not in text and PASSWORD not in text
     # The broker refusing the login is one "failing" line, not one per retry.
-    failing = [r for r in caplog.records if "is failing" in r.getMessage()]
-    assert len(failing) == 1, [r.getMessage() for r in failing]
+    failing = [line for line in shipping_log.splitlines() if "is failing" in line]
+    assert len(failing) == 1, failing
+    assert "pylog ship-0 DEBUG" in shipping_log
 
 
 def client_cert(tls: Path) -> tuple[Path, Path]:

@@ -335,14 +335,11 @@ def test_a_record_the_broker_rejects_leaves_another_container_unaffected(
     ship_a_rejected_record(kafka_broker, tmp_path, worker_log, idempotence=False, wait=60)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug in producer.py: with idempotence, a batch the broker rejects for "
-    "good has used up its sequence numbers, so every later batch of the partition fails "
-    "with OutOfOrderSequenceNumber and the container retries the same lines forever",
-)
 @pytest.mark.timeout(120)
 def test_a_record_the_broker_rejects_with_idempotence(
     kafka_broker: KafkaBroker, tmp_path: Path, worker_log: Path
 ) -> None:
+    """Before: the rejected batch had used up its sequence numbers, every later batch of
+    the partition failed with OutOfOrderSequenceNumber, and the container sent the same
+    lines again forever. Now the producer is replaced after it."""
     ship_a_rejected_record(kafka_broker, tmp_path, worker_log, idempotence=True, wait=30)

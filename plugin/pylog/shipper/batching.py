@@ -1,9 +1,9 @@
 """Per-partition batches shared by every container, on top of aiokafka's batch API.
 
-This layer exists only because of two behaviours of aiokafka; it is written
+This layer exists only because of three behaviours of aiokafka; it is written
 against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
 ``tests/unit/shipper/test_aiokafka_contract.py`` and
-``tests/kafka/test_aiokafka_contract.py`` fail when either behaviour changes.
+``tests/kafka/test_aiokafka_contract.py`` fail when any of them changes.
 
 1. **One queued batch per partition, and a shrinking wait for the others.**
    ``MessageAccumulator.add_batch`` (what ``AIOKafkaProducer.send_batch`` calls)
@@ -28,6 +28,18 @@ against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
    So the pump hands a partition's next batch over only once the one before
    is delivered; when one fails, the batches behind it and the groups with
    records in them fail unsent (:meth:`_PartitionQueue.fail_all`).
+
+3. **A batch the broker rejects for good keeps its sequence numbers.** With
+   idempotence, ``MessageAccumulator.drain_by_nodes`` gives each batch the
+   partition's next sequence number and advances it by the batch's record count
+   (``TransactionManager.increment_sequence_number``) when the batch is sent.
+   The broker appends nothing of a batch it rejects as too large, so it expects
+   that same sequence number next; aiokafka neither gives it back nor starts a
+   new sequence, so every later batch of the partition failed with
+   OutOfOrderSequenceNumber and the container sent the same lines again forever.
+   After such a rejection the sequence is put back by the batch's record count
+   (:func:`_give_back_sequence`): the pump has no other batch of the partition
+   inside aiokafka then (behaviour 2), so this undoes exactly that batch.
 
 Batches are built with aiokafka's batch API (``create_batch``, ``send_batch``),
 several times faster than a ``send()`` per record. Waiting costs no round
@@ -58,6 +70,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
 
 from .errors import DeliveryError, ProducerUnavailable
 from .producer_stats import ProducerStats
@@ -199,8 +212,17 @@ class Batcher:
     told about every hand-over and delivery.
     """
 
-    def __init__(self, name: str, linger_ms: int, stats: ProducerStats, health: HealthHook) -> None:
+    def __init__(
+        self,
+        name: str,
+        linger_ms: int,
+        stats: ProducerStats,
+        health: HealthHook,
+        idempotent: bool = False,
+    ) -> None:
         self.name = name
+        #: Whether the producer numbers its batches (behaviour 3).
+        self.idempotent = idempotent
         self.linger = linger_ms / 1000
         self.stats = stats
         self.health = health
@@ -311,7 +333,7 @@ class Batcher:
                     _fail_batch(batch, exc)
                     raise
                 self.stats.watch(fut, batch.count, batch.since, self.health)
-                fut.add_done_callback(functools.partial(_delivered, queue, batch))
+                fut.add_done_callback(functools.partial(_delivered, queue, batch, self.idempotent))
                 # Delivered or failed: a failure has failed the batches queued
                 # here by now (_delivered), so none of them is handed over.
                 await asyncio.wait([fut])
@@ -342,9 +364,16 @@ class Batcher:
             done.set_result(SendResult(rejected))
 
 
-def _delivered(queue: _PartitionQueue, batch: _Batch, fut: asyncio.Future[Any]) -> None:
+def _delivered(
+    queue: _PartitionQueue,
+    batch: _Batch,
+    idempotent: bool,
+    fut: asyncio.Future[Any],
+) -> None:
     """A handed-over batch is done: pass its outcome on; a failure fails the batches
-    of the partition not handed over yet (see :class:`_PartitionQueue`)."""
+    of the partition not handed over yet (see :class:`_PartitionQueue`); a batch
+    the broker rejects for good is counted and dropped, and with idempotence its
+    sequence numbers are given back (behaviour 3)."""
     if batch.done.done():
         return
     if fut.cancelled():
@@ -355,9 +384,20 @@ def _delivered(queue: _PartitionQueue, batch: _Batch, fut: asyncio.Future[Any]) 
         batch.done.set_result(fut.result())
     elif isinstance(exc, REJECTED):
         batch.done.set_exception(exc)  # these records only: counted, not sent again
+        if idempotent:
+            _give_back_sequence(queue.producer, queue.topic, queue.partition, batch.count)
     else:
         _fail_batch(batch, exc)
         queue.fail_all(exc)
+
+
+def _give_back_sequence(producer: AIOKafkaProducer, topic: str, partition: int, count: int) -> None:
+    """Put the partition's next sequence number back by ``count`` (behaviour 3)."""
+    txn = producer._txn_manager
+    if txn is None:
+        return
+    tp = TopicPartition(topic, partition)
+    txn._sequence_numbers[tp] = max(0, txn.sequence_number(tp) - count)
 
 
 def _fail_batch(batch: _Batch, exc: BaseException) -> None:

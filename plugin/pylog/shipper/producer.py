@@ -111,7 +111,13 @@ class ClusterProducer:
         self._failing = False
         self._watchdog: asyncio.Task[None] | None = None
         #: The shared per-partition batches and their pumps (see batching).
-        self._batcher = Batcher(self.describe(), cfg.linger_ms, self.stats, self._log_health_change)
+        self._batcher = Batcher(
+            self.describe(),
+            cfg.linger_ms,
+            self.stats,
+            self._log_health_change,
+            idempotent=cfg.idempotence,
+        )
 
     def describe(self) -> str:
         """The producer's name in logs and metrics: its brokers (never credentials)."""

@@ -1,6 +1,6 @@
 """What pylog relies on in aiokafka, checked against aiokafka's own objects (no broker).
 
-``shipper/batching.py`` works around two aiokafka behaviours and
+``shipper/batching.py`` works around three aiokafka behaviours and
 ``shipper/compression.py`` patches aiokafka's LZ4 level; both name the aiokafka
 version they were written against. These tests fail when aiokafka changes what
 they rely on: then re-read those docstrings and re-check each workaround (it may
@@ -19,10 +19,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aiokafka import codec
+from aiokafka import AIOKafkaProducer, codec
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaTimeoutError
 from aiokafka.producer.message_accumulator import MessageAccumulator
+from aiokafka.producer.transaction_manager import TransactionManager
 from aiokafka.protocol.metadata import MetadataResponse_v0
 from aiokafka.record import default_records
 from aiokafka.record.default_records import DefaultRecordBatch
@@ -137,6 +138,43 @@ def test_accumulator_takes_the_whole_wait_off_the_timeout_at_every_wake_up() -> 
 
 
 # ---------------------------------------------------------------- LZ4 level patch
+
+
+# ---------------------------------------------------------------- batching, behaviour 3
+
+
+def test_drain_advances_the_sequence_and_giving_it_back_undoes_exactly_that() -> None:
+    """Draining a batch of an idempotent producer takes the partition's sequence numbers
+    (one per record) from the TransactionManager, which pylog's give-back rewinds."""
+
+    async def run() -> tuple[int, int, int]:
+        # A real idempotent producer, never started: its TransactionManager is made here.
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", enable_idempotence=True)
+        txn = producer._txn_manager
+        assert isinstance(txn, TransactionManager), f"no TransactionManager: {RECHECK}"
+        txn.set_pid_and_epoch(7, 0)
+        cluster = ClusterMetadata()
+        cluster.update_metadata(
+            MetadataResponse_v0(
+                brokers=[(0, "localhost", 9092)],
+                topics=[(0, TP.topic, [(0, TP.partition, 0, [0], [0])])],
+            )
+        )
+        acc = MessageAccumulator(cluster, 16384, 0, 30.0, linger_ms=0, txn_manager=txn)
+        builder = acc.create_builder()
+        for i in range(5):
+            assert builder.append(timestamp=None, key=None, value=b"%d" % i) is not None
+        await acc.add_batch(builder, TP, 5.0)
+        before = txn.sequence_number(TP)
+        acc.drain_by_nodes(ignore_nodes=set())
+        drained = txn.sequence_number(TP)
+        batching._give_back_sequence(producer, TP.topic, TP.partition, 5)
+        await producer.stop()  # never started: only closes its client
+        return before, drained, txn.sequence_number(TP)
+
+    before, drained, given_back = asyncio.run(run())
+    assert (before, drained) == (0, 5), f"drain no longer takes one number per record: {RECHECK}"
+    assert given_back == 0
 
 
 def test_lz4_encode_takes_a_level_and_defaults_to_high_compression() -> None:
