@@ -2,9 +2,16 @@
 class behind ``kafka-producer-perf-test.sh``) on the machine's Java, against the
 bench's broker, with pylog's producer settings and records the size of pylog's.
 
-It answers "how fast could any producer on this machine get records of this size
+It answers "how fast could any producer on this machine get pylog's records
 acknowledged by this broker", so pylog+kafka's acknowledged lines/s can be read as
 a fraction of what is possible here rather than as an absolute number.
+
+The records are pylog's own values (``--payload-file``: ProducerPerformance picks
+one of the file's payloads at random for every record), taken from a topic a
+pylog+kafka container wrote: its random ``--record-size`` payloads barely compress
+under lz4 where pylog's JSON does, so a ceiling of random records errs low. The
+random-payload ceiling can still be run beside it (``--record-size``), to show that
+difference.
 
 The jars (``kafka-tools`` and its classpath) come from Maven Central through
 ``scripts/kafka/fetch.sh tools``, cached beside the broker's.
@@ -98,11 +105,45 @@ def installed_settings() -> KafkaSettings:
     return KafkaSettings.from_env(plugin_env(raw))
 
 
-def command(libs: Path, topic: str, records: int, record_size: int,
+#: ProducerPerformance's default ``--payload-delimiter``: one payload per line.
+PAYLOAD_DELIMITER = b"\n"
+
+
+def payload_file(values: Sequence[bytes]) -> bytes:
+    """The ``--payload-file`` holding ``values``, one per line. ProducerPerformance
+    reads it as UTF-8 and splits it at the delimiter, so a value must be UTF-8,
+    non-empty and without a raw newline (pylog's are one-line JSON)."""
+    if not values:
+        raise CeilingError("no payloads for the payload file")
+    for v in values:
+        if not v or PAYLOAD_DELIMITER in v:
+            raise CeilingError(f"payload empty or with a raw newline: {v[:80]!r}")
+        try:
+            v.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CeilingError(f"payload is not UTF-8: {v[:80]!r}") from e
+    return PAYLOAD_DELIMITER.join(values) + PAYLOAD_DELIMITER
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What ProducerPerformance sends: records picked from a payload file, or (with
+    ``file`` None) random letters of ``record_size`` bytes."""
+
+    record_size: int
+    file: Path | None = None
+
+    def args(self) -> list[str]:
+        if self.file is not None:
+            return ["--payload-file", str(self.file)]
+        return ["--record-size", str(self.record_size)]
+
+
+def command(libs: Path, topic: str, records: int, payload: Payload,
             props: Sequence[str]) -> list[str]:  # fmt: skip
     return [
         java_binary(), "-Xmx512m", "-cp", f"{libs}/*", MAIN,
-        "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
+        "--topic", topic, "--num-records", str(records), *payload.args(),
         "--throughput", "-1", "--command-property", *props,
     ]  # fmt: skip
 
@@ -115,9 +156,9 @@ def fetch_tools() -> Path:
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
-def run(libs: Path, topic: str, records: int, record_size: int,
+def run(libs: Path, topic: str, records: int, payload: Payload,
         props: Sequence[str], env: Mapping[str, str] | None = None) -> Summary:  # fmt: skip
-    proc = subprocess.run(command(libs, topic, records, record_size, props),
+    proc = subprocess.run(command(libs, topic, records, payload, props),
                           capture_output=True, text=True, timeout=900, env=env,
                           check=False)  # fmt: skip
     if proc.returncode != 0:

@@ -204,22 +204,37 @@ def pylog_pids() -> list[int]:
     return sorted(pids)
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """CPU time used so far by the plugin: its cgroup's (which keeps the time of
-    processes that exited, e.g. a restarted worker), else utime + stime of these
-    processes (their threads included)."""
+def stat_cpu_ticks(stat: str) -> int:
+    """CPU clock ticks of a process from its ``/proc/<pid>/stat`` line: its own utime
+    and stime and its reaped children's (cutime, cstime). The children's count makes
+    a process that exited (a respawned worker, a restarted shipping process) stay
+    counted once its parent has waited for it."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15])
+
+
+def cpu_seconds(pids: Sequence[int] | None = None) -> float:
+    """CPU time used so far by the plugin: its cgroup's cpuacct (every process that
+    ever ran in it, those that exited included), else the sum of
+    :func:`stat_cpu_ticks` over ``pids`` (default: :func:`pylog_pids` now, so a
+    shipping process started since the last call counts). The fallback loses a
+    process that exited unreaped by another of ``pids``; take ``pids`` afresh at
+    each call, as the default does, or one started since is missed."""
     cg = _cgroup()
     if cg is not None:
         return int((cg / "cpuacct.usage").read_text()) / 1e9
-    tick = os.sysconf("SC_CLK_TCK")
+    return processes_cpu_seconds(pylog_pids() if pids is None else pids)
+
+
+def processes_cpu_seconds(pids: Sequence[int]) -> float:
+    """:func:`stat_cpu_ticks` summed over ``pids``, in seconds; a process gone is 0."""
     total = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += stat_cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kb(pid: int, key: str) -> int:

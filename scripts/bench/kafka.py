@@ -104,20 +104,21 @@ class Topics:
 
         return asyncio.run(go())
 
-    def value_sizes(self, topic: str, n: int, timeout: float = 60) -> list[int]:
-        """Byte sizes of the values of the first ``n`` records of ``topic``."""
+    def values(self, topic: str, n: int, timeout: float = 60) -> list[bytes]:
+        """The values of the first ``n`` records of ``topic`` (fewer if they do not
+        arrive within ``timeout``)."""
 
-        async def go() -> list[int]:
+        async def go() -> list[bytes]:
             c = self._consumer()
             c.subscribe([topic])
             await c.start()
-            out: list[int] = []
+            out: list[bytes] = []
             deadline = time.monotonic() + timeout
             try:
                 while len(out) < n and time.monotonic() < deadline:
                     batch = await c.getmany(timeout_ms=1000, max_records=n)
                     for records in batch.values():
-                        out += [len(r.value or b"") for r in records]
+                        out += [r.value or b"" for r in records]
             finally:
                 await c.stop()
             return out[:n]

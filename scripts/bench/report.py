@@ -100,7 +100,8 @@ def chart(rows: Sequence[Row], path: Path, title: str, samples: Sequence[Sample]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    soaks = [s for s in samples if "rss_mb" in s.series and "t_s" in s.series]
+    soaks = [s for s in samples
+             if s.workload == "soak" and "rss_mb" in s.series and "t_s" in s.series]  # fmt: skip
     if soaks and all(r.workload == "soak" for r in rows):  # a soak alone: its plot alone
         fig, ax = plt.subplots(figsize=(13, 4.25))
         _soak(ax, soaks)

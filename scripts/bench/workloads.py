@@ -22,7 +22,16 @@ from pathlib import Path
 from . import ceiling as producer_perf
 from . import engine
 from .kafka import Topics
-from .stats import CEILING, Sample, median, percentile, soak_figures
+from .stats import (
+    BURST_AFTER_S,
+    CEILING,
+    CEILING_RANDOM,
+    Sample,
+    burst_figures,
+    median,
+    percentile,
+    soak_figures,
+)
 
 ALL_DRIVERS = ("none", "json-file", "local", "pylog", "pylog+kafka")
 
@@ -73,13 +82,14 @@ def measure(cfg: Config, workload: str, driver: str, rnd: int, containers: int, 
     partitions = 1 if containers == 1 else 4
     log_driver, opts, topic = driver_args(cfg, driver, partitions)
     total = containers * lines
-    pids = engine.pylog_pids() if log_driver == engine.PLUGIN else []
-    engine.reset_peak_rss(pids)
-    cpu0 = engine.cpu_seconds(pids)
+    plugin = log_driver == engine.PLUGIN
+    if plugin:
+        engine.reset_peak_rss(engine.pylog_pids())
+    cpu0 = engine.cpu_seconds() if plugin else 0.0
     run = engine.run_group(log_driver, containers, engine.write_cmd(lines, size), opts)
     figs: dict[str, float] = {"wall_s": run.wall_s}
     try:
-        if pids:
+        if plugin:
             done = engine.wait_stored(run.cids)
             figs["stored_lps"] = total / (done - run.go_mono)
         elif driver != "none":
@@ -89,11 +99,13 @@ def measure(cfg: Config, workload: str, driver: str, rnd: int, containers: int, 
             count, last = cfg.topics.wait_acked(topic, total)
             figs["kafka_missing"] = total - count
             figs["kafka_lps"] = count / max(1e-3, last - run.go_epoch)
-        if pids:
-            cpu = engine.cpu_seconds(pids) - cpu0
+        if plugin:
+            # The processes now: a shipping process started during the run counts
+            # (its peak is since its start; the CPU is the cgroup's, or see cpu_seconds).
+            cpu = engine.cpu_seconds() - cpu0
             figs["cpu_s_per_mline"] = cpu / total * 1e6
             figs["cpu_s_per_gb"] = cpu / (total * size) * 1e9
-            figs["rss_peak_mb"] = engine.peak_rss_mb(pids)
+            figs["rss_peak_mb"] = engine.peak_rss_mb(engine.pylog_pids())
         if tail and driver != "none":
             figs["tail_s"] = engine.time_tail(run.cids[0])
     finally:
@@ -130,52 +142,67 @@ def four_kib(cfg: Config) -> None:
     _simple(cfg, "4k", ALL_DRIVERS, cfg.rounds_for(3), 1, lines, 4096)
 
 
-def record_size(cfg: Config, lines: int = 1000) -> int:
-    """The size in bytes of pylog's Kafka values for the 1m workload's lines, measured:
-    a pylog+kafka container writes ``lines`` of them into a fresh topic and the
-    median value size is taken (it varies by a few bytes with the container's random
-    name)."""
+def pylog_values(cfg: Config, lines: int = 1000) -> list[bytes]:
+    """pylog's Kafka values for ``lines`` of the 1m workload's lines: a pylog+kafka
+    container writes them into a fresh topic and they are consumed back. Their size
+    varies by a few bytes with the container's random name."""
     assert cfg.topics is not None
     log_driver, opts, topic = driver_args(cfg, "pylog+kafka")
     assert topic is not None
     run = engine.run_group(log_driver, 1, engine.write_cmd(lines, 100), opts)
     try:
         cfg.topics.wait_acked(topic, lines)
-        sizes = cfg.topics.value_sizes(topic, lines)
+        values = cfg.topics.values(topic, lines)
     finally:
         engine.remove(run.cids)
-    if not sizes:
-        raise engine.BenchError("ceiling: no pylog record arrived to measure its size")
-    return round(median(map(float, sizes)))
+    if not values:
+        raise engine.BenchError("ceiling: no pylog record arrived to take as payload")
+    return values
 
 
 def ceiling(cfg: Config) -> None:
-    """Kafka's own ProducerPerformance against the bench broker, records the size of
-    pylog's values, pylog's producer settings (as the installed plugin has them): the
-    lines/s any producer could get acknowledged here. Shown as driver ``ceiling`` in the
-    1m table (1 partition, as 1m's topic) and the 10c table (4 partitions, as 10c's),
-    as many records as that workload's lines."""
+    """Kafka's own ProducerPerformance against the bench broker, sending pylog's own
+    values (1,000 of them, from a pylog+kafka container, picked at random per record)
+    with pylog's producer settings (as the installed plugin has them): the lines/s any
+    producer could get acknowledged here. Shown as driver ``ceiling`` in the 1m table
+    (1 partition, as 1m's topic) and the 10c table (4 partitions, as 10c's), as many
+    records as that workload's lines. Beside it, driver ``ceiling-random``: the same
+    with ProducerPerformance's random payloads of the values' median size, which lz4
+    barely compresses (the ceiling before it took pylog's values)."""
     if cfg.topics is None:
         cfg.log("  [ceiling] no broker: skipped")
         return
     settings = producer_perf.installed_settings()
     props = producer_perf.producer_props(settings, cfg.topics.bootstrap)
     libs = producer_perf.fetch_tools()
-    size = record_size(cfg)
-    cfg.log(f"  [ceiling] record size {size} bytes (median of 1,000 pylog values); "
-            f"{' '.join(props[1:])}")  # fmt: skip
-    records = {"1m": cfg.pick(1_000_000, 100_000), "10c": cfg.pick(1_000_000, 100_000)}
-    for rnd in range(1, cfg.rounds_for(3) + 1):
-        for workload, partitions in (("1m", 1), ("10c", 4)):
-            topic = cfg.topics.create(partitions)
-            n = records[workload]
-            s = producer_perf.run(libs, topic, n, size, props)
-            count, _ = cfg.topics.wait_acked(topic, n, idle=10)
-            cfg.log(f"  [ceiling] {workload}: {s.mb_per_s} MB/s, latency avg {s.avg_ms:.0f} ms,"
-                    f" p99 {s.p99_ms:.0f} ms")  # fmt: skip
-            _report(cfg, Sample(workload, CEILING, rnd, {
-                "kafka_lps": s.records_per_s, "kafka_missing": n - count, "record_bytes": size,
-            }))  # fmt: skip
+    values = pylog_values(cfg)
+    size = round(median(float(len(v)) for v in values))
+    workdir = Path(tempfile.mkdtemp(prefix="pylog-bench-"))
+    try:
+        payloads = workdir / "payloads.txt"
+        payloads.write_bytes(producer_perf.payload_file(values))
+        kinds = ((CEILING, producer_perf.Payload(size, payloads)),
+                 (CEILING_RANDOM, producer_perf.Payload(size)))  # fmt: skip
+        cfg.log(f"  [ceiling] {len(values):,} pylog values as payloads, median {size} bytes; "
+                f"{' '.join(props[1:])}")  # fmt: skip
+        records = {"1m": cfg.pick(1_000_000, 100_000), "10c": cfg.pick(1_000_000, 100_000)}
+        for rnd in range(1, cfg.rounds_for(3) + 1):
+            for workload, partitions in (("1m", 1), ("10c", 4)):
+                # Each run is a fresh JVM, the first one after a pause the slowest:
+                # which kind goes first alternates by round.
+                for driver, payload in kinds if rnd % 2 else kinds[::-1]:
+                    topic = cfg.topics.create(partitions)
+                    n = records[workload]
+                    s = producer_perf.run(libs, topic, n, payload, props)
+                    count, _ = cfg.topics.wait_acked(topic, n, idle=10)
+                    cfg.log(f"  [ceiling] {workload} {driver}: {s.mb_per_s} MB/s, latency avg "
+                            f"{s.avg_ms:.0f} ms, p99 {s.p99_ms:.0f} ms")  # fmt: skip
+                    _report(cfg, Sample(workload, driver, rnd, {
+                        "kafka_lps": s.records_per_s, "kafka_missing": n - count,
+                        "record_bytes": size,
+                    }))  # fmt: skip
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 READBACK_DRIVERS = ("json-file", "local", "pylog")
@@ -221,14 +248,14 @@ def paced(cfg: Config) -> None:
         assert cfg.topics is not None
         log_driver, opts, topic = driver_args(cfg, "pylog+kafka")
         assert topic is not None
-        pids = engine.pylog_pids()
-        engine.reset_peak_rss(pids)
-        cpu0 = engine.cpu_seconds(pids)
+        engine.reset_peak_rss(engine.pylog_pids())
+        cpu0 = engine.cpu_seconds()
         run = engine.run_group(log_driver, 1, cmd, opts)
         n = per_tick * ticks
         try:
             count, _ = cfg.topics.wait_acked(topic, n)
-            cpu = engine.cpu_seconds(pids) - cpu0
+            cpu = engine.cpu_seconds() - cpu0
+            pids = engine.pylog_pids()
             lat = cfg.topics.latencies(topic, n)
         finally:
             engine.remove(run.cids)
@@ -270,6 +297,68 @@ def many(cfg: Config) -> None:
             f" (before the plugin restart: {residual:.0f} MB)"
         )
         _report(cfg, Sample("many", driver, rnd, {"rss_peak_mb": peak}))
+
+
+BURST_DRIVERS = ("pylog", "pylog+kafka")
+BURST_IDLE_S = 5.0  # idle after the warm-up, before RSS is taken as the level before
+BURST_EVERY_S = 5.0
+
+
+def _stored_and_acked(cfg: Config, cids: Sequence[str], topic: str | None,
+                      lines: int) -> tuple[float, float, int]:  # fmt: skip
+    """Wait until pylog stored every line of ``cids`` and, shipping to ``topic``, the
+    broker has them all (or stopped receiving). (monotonic time when stored, and when
+    both, records in ``topic``: 0 without a topic.)"""
+    stored = engine.wait_stored(cids)
+    count = 0
+    if topic is not None:
+        assert cfg.topics is not None
+        count, _ = cfg.topics.wait_acked(topic, lines)
+    return stored, time.monotonic(), count
+
+
+def burst(cfg: Config) -> None:
+    """Does pylog give back the memory a burst took? Per round and driver: the plugin
+    restarted, 1,000 lines logged (and shipped: the shipping process starts lazily,
+    so it runs before the level is taken) and BURST_IDLE_S idle; its summed RSS then
+    is the level before. One container writes the 1m workload's lines; once they are
+    stored (and acknowledged by Kafka) RSS is sampled every BURST_EVERY_S for
+    BURST_AFTER_S, the processes taken afresh at each sample."""
+    lines = cfg.pick(1_000_000, 100_000)
+    for rnd, d in interleaved(cfg.use(BURST_DRIVERS), cfg.rounds_for(3)):
+        engine.restart_plugin()
+        log_driver, opts, topic = driver_args(cfg, d)
+        warm = engine.run_group(log_driver, 1, engine.write_cmd(1000, 100), opts)
+        try:
+            _stored_and_acked(cfg, warm.cids, topic, 1000)
+        finally:
+            engine.remove(warm.cids)
+        time.sleep(BURST_IDLE_S)
+        pids = engine.pylog_pids()
+        before = engine.rss_mb(pids)
+        engine.reset_peak_rss(pids)
+        log_driver, opts, topic = driver_args(cfg, d)
+        run = engine.run_group(log_driver, 1, engine.write_cmd(lines, 100), opts)
+        times: list[float] = []
+        rss: list[float] = []
+        peak = 0.0
+        try:
+            stored, settled, count = _stored_and_acked(cfg, run.cids, topic, lines)
+            figs = {"stored_lps": lines / (stored - run.go_mono)}
+            if topic is not None:
+                figs["kafka_missing"] = lines - count
+            for k in range(round(BURST_AFTER_S / BURST_EVERY_S) + 1):
+                time.sleep(max(0.0, settled + k * BURST_EVERY_S - time.monotonic()))
+                pids = engine.pylog_pids()
+                times.append(time.monotonic() - settled)
+                rss.append(engine.rss_mb(pids))
+                peak = max(peak, engine.peak_rss_mb(pids))
+        finally:
+            engine.remove(run.cids)
+        figs.update(burst_figures(before, times, rss, peak))
+        cfg.log(f"  [burst] {d}: RSS every {BURST_EVERY_S:.0f} s after the burst: "
+                + " ".join(f"{v:.0f}" for v in rss) + " MB")  # fmt: skip
+        _report(cfg, Sample("burst", d, rnd, figs, {"t_s": times, "rss_mb": rss}))
 
 
 def startup(cfg: Config) -> None:
@@ -346,8 +435,7 @@ def soak(cfg: Config) -> None:
             waiter = subprocess.Popen([engine.DOCKER, "wait", *cids], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)  # fmt: skip
             time.sleep(0.3)  # the client has asked dockerd to wait
-            pids = engine.pylog_pids()
-            cpu0 = engine.cpu_seconds(pids)
+            cpu0 = engine.cpu_seconds()
             go = time.monotonic()
             (flagdir / "go").touch()
             k, logged = 0, -1
@@ -380,7 +468,7 @@ def soak(cfg: Config) -> None:
             if waiter.returncode != 0 or any(c != "0" for c in codes):
                 raise engine.BenchError(f"soak: containers exited {codes} {err.decode()[-300:]}")
             count, _ = cfg.topics.wait_acked(topic, total)
-            cpu = engine.cpu_seconds(engine.pylog_pids()) - cpu0
+            cpu = engine.cpu_seconds() - cpu0
         finally:
             engine.remove(cids)
             shutil.rmtree(flagdir, ignore_errors=True)
@@ -406,7 +494,7 @@ WORKLOADS: dict[str, tuple[str, Callable[[Config], None]]] = {
     "1m": ("1,000,000 lines of 100 bytes from one container", one_million),
     "10c": ("10 containers at once, 100,000 lines of 100 bytes each", ten_containers),
     "ceiling": (
-        "Kafka's ProducerPerformance, pylog's record size and producer settings "
+        "Kafka's ProducerPerformance, pylog's own values as payloads, its producer settings "
         "(rows in 1m and 10c)",
         ceiling,
     ),
@@ -417,6 +505,11 @@ WORKLOADS: dict[str, tuple[str, Callable[[Config], None]]] = {
         readback,
     ),
     "paced": (f"one container at a steady {PACED_RATE:,} lines/s of 100 bytes for 30 s", paced),
+    "burst": (
+        "1,000,000 lines of 100 bytes from one container on a restarted, warmed-up "
+        "plugin; RSS before, at peak, and every 5 s for 60 s once stored (and acked)",
+        burst,
+    ),
     "many": ("200 containers logging 10 lines/s each at once", many),
     "sweep": ("50 MB over 1/10/50 containers, and as 1/4/16 KiB lines", sweep),
     "soak": (f"{SOAK_LOAD} for 10 min, RSS every 10 s", soak),
@@ -431,6 +524,8 @@ QUICK_TITLES = {
     "readback": "docker logs, whole and --since the middle line, of 100,000 lines of "
     "100 bytes kept with max-size=1g",
     "paced": f"one container at a steady {PACED_RATE:,} lines/s of 100 bytes for 5 s",
+    "burst": "100,000 lines of 100 bytes from one container on a restarted, warmed-up "
+    "plugin; RSS before, at peak, and every 5 s for 60 s once stored (and acked)",
     "many": "20 containers logging 10 lines/s each at once",
     "soak": f"{SOAK_LOAD} for 1 min, RSS every 2 s",
 }

@@ -5,11 +5,36 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from bench.ceiling import CeilingError, parse_summary, plugin_env, producer_props
+from bench.ceiling import (
+    CeilingError,
+    Payload,
+    command,
+    parse_summary,
+    payload_file,
+    plugin_env,
+    producer_props,
+)
+from bench.engine import processes_cpu_seconds, stat_cpu_ticks
 from bench.report import fmt, markdown, table, targets_table, to_json
-from bench.stats import TARGETS, Sample, Target, aggregate, median, percentile, ratio, soak_figures
+from bench.stats import (
+    CEILING,
+    CEILING_RANDOM,
+    TARGETS,
+    Sample,
+    Target,
+    aggregate,
+    burst_figures,
+    median,
+    percentile,
+    ratio,
+    soak_figures,
+)
 from bench.workloads import DEFAULT_WORKLOADS, QUICK_TITLES, WORKLOADS, interleaved
 from pylog.config import KafkaSettings
 
@@ -241,3 +266,117 @@ def test_readback_times_as_ratios_to_json_file() -> None:
 def test_ceiling_and_readback_run_by_default_and_have_quick_titles() -> None:
     assert {"ceiling", "readback"} <= set(DEFAULT_WORKLOADS)
     assert "readback" in QUICK_TITLES
+
+
+# ------------------------------------------------------------------ burst
+def test_burst_after_is_the_first_sample_at_60_s_and_its_ratio_to_before() -> None:
+    times = [0.1 + 5 * k for k in range(13)]  # 0.1 .. 60.1 s
+    rss = [400.0 - 20 * k for k in range(13)]  # 400 .. 160 MB
+    figs = burst_figures(100.0, times, rss, peak_mb=420.0)
+    assert figs["rss_before_mb"] == 100.0
+    assert figs["rss_peak_mb"] == 420.0
+    assert figs["rss_after_60s_mb"] == 160.0
+    assert figs["rss_after_ratio"] == 1.6
+
+
+def test_burst_peak_is_never_below_a_sample_and_a_short_series_has_no_after() -> None:
+    figs = burst_figures(80.0, [0.0, 5.0], [300.0, 90.0], peak_mb=0.0)
+    assert figs["rss_peak_mb"] == 300.0
+    assert math.isnan(figs["rss_after_60s_mb"]) and math.isnan(figs["rss_after_ratio"])
+    with pytest.raises(ValueError):
+        burst_figures(80.0, [0.0, 5.0], [300.0], peak_mb=0.0)
+
+
+def test_burst_targets_are_within_20_percent_for_both_pylog_drivers() -> None:
+    out = []
+    for driver, after in (("pylog", 115.0), ("pylog+kafka", 125.0)):
+        figs = burst_figures(100.0, [0.0, 60.0], [300.0, after], peak_mb=350.0)
+        out.append(Sample("burst", driver, 1, figs))
+    rows = aggregate(out)
+    verdicts = {t.driver: t.check(rows) for t in TARGETS if t.workload == "burst"}
+    assert verdicts == {"pylog": (1.15, True), "pylog+kafka": (1.25, False)}
+    text = markdown(rows, {}, "h")
+    assert "| RSS before MB | pylog peak RSS MB | RSS 60 s after MB | after / before |" in text
+
+
+def test_burst_runs_by_default_and_has_a_quick_title() -> None:
+    assert "burst" in DEFAULT_WORKLOADS and "burst" in QUICK_TITLES
+
+
+def test_the_issue_targets_are_in_the_targets_table() -> None:
+    have = {(t.workload, t.driver, t.figure, t.op, t.limit) for t in TARGETS}
+    assert {
+        ("1m", "pylog+kafka", "kafka_vs_ceiling", ">=", 0.5),
+        ("10c", "pylog+kafka", "kafka_vs_ceiling", ">=", 0.6),
+        ("1m", "pylog+kafka", "cpu_s_per_mline", "<=", 4.0),
+        ("1m", "pylog", "cpu_s_per_mline", "<=", 1.5),
+        ("1m", "pylog+kafka", "ratio", "<=", 1.1),
+        ("10c", "pylog", "ratio", "<=", 1.2),
+        ("10c", "pylog+kafka", "ratio", "<=", 1.5),
+        ("readback", "pylog", "read_all_ratio", "<=", 1.0),
+        ("readback", "pylog", "read_since_ratio", "<=", 1.0),
+        ("burst", "pylog", "rss_after_ratio", "<=", 1.2),
+        ("burst", "pylog+kafka", "rss_after_ratio", "<=", 1.2),
+    } <= have
+
+
+# ------------------------------------------------------------------ ceiling payloads
+def test_payload_file_has_one_value_a_line() -> None:
+    values = [b'{"v":1,"line":"a"}', '{"v":1,"line":"\u00e9"}'.encode()]
+    assert payload_file(values) == values[0] + b"\n" + values[1] + b"\n"
+
+
+@pytest.mark.parametrize("bad", [b"", b'{"line":"a\nb"}', b"\xff\xfe"])
+def test_payload_file_refuses_what_producer_performance_would_split_or_garble(
+    bad: bytes,
+) -> None:
+    with pytest.raises(CeilingError):
+        payload_file([b'{"v":1}', bad])
+    with pytest.raises(CeilingError):
+        payload_file([])
+
+
+def test_producer_performance_gets_the_payload_file_or_a_record_size() -> None:
+    libs, props = Path("/libs"), ["acks=all"]
+    real = command(libs, "t", 10, Payload(461, Path("/tmp/p.txt")), props)
+    assert real[real.index("--payload-file") + 1] == "/tmp/p.txt"
+    assert "--record-size" not in real
+    rand = command(libs, "t", 10, Payload(461), props)
+    assert rand[rand.index("--record-size") + 1] == "461"
+    assert "--payload-file" not in rand
+    assert real[-2:] == rand[-2:] == ["--command-property", "acks=all"]
+
+
+def test_the_random_ceiling_is_compared_with_the_real_one_not_used_as_it() -> None:
+    rows = aggregate([
+        Sample("1m", CEILING, 1, {"kafka_lps": 300_000.0}),
+        Sample("1m", CEILING_RANDOM, 1, {"kafka_lps": 200_000.0}),
+        Sample("1m", "pylog+kafka", 1, {"kafka_lps": 150_000.0}),
+    ])  # fmt: skip
+    assert [r.figures["kafka_vs_ceiling"] for r in rows] == [1.0, 200 / 300, 0.5]
+
+
+# ------------------------------------------------------------------ CPU of the plugin
+def test_cpu_ticks_count_reaped_children() -> None:
+    """The fallback's CPU of a process includes its children once it waited for them:
+    a respawned worker or a restarted shipping process still counts."""
+    me = [os.getpid()]
+    own0 = _own_ticks()
+    before = processes_cpu_seconds(me)
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    grew = processes_cpu_seconds(me) - before
+    own = (_own_ticks() - own0) / os.sysconf("SC_CLK_TCK")
+    assert grew - own >= 0.25
+
+
+def _own_ticks() -> int:
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_cpu_ticks_of_a_stat_line() -> None:
+    # pid (comm with ") " in it) state ppid ... utime stime cutime cstime ...
+    line = "42 (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 11 5 20 0 1 0 99 0 0"
+    assert stat_cpu_ticks(line) == 7 + 3 + 11 + 5
+    assert processes_cpu_seconds([2**22 + 12345]) == 0.0  # no such process
