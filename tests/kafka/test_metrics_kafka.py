@@ -100,7 +100,8 @@ def test_producer_counters_latency_and_broker_down(
     fifo, fifo2 = Fifo(svc.settings.fifo_root / "f1"), Fifo(svc.settings.fifo_root / "f2")
     n = 1_000
     try:
-        svc.start_logging(str(fifo.path), info(cid(8), Config={"kafka-topic": topic}))
+        first = cid(8)
+        svc.start_logging(str(fifo.path), info(first, Config={"kafka-topic": topic}))
         fifo.entries([Entry("stdout", 1_000 + i, f"p{i}".encode()) for i in range(n)])
         wait_for(lambda: acked_lines(svc) == n, what=f"{n} lines acked")
         m = producer_samples(svc.metrics().decode(), bootstrap)
@@ -144,7 +145,7 @@ def test_producer_counters_latency_and_broker_down(
             assert m2["pylog_kafka_records_acked_total"] == 0
         finally:
             kafka_broker.start()
-        wait_for(lambda: acked_lines(svc, cid(8)) >= n + 100, timeout=90, what="the rest acked")
+        wait_for(lambda: acked_lines(svc, first) >= n + 100, timeout=90, what="the rest acked")
         m = producer_samples(svc.metrics().decode(), bootstrap)
         assert m["pylog_kafka_records_acked_total"] >= n + 100
         acked = m["pylog_kafka_records_acked_total"]

@@ -284,12 +284,13 @@ async def _serve(hello: ipc.Hello, sock: socket.socket) -> None:
                 if isinstance(message, ipc.Stop):
                     stop.append(message)
                     stopping.set()
-                else:
+                    continue
+                try:
                     worker.handle(message)
+                except Exception:  # one message, not the stream: go on with the next
+                    log.exception("handling a %s message failed", type(message).__name__)
         except (ipc.MessageError, OSError) as exc:
             log.error("the message stream from the main process broke: %s", exc)
-        except Exception:
-            log.exception("handling a message from the main process failed")
         gone.set()
         stopping.set()
 
@@ -297,8 +298,11 @@ async def _serve(hello: ipc.Hello, sock: socket.socket) -> None:
         trim = IdleTrim(worker.activity)
         while True:
             await asyncio.sleep(ipc.REPORT_INTERVAL)
-            send(worker.report())
-            trim.tick(time.monotonic())
+            try:
+                send(worker.report())
+                trim.tick(time.monotonic())
+            except Exception:  # a report missed is no reason to stop reporting
+                log.exception("reporting the counters failed")
 
     reading = asyncio.ensure_future(read_messages())
     reporting = asyncio.ensure_future(report())
