@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,6 @@ from kafka.broker import KafkaBroker
 from prometheus_client.parser import text_string_to_metric_families
 from pylog.models import Entry
 from pylog.service import LoggingService
-from pylog.shipper import producer
 
 from ..helpers import Fifo, make_settings, wait_for
 from ..helpers import acked as acked_lines
@@ -80,8 +78,7 @@ def errors(m: dict[str, float]) -> float:
 def test_producer_counters_latency_and_broker_down(
     kafka_broker: KafkaBroker,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """After N lines: records sent = acked = the latency histogram's count = N, no errors.
 
@@ -89,13 +86,11 @@ def test_producer_counters_latency_and_broker_down(
     gauges and one "failing" line show it; a producer that must start meanwhile counts
     errors and retries, and logs "failing" once, not once per error. Broker back: "back"
     is logged and the rest ships."""
-    caplog.set_level(logging.INFO, logger="pylog")
-    # A batch unacknowledged for this long is logged as failing (30 s by default).
-    monkeypatch.setattr(producer, "REQUEST_TIMEOUT_MS", 5_000)
     topic = new_topic("pmetrics")
     bootstrap = kafka_broker.bootstrap
     other = "localhost:" + bootstrap.rpartition(":")[2]  # another producer, same broker
-    svc = LoggingService(make_settings(tmp_path, brokers=(bootstrap,)))
+    # A batch unacknowledged for 5 s is logged as failing (60 s by default).
+    svc = LoggingService(make_settings(tmp_path, brokers=(bootstrap,), request_timeout_ms=5_000))
     svc.startup()
     fifo, fifo2 = Fifo(svc.settings.fifo_root / "f1"), Fifo(svc.settings.fifo_root / "f2")
     n = 1_000
@@ -155,7 +150,8 @@ def test_producer_counters_latency_and_broker_down(
         fifo.close()
         fifo2.close()
         svc.shutdown()
-    lines = [r.getMessage() for r in caplog.records]
+    # The shipping process logs to the same stderr.
+    lines = capfd.readouterr().err.splitlines()
     failing = [i for i, t in enumerate(lines) if f"Kafka at {bootstrap} is failing" in t]
     back = [i for i, t in enumerate(lines) if f"Kafka at {bootstrap} is back" in t]
     assert failing and back and failing[0] < back[0], lines
@@ -163,16 +159,21 @@ def test_producer_counters_latency_and_broker_down(
 
 
 def test_containers_sharing_a_partition_wait_their_turn(
-    kafka_broker: KafkaBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     """Eight containers, one single-partition topic, small batches: every batch
     waits for aiokafka's one queued batch of that partition, and none of them
     times out (aiokafka 0.14 shortens a waiter's timeout on each wake-up, which
     failed batches within seconds), so nothing is retried or shipped twice."""
-    monkeypatch.setattr(producer, "REQUEST_TIMEOUT_MS", 2_000)
     topic = new_topic("turns")
     svc = LoggingService(
-        make_settings(tmp_path, brokers=(kafka_broker.bootstrap,), linger_ms=0, batch_size=2048)
+        make_settings(
+            tmp_path,
+            brokers=(kafka_broker.bootstrap,),
+            linger_ms=0,
+            batch_size=2048,
+            request_timeout_ms=2_000,
+        )
     )
     svc.startup()
     fifos = [Fifo(svc.settings.fifo_root / f"f{i}") for i in range(8)]

@@ -47,6 +47,7 @@ ENV_KAFKA_CLIENT_ID = "KAFKA_CLIENT_ID"
 ENV_KAFKA_COMPRESSION = "KAFKA_COMPRESSION"
 ENV_KAFKA_ACKS = "KAFKA_ACKS"
 ENV_KAFKA_LINGER_MS = "KAFKA_LINGER_MS"
+ENV_KAFKA_REQUEST_TIMEOUT_MS = "KAFKA_REQUEST_TIMEOUT_MS"
 ENV_KAFKA_BATCH_SIZE = "KAFKA_BATCH_SIZE"
 ENV_KAFKA_IDEMPOTENCE = "KAFKA_IDEMPOTENCE"
 ENV_KAFKA_TOPIC = "KAFKA_TOPIC"
@@ -196,6 +197,7 @@ _KAFKA_COMPRESSION = _one_of(ENV_KAFKA_COMPRESSION, "lz4", COMPRESSIONS, str.low
 _KAFKA_ACKS = _one_of(ENV_KAFKA_ACKS, "all", ACKS, _acks)
 _KAFKA_IDEMPOTENCE = _boolean(ENV_KAFKA_IDEMPOTENCE, True)
 _KAFKA_LINGER_MS = _integer(ENV_KAFKA_LINGER_MS, 20, 0, 60_000)
+_KAFKA_REQUEST_TIMEOUT_MS = _integer(ENV_KAFKA_REQUEST_TIMEOUT_MS, 60_000, 1_000, 600_000)
 _KAFKA_BATCH_SIZE = _size(ENV_KAFKA_BATCH_SIZE, 256 << 10, 1024, 64 << 20)
 _KAFKA_MAX_LINE = _size(ENV_KAFKA_MAX_LINE, DEFAULT_KAFKA_MAX_LINE, 1024, 16 << 20)
 _KAFKA_BACKLOG_MAX_AGE: Option[float] = Option(
@@ -223,6 +225,7 @@ KAFKA_SETTINGS: tuple[Option[Any], ...] = (
     _KAFKA_ACKS,
     _KAFKA_IDEMPOTENCE,
     _KAFKA_LINGER_MS,
+    _KAFKA_REQUEST_TIMEOUT_MS,
     _KAFKA_BATCH_SIZE,
     _KAFKA_MAX_LINE,
     _KAFKA_BACKLOG_MAX_AGE,
@@ -272,6 +275,9 @@ class KafkaSettings:
     compression: str = _KAFKA_COMPRESSION.default
     acks: str = _KAFKA_ACKS.default
     linger_ms: int = _KAFKA_LINGER_MS.default
+    request_timeout_ms: int = _KAFKA_REQUEST_TIMEOUT_MS.default
+    """How long a batch may wait for the broker before it is failed and shipped again,
+    and a batch unacknowledged for that long is logged as failing."""
     batch_size: int = _KAFKA_BATCH_SIZE.default
     idempotence: bool = _KAFKA_IDEMPOTENCE.default
     topic: TagTemplate = _KAFKA_TOPIC.default
@@ -334,6 +340,7 @@ class KafkaSettings:
             compression=v[_KAFKA_COMPRESSION],
             acks=acks,
             linger_ms=v[_KAFKA_LINGER_MS],
+            request_timeout_ms=v[_KAFKA_REQUEST_TIMEOUT_MS],
             batch_size=v[_KAFKA_BATCH_SIZE],
             idempotence=idempotence,
             topic=v[_KAFKA_TOPIC],

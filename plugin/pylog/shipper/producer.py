@@ -40,17 +40,13 @@ from .schema import OutRecord
 log = logging.getLogger(__name__)
 
 
-#: How long a batch may wait for the broker before it is failed and shipped again;
-#: failing one resets the producer for every container on it, so this is generous
-#: (docs/performance.md, "Why the constants are what they are").
-REQUEST_TIMEOUT_MS = 60_000
 #: Of the shutdown deadline, what cancelling the loop's last tasks keeps for itself.
 CANCEL_RESERVE = 0.2
 #: The largest request; a record above it is rejected locally (see ``rejected``).
 MAX_REQUEST_SIZE = 4 << 20
 
 #: How often a producer checks for batches the broker has not acknowledged for
-#: ``REQUEST_TIMEOUT_MS`` (the idempotent producer retries them forever: a broker
+#: ``KAFKA_REQUEST_TIMEOUT_MS`` (the idempotent producer retries them forever: a broker
 #: outage raises no error, so this is what logs it).
 WATCH_INTERVAL = 1.0
 
@@ -71,7 +67,7 @@ def producer_kwargs(cfg: KafkaSettings) -> dict[str, Any]:
         "linger_ms": cfg.linger_ms,
         "max_batch_size": cfg.batch_size,
         "max_request_size": max(MAX_REQUEST_SIZE, cfg.batch_size),
-        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "request_timeout_ms": cfg.request_timeout_ms,
         "retry_backoff_ms": 500,
         "metadata_max_age_ms": 60_000,
     }
@@ -164,7 +160,7 @@ class ClusterProducer:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             waiting, age = self.stats.in_flight(loop.time())
-            if not self._failing and age * 1000 >= REQUEST_TIMEOUT_MS:
+            if not self._failing and age * 1000 >= self.cfg.request_timeout_ms:
                 self._log_health_change(
                     TimeoutError(f"{waiting} batches unacknowledged, the oldest for {age:.0f} s")
                 )

@@ -9,8 +9,8 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     NotLeaderForPartitionError,
 )
+from pylog.config import KafkaSettings
 from pylog.shipper.errors import ProducerUnavailable
-from pylog.shipper.producer import REQUEST_TIMEOUT_MS
 from pylog.shipper.producer_stats import (
     LATENCY_BUCKETS,
     LatencyHistogram,
@@ -80,4 +80,4 @@ def test_watch_counts_each_batch_once_with_its_outcome() -> None:
 
 def test_latency_buckets_reach_the_request_timeout() -> None:
     """A batch can be acknowledged up to the request timeout: the last bucket is there."""
-    assert LATENCY_BUCKETS[-1] == REQUEST_TIMEOUT_MS / 1000
+    assert LATENCY_BUCKETS[-1] == KafkaSettings().request_timeout_ms / 1000
