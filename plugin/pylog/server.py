@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
-from . import __version__
+from . import __version__, gctune
 from .config import SHUTDOWN_DEADLINE, OptionError, Settings
 from .fdlimit import raise_open_files_limit
 from .lograte import RateLimitFilter
@@ -97,6 +97,7 @@ class PluginServer(BaseApplication):  # type: ignore[misc]
         service = self.service
         assert service is not None
         service.startup()
+        gctune.tune()
         # On SIGTERM gunicorn first waits for open requests, and a follow stream
         # ends only when the service stops: tell the service at once, so streams
         # end and the shutdown deadline runs from the signal.

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import gctune
 from ..config import KafkaSettings, Settings, parse_log_opts
 from ..deadline import left
 from ..lograte import RateLimitFilter
@@ -358,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
     use_fast_lz4()
+    gctune.tune()
     log.info(
         "shipping process %d of %d started (pid %d)", hello.index + 1, hello.count, os.getpid()
     )
