@@ -13,6 +13,10 @@
 
 Present only when they apply:
 
+``kubernetes`` ``{"pod", "namespace", "container"}`` from the ``io.kubernetes.*`` labels
+              Kubernetes puts on the containers it runs (those of them present)
+``compose``   ``{"project", "service"}`` from Docker Compose's labels
+``swarm``     ``{"service", "stack"}`` from a swarm service's labels
 ``fields``    with ``kafka-json=true``, the line parsed, when it is a JSON object
 ``lines``     with multiline merging, how many lines were merged (when more than one)
 ``part``      a line longer than ``KAFKA_MAX_LINE`` is shipped in pieces of that many
@@ -124,6 +128,7 @@ class ValueBuilder:
             "tag": tag,
             "labels": dict(sorted(labels.items())),
             "env": dict(sorted(env.items())),
+            **orchestration(info.container_labels),
         }
         # '{"container":...,"env":{...}' without the closing brace, appended after the line.
         self._fixed = _dumps(fixed)[1:-1]
@@ -209,6 +214,37 @@ class ValueBuilder:
         if h is None:
             h = [("container_name", self.headers_name), ("stream", line.stream.encode())]
         return h
+
+
+#: Where a container's orchestrator is read from: record field -> (its key -> label).
+#: The labels Kubernetes (dockershim, cri-dockerd), Docker Compose and swarm mode
+#: put on the containers they create; log-pilot reads the same ones.
+ORCHESTRATION_LABELS: dict[str, dict[str, str]] = {
+    "kubernetes": {
+        "pod": "io.kubernetes.pod.name",
+        "namespace": "io.kubernetes.pod.namespace",
+        "container": "io.kubernetes.container.name",
+    },
+    "compose": {
+        "project": "com.docker.compose.project",
+        "service": "com.docker.compose.service",
+    },
+    "swarm": {
+        "service": "com.docker.swarm.service.name",
+        "stack": "com.docker.stack.namespace",
+    },
+}
+
+
+def orchestration(labels: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The ``kubernetes``, ``compose`` and ``swarm`` fields of a container's records:
+    each only when at least one of its labels is set, with the keys that are."""
+    out: dict[str, dict[str, str]] = {}
+    for field_name, keys in ORCHESTRATION_LABELS.items():
+        found = {key: labels[label] for key, label in keys.items() if label in labels}
+        if found:
+            out[field_name] = found
+    return out
 
 
 @lru_cache(maxsize=4096)

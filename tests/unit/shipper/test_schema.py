@@ -91,3 +91,37 @@ def test_the_version_is_written_in_one_place() -> None:
         if re.search(r"""\{\s*\\?['"]v\\?['"]\s*:\s*\d""", p.read_text())
     ]
     assert found == []
+
+
+def test_orchestrator_labels_become_fields_only_when_present() -> None:
+    labels = {
+        "io.kubernetes.pod.name": "web-7d9f",
+        "io.kubernetes.pod.namespace": "shop",
+        "io.kubernetes.container.name": "nginx",
+        "com.docker.compose.project": "demo",
+        "com.docker.compose.service": "api",
+        "com.docker.stack.namespace": "prod",
+        "unrelated": "x",
+    }
+    info = ContainerInfo.from_json(
+        {"ContainerID": "c" * 64, "ContainerName": "/web", "ContainerLabels": labels}
+    )
+    b = ValueBuilder(info, tag="t", labels={}, env={}, host="h")
+    run = split_plain_run([RecordEncoder().encode(Entry("stdout", 1, b"fast"))[:-1]])
+    assert run is not None
+    ((fast, _, _),) = b.plain_records(PlainRun(run))  # the fast path's template
+    assert json.loads(fast)["kubernetes"]["pod"] == "web-7d9f"
+    v = json.loads(b.value(Line("stdout", 1, "hello")))
+    assert v["kubernetes"] == {"pod": "web-7d9f", "namespace": "shop", "container": "nginx"}
+    assert v["compose"] == {"project": "demo", "service": "api"}
+    assert v["swarm"] == {"stack": "prod"}  # only the keys whose label is set
+    assert v["labels"] == {}  # not selected: the labels field stays as the log-opts say
+    bare = ValueBuilder(
+        ContainerInfo.from_json({"ContainerID": "c" * 64, "ContainerName": "/web"}),
+        tag="t",
+        labels={},
+        env={},
+        host="h",
+    )
+    v = json.loads(bare.value(Line("stdout", 1, "hello")))
+    assert not {"kubernetes", "compose", "swarm"} & set(v)
