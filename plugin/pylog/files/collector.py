@@ -20,7 +20,10 @@ A collector's life:
    (:func:`.container_root.open_final_root`).
 2. Every ``poll_interval``: a round over every file (bounded per file, see
    :data:`.filelog.ROUND_READ`), again at once while a file has more; every
-   ``scan_interval`` the globs are evaluated again (new daily files).
+   ``scan_interval`` the globs are evaluated again (new daily files), and at
+   every round a glob that matched nothing yet: the first file a container
+   writes (often just after it started) is found within a round, before the
+   container can rotate it away.
 3. StopLogging (the container exited) or the end of its last FIFO: the globs
    once more, every file read to its end, last lines without a newline taken,
    registries saved, logs closed, root released. pylog stopping: positions
@@ -173,9 +176,11 @@ class ContainerCollector:
             if last_try:
                 if self._halting.is_set():
                     return None  # pylog stopping; the next process looks again
-                log.warning(
-                    "container %s: it exited before its files could be opened; its declared "
-                    "logs (%s) were not collected this time",
+                # Also what dockerd's StartLogging for `docker logs` of a stopped
+                # container looks like (it opens the log to read it): not a warning.
+                log.info(
+                    "container %s: logging stopped before a process of the container was "
+                    "found; its declared logs (%s) were not collected this time",
                     self.info.short_id,
                     ", ".join(d.name for d in self.declarations),
                 )
@@ -226,9 +231,11 @@ class ContainerCollector:
                         fl.finish()
                     return
                 now = time.monotonic()
-                if now >= next_scan:
-                    for fl in logs:
+                rescan = now >= next_scan
+                for fl in logs:
+                    if rescan or not fl.following:
                         fl.scan()
+                if rescan:
                     next_scan = now + self._scan_interval
                 more = False
                 for fl in logs:

@@ -168,6 +168,11 @@ class FileLog:
         self.registry.keep_only(matched | self._identities())
         self.stats.files_open = len(self._followed)
 
+    @property
+    def following(self) -> int:
+        """Files followed now."""
+        return len(self._followed)
+
     def _identities(self) -> set[FileIdentity]:
         found: set[FileIdentity] = set()
         for followed in self._followed.values():

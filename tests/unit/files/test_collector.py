@@ -408,17 +408,34 @@ def test_a_collector_waits_for_the_root_then_collects_until_stopped(
     assert (counters.log_name, counters.lines, counters.files_open) == ("app", 3, 0)
 
 
-def test_a_container_gone_before_its_root_was_found_ends_with_a_warning(
+def test_a_glob_that_matched_nothing_yet_is_evaluated_every_round(
+    store: Store, root_dir: Path
+) -> None:
+    c = ContainerCollector(
+        info(), [declare("app", "/var/log/app.log")], store, POLICY, open_root=Roots(root_dir),
+        poll_interval=0.01, scan_interval=3600,
+    )  # fmt: skip
+    c.start()
+    try:
+        wait_for(lambda: c.root_found)
+        append(root_dir / "var/log/app.log", "first file\n")
+        wait_for(lambda: lines(store, "app") == ["first file"], 5)
+    finally:
+        c.stop()
+        assert c.join(10)
+
+
+def test_a_container_gone_before_its_root_was_found_ends_with_a_note(
     store: Store, root_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     roots = Roots(root_dir, not_before=10**9)
     c = ContainerCollector(info(), [declare("app", "/x/*.log")], store, POLICY, open_root=roots)
-    with caplog.at_level(logging.WARNING, "pylog.files.collector"):
+    with caplog.at_level(logging.INFO, "pylog.files.collector"):
         c.start()
         wait_for(lambda: roots.tries >= 3)
         c.stop()
         assert c.join(5)
-    assert "exited before its files could be opened" in caplog.text
+    assert "logging stopped before a process of the container was found" in caplog.text
     assert not store.is_active(CID)
 
 
