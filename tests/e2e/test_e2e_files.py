@@ -225,7 +225,7 @@ def test_pylog_sigkilled_while_a_file_is_written_loses_no_line(docker: Docker) -
     dups = len(got) - len(set(got))
     # At least once: the lines stored but not yet in the saved registry come again.
     print(f"lines repeated after the SIGKILL: {dups}")
-    first = {}
+    first: dict[bytes, int] = {}
     for i, line in enumerate(got):
         first.setdefault(line, i)
     assert sorted(first, key=first.__getitem__) == numbered("n", 20000), "out of order"
