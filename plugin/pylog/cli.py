@@ -166,12 +166,20 @@ def resolve_container(state_dir: Path, ref: str) -> str:
     return matches[0]
 
 
-def print_logs(state_dir: Path, ref: str, tail: int | None) -> None:
+def print_logs(state_dir: Path, ref: str, tail: int | None, name: str | None = None) -> None:
+    """The container's stdout/stderr log, or with ``name`` the log file it declared
+    (``pylog.logs.<name>=/path``), collected into the store."""
     container_id = validate_container_id(resolve_container(state_dir, ref))
+    store = Store(state_dir)
+    directory = store.directory(container_id)
+    if name is not None:
+        names = store.file_log_names(container_id)
+        if name not in names:
+            known = ", ".join(names) if names else "none"
+            fail(f"container {container_id[:12]} has no log file {name!r} (stored: {known})")
+        directory = store.file_log_directory(container_id, name)
     # Read-only: nothing is created, rotated or touched.
-    logfile = LogFile(
-        Store(state_dir).directory(container_id), LogOptions().rotation, writable=False
-    )
+    logfile = LogFile(directory, LogOptions().rotation, writable=False)
     out, err = sys.stdout.buffer, sys.stderr.buffer
     damaged = DAMAGE.files
     for raw in read_records(logfile, ReadOptions(tail=tail if tail is not None else -1)):
@@ -206,6 +214,12 @@ def parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", help="a container's logs, read from the store (no dockerd)")
     logs.add_argument("container", help="container ID or unique ID prefix")
     logs.add_argument("--tail", "-n", type=int, default=None, help="only the last N lines")
+    logs.add_argument(
+        "--log",
+        metavar="NAME",
+        default=None,
+        help="the log file the container declared as pylog.logs.NAME (default: stdout/stderr)",
+    )
     logs.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     return p
 
@@ -217,7 +231,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command == "logs":
         if args.tail is not None and args.tail < 0:
             fail("--tail must be 0 or more")
-        print_logs(args.state_dir, args.container, args.tail)
+        print_logs(args.state_dir, args.container, args.tail, args.log)
         return 0
     sock = args.socket or find_socket(args.plugin, args.docker, args.plugins_dir)
     if args.command == "metrics":

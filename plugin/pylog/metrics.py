@@ -61,6 +61,7 @@ class PylogCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         snap = self.snapshot()
         yield from self._ingest(snap)
+        yield from _file_logs(snap)
         yield from self._shipping(snap)
 
     def _ingest(self, snap: Snapshot) -> Iterator[Metric]:
@@ -223,6 +224,54 @@ class PylogCollector(Collector):
             "Containers being shipped to Kafka now.",
             value=len(shippers),
         )
+
+
+def _file_logs(snap: Snapshot) -> Iterator[Metric]:
+    """Per declared file log (``pylog.logs.<name>=/path``) of each container collected."""
+    labels = [*LABELS, "log"]
+    lines = CounterMetricFamily(
+        "pylog_file_lines",
+        "Lines of a declared log file stored (a piece of a line over 16 KiB counts as one).",
+        labels=labels,
+    )
+    size = CounterMetricFamily(
+        "pylog_file_bytes", "Bytes of those lines, as read from the files.", labels=labels
+    )
+    dropped = CounterMetricFamily(
+        "pylog_file_lines_dropped",
+        "Lines read from a declared log file but refused by the store (disk full).",
+        labels=labels,
+    )
+    files_open = GaugeMetricFamily(
+        "pylog_file_files_open", "Files followed now for the declared log.", labels=labels
+    )
+    skipped = GaugeMetricFamily(
+        "pylog_file_files_skipped",
+        "Matches of the declared glob's last evaluation not followed, by reason: "
+        "not_regular (FIFO, device, socket, directory, unopenable), cap (past 1024 files).",
+        labels=[*labels, "reason"],
+    )
+    truncations = CounterMetricFamily(
+        "pylog_file_truncations",
+        "Files found shorter than what was read of them (copytruncate): read again from 0.",
+        labels=labels,
+    )
+    rotations = CounterMetricFamily(
+        "pylog_file_rotations",
+        "Paths found naming a new file (rename and create): the old one read to its end first.",
+        labels=labels,
+    )
+    for f in sorted(snap.file_logs, key=lambda f: (f.container_id, f.log_name)):
+        label = [f.container_id[:12], _name(f.container_name), f.log_name]
+        lines.add_metric(label, f.lines)
+        size.add_metric(label, f.bytes)
+        dropped.add_metric(label, f.lines_dropped_store)
+        files_open.add_metric(label, f.files_open)
+        for reason, n in sorted(f.files_skipped.items()):
+            skipped.add_metric([*label, reason], n)
+        truncations.add_metric(label, f.truncations)
+        rotations.add_metric(label, f.rotations)
+    yield from (lines, size, dropped, files_open, skipped, truncations, rotations)
 
 
 def _producers(producers: list[ProducerCounters]) -> Iterator[Metric]:

@@ -20,10 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from . import framing
-from .config import SHUTDOWN_DEADLINE, LogOptions, OptionError, Settings, parse_log_opts
+from .config import (
+    SHUTDOWN_DEADLINE,
+    LogOptions,
+    OptionError,
+    Settings,
+    parse_declarations,
+    parse_log_opts,
+)
 from .deadline import left
 from .driver import ContainerDriver
 from .fdlimit import FdBudget
+from .files.collector import Collectors
 from .kept_info import kept_info
 from .memtrim import IdleTrim
 from .metrics import exposition, make_registry, status_report
@@ -111,6 +119,8 @@ class LoggingService:
         self._started = False
         #: Kafka shipping; idle (no process, no thread) unless a container is routed to Kafka.
         self.shipping = ShipperManager(settings, self.store)
+        #: The log files containers declare (pylog.logs.<name>=/path), a thread per container.
+        self.collectors = Collectors(self.store)
         #: FIFOs of a previous process read again at startup (see _reattach).
         self.reattached = 0
         self._metrics = make_registry(self.snapshot)
@@ -179,6 +189,7 @@ class LoggingService:
             drivers = list(self._drivers.values())
         for d in drivers:
             d.halt()
+        self.collectors.halt(deadline - SHIPPING_RESERVE)
         for d in drivers:
             if not d.join(left(deadline, SHIPPING_RESERVE)):
                 log.warning("container %s: reader did not stop in time", d.info.short_id)
@@ -232,6 +243,9 @@ class LoggingService:
     def _start(self, fifo: Path, info: ContainerInfo, *, reattach: bool = False) -> None:
         try:
             options = parse_log_opts(info.config)
+            declarations = parse_declarations(
+                info.container_labels, info.env, self.settings.log_prefixes
+            )
         except OptionError as exc:
             raise RequestError(str(exc)) from None
         try:
@@ -266,6 +280,8 @@ class LoggingService:
             self._drivers[fifo] = driver
             if route is not None:
                 self.shipping.attach(info, logfile, route)
+            # Under the lock, before the driver starts: the FIFO's end (detach) comes after.
+            self.collectors.attach(fifo, info, declarations, options.rotation)
         driver.start()
         log.debug("container %s: reading %s", info.short_id, fifo.name)
         if not reattach:  # _reattach logs its own line
@@ -334,6 +350,7 @@ class LoggingService:
             driver = self._drivers.get(fifo)
         if driver is not None:
             driver.mark_stopping()
+            self.collectors.detach(fifo, driver.info.container_id, stopped=True)
             # Not a line count: dockerd sends this as the container exits, before
             # the rest of its FIFO is read.
             log.info("container %s: logging stopped", driver.info.short_id)
@@ -440,6 +457,7 @@ class LoggingService:
         running, restarts = self.shipping.processes()
         return Snapshot(
             fifos=fifos,
+            file_logs=self.collectors.counters(),
             shippers=shippers,
             producers=producers,
             abandoned=abandoned,
@@ -470,6 +488,8 @@ class LoggingService:
         with self._lock:
             if self._drivers.get(driver.fifo) is driver:
                 del self._drivers[driver.fifo]
+        if eof:
+            self.collectors.detach(driver.fifo, driver.info.container_id, stopped=False)
         try:
             if eof:
                 # dockerd closed it: logging is over. Otherwise (shutdown) the next

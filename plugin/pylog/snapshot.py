@@ -36,6 +36,25 @@ class IngestCounters:
 
 
 @dataclass(frozen=True, slots=True)
+class FileLogCounters:
+    """One log file a container declared (``pylog.logs.<name>=/path``), being collected."""
+
+    container_id: str
+    container_name: str
+    """As dockerd sends it, with its leading ``/``."""
+    log_name: str
+    lines: int
+    """Lines (and 16 KiB pieces of longer ones) stored."""
+    bytes: int
+    lines_dropped_store: int
+    files_open: int
+    files_skipped: dict[str, int]
+    """Matches of the glob's last evaluation not followed: ``not_regular``, ``cap``."""
+    truncations: int
+    rotations: int
+
+
+@dataclass(frozen=True, slots=True)
 class ShipperCounters:
     """One container being shipped to Kafka."""
 
@@ -93,6 +112,7 @@ class Snapshot:
     """Everything /metrics and /status show, read at one moment."""
 
     fifos: list[IngestCounters] = field(default_factory=list)
+    file_logs: list[FileLogCounters] = field(default_factory=list)
     shippers: list[ShipperCounters] = field(default_factory=list)
     producers: list[ProducerCounters] = field(default_factory=list)
     abandoned: list[AbandonedCounters] = field(default_factory=list)

@@ -153,6 +153,29 @@ def test_logs_reads_the_store_like_docker_logs(state: Path) -> None:
     assert res.stderr == b"line 297\n"
 
 
+def test_logs_of_a_declared_log_file(state: Path) -> None:
+    store = Store(state)
+    logfile = store.acquire_file_log(
+        CID, "access", RotationPolicy(max_size=300, max_files=10, compress=False)
+    )
+    enc = RecordEncoder({"path": "/var/log/access.log"})
+    for i in range(20):
+        logfile.append(enc.encode(Entry("stdout", 5_000 + i, f"GET /{i}".encode())))
+    store.release_file_log(CID, "access")
+    res = pylog("logs", "--state-dir", str(state), "--log", "access", CID[:8])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.decode().splitlines() == [f"GET /{i}" for i in range(20)]
+    res = pylog("logs", "--state-dir", str(state), "--log", "access", "-n", "2", CID)
+    assert res.stdout == b"GET /18\nGET /19\n"
+    res = pylog("logs", "--state-dir", str(state), "--log", "error", CID)
+    assert res.returncode == 1
+    assert res.stderr.decode() == (
+        f"pylog: container {CID[:12]} has no log file 'error' (stored: access)\n"
+    )
+    res = pylog("logs", "--state-dir", str(state), "--log", "../json.log", CID)
+    assert res.returncode == 1 and res.stdout == b""
+
+
 @pytest.mark.parametrize(
     ("ref", "message"),
     [

@@ -97,3 +97,14 @@ def test_unset_by_default_really_defaults_to_nothing() -> None:
     assert kafka.brokers == ()
     assert (kafka.tls_ca, kafka.tls_cert, kafka.tls_key) == (None, None, None)
     assert (kafka.sasl_mechanism, kafka.sasl_username, kafka.sasl_password) == (None,) * 3
+
+
+def test_the_privileges_the_file_collector_needs_are_declared() -> None:
+    """Docker 20.10's plugin config (types.PluginConfig): ``pidhost`` and
+    ``linux.capabilities``; the README's Privileges section names the same."""
+    assert CONFIG_JSON["pidhost"] is True
+    caps = CONFIG_JSON["linux"]["capabilities"]
+    assert caps == ["CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Privileges") :]
+    assert all(f"`{cap}`" in section for cap in caps) and "pidhost" in section

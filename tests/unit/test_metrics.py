@@ -15,7 +15,7 @@ from pylog.config import KafkaSettings, Settings
 from pylog.metrics import status_report
 from pylog.models import Entry
 from pylog.service import LoggingService
-from pylog.snapshot import IngestCounters, Snapshot
+from pylog.snapshot import FileLogCounters, IngestCounters, Snapshot
 
 from ..helpers import Fifo, encode_entries, retries, wait_for
 
@@ -189,3 +189,24 @@ def test_status_renders_from_a_snapshot_alone() -> None:
     (c,) = report["containers"]
     assert (c["name"], c["lines_stored"], c["lines_dropped"], c["frame_errors"]) == ("web", 2, 1, 3)
     assert report["fifos_reattached"] == 4 and report["kafka"]["configured"] is False
+
+
+def test_declared_file_logs_render_per_container_and_log() -> None:
+    snap = Snapshot(
+        file_logs=[
+            FileLogCounters(
+                CID, "/web", "access", 10, 400, 1, 2, {"not_regular": 1, "cap": 0}, 3, 4
+            ),
+            FileLogCounters(CID, "/web", "error", 5, 50, 0, 1, {"not_regular": 0, "cap": 7}, 0, 0),
+        ]
+    )
+    text = metrics.exposition(metrics.make_registry(lambda: snap)).decode()
+    web = {"container_id": CID[:12], "container_name": "web"}
+    assert value(text, "pylog_file_lines_total", **web, log="access") == 10
+    assert value(text, "pylog_file_bytes_total", **web, log="access") == 400
+    assert value(text, "pylog_file_lines_dropped_total", **web, log="access") == 1
+    assert value(text, "pylog_file_files_open", **web, log="error") == 1
+    assert value(text, "pylog_file_files_skipped", **web, log="access", reason="not_regular") == 1
+    assert value(text, "pylog_file_files_skipped", **web, log="error", reason="cap") == 7
+    assert value(text, "pylog_file_truncations_total", **web, log="access") == 3
+    assert value(text, "pylog_file_rotations_total", **web, log="access") == 4

@@ -2,6 +2,7 @@ import dataclasses
 import gzip
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -118,6 +119,48 @@ def test_bad_log_opt_fails_start_with_its_name(
         service.start_logging(str(fifo.path), info(**{"max-sise": "1m"}))
     assert not service.drivers()
     assert not service.store.is_active(CID)
+
+
+@pytest.mark.parametrize(
+    ("labels", "env", "named"),
+    [
+        ({"pylog.logs.access": "var/log/access.log"}, [], "label 'pylog.logs.access'"),
+        ({"aliyun.logs.web.formatt": "json"}, [], "label 'aliyun.logs.web.formatt'"),
+        ({}, ["pylog_logs_err="], "env 'pylog_logs_err'"),
+    ],
+)
+def test_a_bad_declaration_fails_start_with_the_label_it_names(
+    service: LoggingService,
+    make_fifo: Callable[[str], Fifo],
+    labels: dict[str, str],
+    env: list[str],
+    named: str,
+) -> None:
+    fifo = make_fifo("f1")
+    bad = {**info(), "ContainerLabels": labels, "ContainerEnv": env}
+    with pytest.raises(RequestError, match=re.escape(named)):
+        service.start_logging(str(fifo.path), bad)
+    assert not service.drivers()
+    assert not service.store.is_active(CID)
+    assert not service.collectors.collectors()
+
+
+def test_declared_files_of_a_container_not_running_yet_do_not_hold_up_start_or_stop(
+    service: LoggingService, make_fifo: Callable[[str], Fifo]
+) -> None:
+    """dockerd sends StartLogging before the container runs: the collector looks for it
+    on its own thread, and StopLogging before it was found ends the search."""
+    fifo = make_fifo("f1")
+    declared = {**info(), "ContainerLabels": {"pylog.logs.app": "/var/log/*.log"}}
+    t0 = time.monotonic()
+    service.start_logging(str(fifo.path), declared)
+    (collector,) = service.collectors.collectors()
+    service.stop_logging(str(fifo.path))
+    assert time.monotonic() - t0 < 0.5
+    assert collector.join(10) and not collector.root_found
+    fifo.close()
+    wait_for(lambda: not service.store.is_active(CID))
+    assert "pylog_file_lines{" not in service.metrics().decode()  # it ended: no counters
 
 
 @pytest.mark.parametrize(

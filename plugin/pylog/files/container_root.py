@@ -23,6 +23,18 @@ can still be found and read to their end after it stopped. They are opened
 through an fd on ``/proc/<pid>`` and the process's cgroup is checked again
 through that same fd afterwards: a pid reused between the scan and the open (the container
 exited, another process got its pid) is then noticed, not opened.
+
+A process in the container's cgroup does not have the container's root yet
+while runc sets it up. Seen on Docker 20.10 (runc 1.1): dockerd sends
+StartLogging, then ``runc:[2:INIT]`` joins the cgroup and a new mount
+namespace *with the host's root*, mounts the rootfs and volumes, then
+``pivot_root``s; only then is its root the container's, the one it keeps
+through ``execve`` of the entrypoint (it waits for ``runc start`` in
+between). Keeping the root of a process seen before the pivot would resolve
+the container's paths in the host's filesystem. :func:`open_final_root`
+therefore only takes a root that differs from the root of the process's
+parent (runc, then the shim: both in the host's root), and otherwise raises
+:class:`RootNotReady`, to be tried again a moment later.
 """
 
 from __future__ import annotations
@@ -42,6 +54,11 @@ CGROUP_READ = 64 * 1024
 
 class ContainerNotFound(LookupError):
     """No process on the host is in the container's cgroup."""
+
+
+class RootNotReady(ContainerNotFound):
+    """The container's process is there but runc has not switched it to the container's
+    root yet (see module doc): try again."""
 
 
 def _check_id(container_id: str) -> str:
@@ -233,3 +250,38 @@ def open_container_root(container_id: str, proc: str = "/proc") -> ContainerRoot
         with contextlib.suppress(ContainerNotFound):
             return open_root_of(pid, container_id, proc)
     raise ContainerNotFound(f"no running process of container {container_id}")
+
+
+def _root_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:  # gone, or not ours to look at
+        return None
+    return st.st_dev, st.st_ino
+
+
+def open_final_root(container_id: str, proc: str = "/proc") -> ContainerRoot:
+    """:func:`open_container_root`, once the process's root is the container's own.
+
+    The root opened is compared with the root of the process's parent (runc or
+    the shim, outside the container): the same root means runc has not pivoted
+    into the container's yet, and :class:`RootNotReady` is raised (so is it when
+    the parent's root cannot be looked at, as a parent exiting right then). The
+    root itself is checked through the fd kept, so it cannot change after the
+    check.
+    """
+    pid = find_container_pid(container_id, proc)
+    if pid is None:
+        raise ContainerNotFound(f"no running process of container {container_id}")
+    info = parent_and_start(pid, proc)
+    parent_root = None if info is None else _root_identity(f"{proc}/{info[0]}/root")
+    root = open_root_of(pid, container_id, proc)
+    try:
+        st = os.fstat(root.fd)
+    except BaseException:
+        root.close()
+        raise
+    if parent_root is None or parent_root == (st.st_dev, st.st_ino):
+        root.close()
+        raise RootNotReady(f"container {container_id} is not in its own root yet")
+    return root

@@ -14,11 +14,14 @@ What happens to the file between two polls:
   The old file is read to its end first (whatever was written before the
   rename), then the new one from 0. While the path names nothing (between the
   rename and the create) the old file is still followed.
-- **copytruncate**: the file is shorter than the offset reached: reading starts
-  again at 0 (counted in ``truncations``). Lines written after the last poll
-  and before the copy are in the copy, not here; a file truncated and regrown
-  past the offset between two polls cannot be told from one that grew (as with
-  filebeat): poll often enough.
+- **copytruncate**: the file is shorter than the offset reached, or the last
+  bytes read (up to :data:`FINGERPRINT` of them, just before the offset) are
+  not there any more: reading starts again at 0 (counted in ``truncations``).
+  The second check catches a file truncated and regrown past the offset
+  between two polls, which its size alone cannot tell from one that grew
+  (filebeat cannot); only a regrowth that rewrote those very bytes at the very
+  same place goes unseen. Lines written after the last poll and before the
+  copy are in the copy, not here: poll often enough.
 - **deletion** (no link left and nothing at the path): the open fd is read to
   its end, then the follower ends (``ended``). A file created at the path
   later is a new file for the owner to follow.
@@ -60,6 +63,8 @@ DEFAULT_MAX_LINE = 16 * 1024
 DEFAULT_READ_SIZE = 1 << 20
 #: Most bytes asked of one read.
 _CHUNK = 128 * 1024
+#: Bytes before the offset checked at each poll to see a truncated file regrown.
+FINGERPRINT = 64
 
 #: Opens a path for reading and returns the fd (the owner's, safe in a container root).
 Opener = Callable[[str], int]
@@ -128,6 +133,8 @@ class FileFollower:
         """Next byte of the current file to read."""
         self._held = b""
         """The unfinished line at the end of what was read (at most max_line bytes)."""
+        self._seen = b""
+        """The last bytes read of the current file, ending at ``_offset`` (up to FINGERPRINT)."""
         self._next: tuple[int, FileIdentity] | None = None
         """The file now at the path, once rotation was seen: read after the current one."""
         self._deleted = False
@@ -243,6 +250,7 @@ class FileFollower:
         os.close(self._fd)
         (self._fd, self._identity), self._next = self._next, None
         self._offset = 0
+        self._seen = b""
         self.rotations += 1
 
     def _finish(self, out: list[TailLine]) -> None:
@@ -259,9 +267,10 @@ class FileFollower:
         the budget left (0 if the end may not have been reached)."""
         assert self._fd is not None
         try:
-            if os.fstat(self._fd).st_size < self._offset:
+            if os.fstat(self._fd).st_size < self._offset or self._rewritten():
                 self._take_held(out)
                 self._offset = 0
+                self._seen = b""
                 self.truncations += 1
             while budget > 0:
                 data = os.pread(self._fd, min(budget, _CHUNK), self._offset)
@@ -273,6 +282,14 @@ class FileFollower:
             self.error = exc
         return 0
 
+    def _rewritten(self) -> bool:
+        """Are the last bytes read no longer where they were (truncated and regrown)?"""
+        seen = self._seen
+        if not seen:
+            return False
+        assert self._fd is not None
+        return os.pread(self._fd, len(seen), self._offset - len(seen)) != seen
+
     def _split(self, data: bytes, out: list[TailLine]) -> None:
         identity = self._identity
         assert identity is not None
@@ -280,6 +297,7 @@ class FileFollower:
         buf = held + data if held else data
         base = self._offset - len(held)  # file offset of buf[0]
         self._offset += len(data)
+        self._seen = (self._seen + data[-FINGERPRINT:])[-FINGERPRINT:]
         limit = self.max_line
         start = 0
         find = buf.find

@@ -25,10 +25,12 @@ import pytest
 from pylog.files import openat2 as openat2_mod
 from pylog.files.container_root import (
     ContainerNotFound,
+    RootNotReady,
     container_pids,
     find_container_pid,
     in_container,
     open_container_root,
+    open_final_root,
     open_root_of,
     path_names_container,
 )
@@ -590,3 +592,37 @@ def test_the_containers_mounts_stay_reachable_through_its_root_after_it_exits(
         assert find_container_pid(cid) is None
         with glob_in_root(root.fd, f"{logs}/*.log", limit=10) as result:
             assert [read_fd(os.dup(m.fd)) for m in result.files] == [b"written in the container\n"]
+
+
+def test_a_root_is_taken_only_once_the_process_left_its_parents_root(tmp_path: Path) -> None:
+    """runc's init is in the container's cgroup before it pivots into the container's
+    root: until then its root is its parent's (the host's), and must not be kept."""
+    cid = secrets.token_hex(32)
+    new_root = tmp_path / "rootfs"
+    new_root.mkdir()
+    code = (
+        "import os, sys, time; sys.stdin.readline(); "
+        f"os.chroot({str(new_root)!r}); print('in', flush=True); time.sleep(60)"
+    )
+    with (
+        docker_like_cgroup("v2", "cgroupfs", cid) as cgroup,
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        ) as init,
+    ):
+        try:
+            with pytest.raises(ContainerNotFound) as not_started:
+                open_final_root(cid)
+            assert not isinstance(not_started.value, RootNotReady)
+            move_into(cgroup, init.pid)
+            with pytest.raises(RootNotReady):
+                open_final_root(cid)  # in the cgroup, still in the test's root
+            assert init.stdin is not None and init.stdout is not None
+            init.stdin.write("go\n")
+            init.stdin.flush()
+            assert init.stdout.readline().strip() == "in"
+            with open_final_root(cid) as root:
+                assert os.fstat(root.fd).st_ino == new_root.stat().st_ino
+        finally:
+            init.kill()
+            init.wait()

@@ -356,11 +356,11 @@ def test_lines_written_between_a_poll_and_the_copy_are_only_in_the_copy(log: Pat
     w.write(b"b\n")
     assert data(f.poll()) == [b"b"]
     assert log.with_suffix(".log.1").read_bytes() == b"a1\na2\n"
-    # Truncated and grown back past the offset between two polls: not seen, and
-    # reading goes on from the old offset ("c1" is lost, its last byte read).
+    # Truncated and grown back past the offset between two polls: the size does not
+    # tell, the bytes before the offset ("b\n" gone) do.
     os.truncate(log, 0)
     w.write(b"c1\n")
-    assert data(f.poll()) == [b""] and f.truncations == 1
+    assert data(f.poll()) == [b"c1"] and f.truncations == 2
     w.close()
     f.close()
     w.close()
@@ -566,3 +566,23 @@ def test_max_line_and_read_size_must_be_positive(log: Path) -> None:
         follower(log, max_line=0)
     with pytest.raises(ValueError):
         follower(log, read_size=0)
+
+
+def test_a_file_truncated_and_regrown_past_the_offset_between_polls_is_read_again(
+    tmp_path: Path,
+) -> None:
+    """copytruncate, then more written than was read before, all before the next poll:
+    the size alone says the file grew; the bytes before the offset say it did not."""
+    log = tmp_path / "app.log"
+    log.write_bytes(b"".join(b"old %d\n" % i for i in range(10)))
+    f = follower(log)
+    assert len(drain(f)) == 10
+    with open(log, "r+b") as w:
+        w.truncate(0)
+        w.write(b"".join(b"new line %d\n" % i for i in range(20)))  # longer than before
+    assert data(drain(f)) == [b"new line %d" % i for i in range(20)]
+    assert f.truncations == 1
+    with open(log, "ab") as w:
+        w.write(b"appended\n")
+    assert data(drain(f)) == [b"appended"]  # growth alone is no truncation
+    assert f.truncations == 1
