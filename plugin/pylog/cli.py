@@ -134,8 +134,9 @@ def format_status(report: dict[str, Any]) -> str:
             f"{c['lines_dropped']:>8} {c['frame_errors']:>10} {backlog:>10}"
         )
     for b in report.get("backlogs", []):
+        of = f" of log {b['log']}" if b.get("log", "stdout") != "stdout" else ""
         lines.append(
-            f"  {b['id'][:12]:<12}  {b['name'][:24]:<24} (stopped) shipping backlog "
+            f"  {b['id'][:12]:<12}  {b['name'][:24]:<24} (stopped) shipping backlog{of} "
             f"{_human(b['backlog_bytes'])}"
         )
     kafka = report.get("kafka", {})

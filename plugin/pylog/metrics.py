@@ -34,6 +34,11 @@ from .snapshot import ProducerCounters, Snapshot
 #: The classic text format, what generate_latest writes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = ["container_id", "container_name"]
+#: The shipping families' labels: ``log`` is ``stdout`` for a container's own log
+#: (stdout/stderr) and the declared name for a declared file log. Queries that
+#: sum by container (the dashboards, the alerts) read on unchanged.
+SHIP_LABELS = [*LABELS, "log"]
+STDOUT_LOG = "stdout"
 
 
 @dataclass
@@ -168,49 +173,54 @@ class PylogCollector(Collector):
         shipped = CounterMetricFamily(
             "pylog_ship_lines_acked",
             "Lines Kafka acknowledged (since this shipper started).",
-            labels=LABELS,
+            labels=SHIP_LABELS,
         )
         rejected = CounterMetricFamily(
             "pylog_ship_lines_rejected",
             "Lines the broker can never accept (too large), dropped.",
-            labels=LABELS,
+            labels=SHIP_LABELS,
         )
         lost = CounterMetricFamily(
             "pylog_ship_lines_lost_rotation",
             "Lines rotation deleted before they were shipped.",
-            labels=LABELS,
+            labels=SHIP_LABELS,
         )
         abandoned = CounterMetricFamily(
             "pylog_ship_lines_abandoned",
             "Lines of a stopped container given up unshipped after KAFKA_BACKLOG_MAX_AGE.",
-            labels=LABELS,
+            labels=SHIP_LABELS,
         )
         for ab in snap.abandoned:
             abandoned.add_metric(
-                [ab.container_id[:12], names.get(ab.container_id) or ab.stored_name], ab.lines
+                [
+                    ab.container_id[:12],
+                    names.get(ab.container_id) or ab.stored_name,
+                    ab.log_name or STDOUT_LOG,
+                ],
+                ab.lines,
             )
         retries = CounterMetricFamily(
             "pylog_ship_retries",
             "Delivery failures retried from the acked position.",
-            labels=LABELS,
+            labels=SHIP_LABELS,
         )
         backlog = GaugeMetricFamily(
             "pylog_ship_backlog_bytes",
             "Bytes of the current log file not yet acknowledged by Kafka "
             "(the whole file while rotated files are left, see pylog_ship_backlog_files).",
-            labels=LABELS,
+            labels=SHIP_LABELS,
         )
         backlog_f = GaugeMetricFamily(
             "pylog_ship_backlog_files",
             "Rotated log files not yet fully acknowledged by Kafka.",
-            labels=LABELS,
+            labels=SHIP_LABELS,
         )
         shippers = snap.shippers
-        for sh in sorted(shippers, key=lambda s: s.container_id):
+        for sh in sorted(shippers, key=lambda s: (s.container_id, s.log_name)):
             name = names.get(sh.container_id)
             if name is None:
                 name = sh.stored_name
-            labels = [sh.container_id[:12], name]
+            labels = [sh.container_id[:12], name, sh.log_name or STDOUT_LOG]
             shipped.add_metric(labels, sh.lines_acked)
             rejected.add_metric(labels, sh.lines_rejected)
             lost.add_metric(labels, sh.lines_lost_rotation)
@@ -221,7 +231,7 @@ class PylogCollector(Collector):
         yield from _producers(snap.producers)
         yield GaugeMetricFamily(
             "pylog_ship_shippers_active",
-            "Containers being shipped to Kafka now.",
+            "Logs being shipped to Kafka now (a container's own, and each declared file log).",
             value=len(shippers),
         )
 
@@ -365,8 +375,12 @@ def probe_broker(address: str, timeout: float = PROBE_TIMEOUT) -> str | None:
 def status_report(snap: Snapshot) -> dict[str, Any]:
     """What ``pylog status`` prints: containers being logged and shipped, broker reachability.
 
-    Like the metrics, it holds no setting that could be a secret: broker addresses and
-    topics only.
+    A live container's own log's shipping is its ``shipping``; its declared file logs'
+    are in ``file_logs_shipping`` by name (present once one ships). A backlog names its
+    ``log`` (``stdout`` for a container's own).
+
+        Like the metrics, it holds no setting that could be a secret: broker addresses and
+        topics only.
     """
     per: dict[str, dict[str, Any]] = {}
     for d in snap.fifos:
@@ -404,10 +418,15 @@ def status_report(snap: Snapshot) -> dict[str, Any]:
             "backlog_files": sh.backlog_files,
         }
         live = per.get(sh.container_id)
-        if live is not None:
-            live["shipping"] = entry
+        if live is None:
+            log_name = sh.log_name or STDOUT_LOG
+            shipping.append(
+                {"id": sh.container_id, "name": sh.stored_name, "log": log_name, **entry}
+            )
+        elif sh.log_name:
+            live.setdefault("file_logs_shipping", {})[sh.log_name] = entry
         else:
-            shipping.append({"id": sh.container_id, "name": sh.stored_name, **entry})
+            live["shipping"] = entry
     ordered = sorted(brokers)
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(ordered)))) as pool:
         errors = list(pool.map(probe_broker, ordered))

@@ -22,6 +22,7 @@ from typing import Any
 from . import framing
 from .config import (
     SHUTDOWN_DEADLINE,
+    Declaration,
     LogOptions,
     OptionError,
     Settings,
@@ -37,10 +38,10 @@ from .memtrim import IdleTrim
 from .metrics import exposition, make_registry, status_report
 from .models import BusyError, ContainerInfo, ReadConfig, RequestError
 from .procstat import read_stat
-from .shipper import RoutingError
+from .shipper import Route, RoutingError
 from .shipper.manager import SHIPPING_RESERVE, ShipperManager
 from .snapshot import IngestCounters, Snapshot
-from .store import Store
+from .store import LogFile, Store
 from .store.attachments import Attachments
 from .store.reader import DAMAGE, ReadOptions, read_batches
 from .store.records import RecordError, decode_record
@@ -249,7 +250,7 @@ class LoggingService:
         except OptionError as exc:
             raise RequestError(str(exc)) from None
         try:
-            route = self.shipping.route(info, options)
+            route = self.shipping.route(info, options, declarations)
         except RoutingError as exc:
             raise RequestError(str(exc)) from None
         with self._lock:
@@ -281,7 +282,9 @@ class LoggingService:
             if route is not None:
                 self.shipping.attach(info, logfile, route)
             # Under the lock, before the driver starts: the FIFO's end (detach) comes after.
-            self.collectors.attach(fifo, info, declarations, options.rotation)
+            self.collectors.attach(
+                fifo, info, declarations, options.rotation, self._file_log_opened(info, route)
+            )
         driver.start()
         log.debug("container %s: reading %s", info.short_id, fifo.name)
         if not reattach:  # _reattach logs its own line
@@ -291,6 +294,19 @@ class LoggingService:
                 info.name,
                 f", shipping to Kafka topic {route.topic}" if route is not None else "",
             )
+
+    def _file_log_opened(
+        self, info: ContainerInfo, route: Route | None
+    ) -> Callable[[Declaration, LogFile], None] | None:
+        """What the collector tells of each declared file log it opens: shipped to
+        its own topic when the container is routed to Kafka."""
+        if route is None:
+            return None
+
+        def opened(declaration: Declaration, logfile: LogFile) -> None:
+            self.shipping.attach_file(info, declaration, logfile, route)
+
+        return opened
 
     def _undo_acquire(self, container_id: str, created: Path | None) -> None:
         """Release a log a failed start acquired, and remove its directory if this

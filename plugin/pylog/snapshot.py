@@ -56,7 +56,7 @@ class FileLogCounters:
 
 @dataclass(frozen=True, slots=True)
 class ShipperCounters:
-    """One container being shipped to Kafka."""
+    """One log being shipped to Kafka: a container's own, or one of its declared file logs."""
 
     container_id: str
     stored_name: str
@@ -76,6 +76,8 @@ class ShipperCounters:
     """Rotated files not finished yet."""
     lines_sent: int = 0
     """Lines handed to the producer (acknowledged or not, resends included)."""
+    log_name: str = ""
+    """The declared file log shipped; empty for the container's own log (stdout/stderr)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,8 @@ class AbandonedCounters:
     stored_name: str
     """The container's name from its stored Info (see :class:`ShipperCounters`)."""
     lines: int
+    log_name: str = ""
+    """As in :class:`ShipperCounters`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ def test_shipped_lines_backlog_and_producer_in_the_metrics(
         wait_for(lambda: acked_lines(svc) == 300, what="300 lines acked")
         assert len(consume(kafka_broker.bootstrap, topic, 300)) == 300
         text = svc.metrics().decode()
-        c = {"container_id": container[:12], "container_name": "web"}
+        c = {"container_id": container[:12], "container_name": "web", "log": "stdout"}
         assert sample(text, "pylog_ship_lines_acked_total", **c) == 300
         assert sample(text, "pylog_ship_backlog_bytes", **c) == 0
         assert sample(text, "pylog_ship_retries_total", **c) == 0

@@ -118,7 +118,7 @@ def test_shipping_backlog_and_retries_with_the_broker_down(
     wait_for(lambda: driver.stats.lines_stored == 200 and retries(kservice) >= 1, 15)
 
     text = kservice.metrics().decode()
-    c = {"container_id": CID[:12], "container_name": "web"}
+    c = {"container_id": CID[:12], "container_name": "web", "log": "stdout"}
     assert value(text, "pylog_ship_lines_acked_total", **c) == 0
     assert value(text, "pylog_ship_retries_total", **c) >= 1
     assert value(text, "pylog_ship_lines_lost_rotation_total", **c) == 0

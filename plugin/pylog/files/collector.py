@@ -46,7 +46,7 @@ from pathlib import Path
 from ..config import Declaration
 from ..models import ContainerInfo
 from ..snapshot import FileLogCounters
-from ..store import RotationPolicy, Store
+from ..store import LogFile, RotationPolicy, Store
 from .container_root import ContainerNotFound, ContainerRoot, open_final_root
 from .filelog import MAX_FILES, FileLog, FileLogStats
 from .registry import Registry
@@ -72,6 +72,11 @@ FIND_MAX_WAIT = 0.5
 
 #: Opens the container's root (by container ID); raises ContainerNotFound until it can.
 RootOpener = Callable[[str], ContainerRoot]
+#: Told of each declared file log opened for writing, before a line is stored in it
+#: (on the collector's thread: it must only take note). Kafka shipping attaches there
+#: (the LogFile's hold/on_discard/on_change hooks); the log's close reaches it
+#: through its on_change hook.
+OnOpen = Callable[[Declaration, LogFile], None]
 
 
 class ContainerCollector:
@@ -87,6 +92,7 @@ class ContainerCollector:
         open_root: RootOpener = open_final_root,
         after: ContainerCollector | None = None,
         on_done: Callable[[ContainerCollector], None] | None = None,
+        on_open: OnOpen | None = None,
         poll_interval: float = POLL_INTERVAL,
         scan_interval: float = SCAN_INTERVAL,
         max_files: int = MAX_FILES,
@@ -103,6 +109,7 @@ class ContainerCollector:
         self._open_root = open_root
         self._after = after
         self._on_done = on_done
+        self._on_open = on_open
         self._poll_interval = poll_interval
         self._scan_interval = scan_interval
         self._max_files = max_files
@@ -206,6 +213,13 @@ class ContainerCollector:
         try:
             for d in self.declarations:
                 logfile = self._store.acquire_file_log(cid, d.name, self._policy)
+                if self._on_open is not None:
+                    try:
+                        self._on_open(d, logfile)
+                    except Exception:  # shipping's trouble must not stop collection
+                        log.exception(
+                            "container %s: log %s: on_open hook failed", self.info.short_id, d.name
+                        )
                 registry = Registry.load(self._store.file_log_directory(cid, d.name))
                 logs.append(
                     FileLog(
@@ -289,9 +303,11 @@ class Collectors:
         info: ContainerInfo,
         declarations: Iterable[Declaration],
         policy: RotationPolicy,
+        on_open: OnOpen | None = None,
     ) -> ContainerCollector | None:
         """StartLogging of ``fifo``: collect the container's declared files (if it
-        declares any) unless they are collected already; returns the collector."""
+        declares any) unless they are collected already; returns the collector.
+        ``on_open`` is told of each file log the collector opens (see :data:`OnOpen`)."""
         files = [d for d in declarations if d.kind == "file"]
         if not files:
             return None
@@ -308,6 +324,7 @@ class Collectors:
                 open_root=self._open_root,
                 after=current,
                 on_done=self._done,
+                on_open=on_open,
                 poll_interval=self._poll_interval,
                 scan_interval=self._scan_interval,
             )

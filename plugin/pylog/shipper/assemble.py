@@ -5,6 +5,11 @@ format); Kafka gets one record per line. :class:`LineAssembler` joins chunks
 per stream, cuts lines longer than ``max_line`` into numbered pieces, and
 optionally merges multiline records (stack traces).
 
+A declared file log (``by_path``) holds the lines of several files, told apart
+by each record's ``attrs.path``: lines are joined and merged per file as they
+are per stream, so a long line of one file is never joined with another
+file's line read in between, and each :class:`Line` carries its file's path.
+
 Every emitted line carries a *commit* :class:`Position`: once the broker has
 acknowledged that line (and every line before it), the log up to that position
 has been shipped. Data still held here (an unfinished line, a multiline group)
@@ -30,7 +35,7 @@ from .schema import Line, PlainRun, plain_line
 
 @dataclass
 class _Chunks:
-    """Chunks of one unfinished line of a stream."""
+    """Chunks of one unfinished line of a stream (of a file, in a file log)."""
 
     start: Position
     time_ns: int
@@ -50,6 +55,10 @@ class _Group:
     size: int
     updated: float
 
+
+#: What the lines of a log are kept apart by: (stream, path); path is empty but in a
+#: declared file log.
+_Source = tuple[str, str]
 
 #: What the assembler emits: a line (or a run of plain lines) and the commit
 #: position it makes safe, if any (see :meth:`LineAssembler.feed`).
@@ -74,16 +83,19 @@ class LineAssembler:
         multiline: UserRegex | None = None,
         multiline_max_lines: int = 500,
         multiline_timeout: float = 2.0,
+        by_path: bool = False,
     ) -> None:
         self.max_line = max_line
-        # Plain whole lines skip decoding when nothing needs their text.
-        self._fast = raw_text and multiline is None
+        # Plain whole lines skip decoding when nothing needs their text (nor their
+        # path: the fast path skips attrs).
+        self._fast = raw_text and multiline is None and not by_path
+        self._by_path = by_path
         self.multiline = multiline
         self.multiline_max_lines = multiline_max_lines
         self.multiline_timeout = multiline_timeout
         self._end = start
-        self._chunks: dict[str, _Chunks] = {}
-        self._groups: dict[str, _Group] = {}
+        self._chunks: dict[_Source, _Chunks] = {}
+        self._groups: dict[_Source, _Group] = {}
         self.bad_records = 0
 
     # -- positions ---------------------------------------------------------------
@@ -132,7 +144,8 @@ class LineAssembler:
             except RecordError:
                 self.bad_records += 1
                 continue
-            self._record(rec.stream, rec.time_ns, rec.log, start, now, out)
+            source = (rec.stream, rec.path if self._by_path else "")
+            self._record(source, rec.time_ns, rec.log, start, now, out)
         self._end = Position(gen, offset)
         if out and out[-1][1] is None:
             # A fast-path line is only taken with nothing held back: the log is
@@ -151,48 +164,50 @@ class LineAssembler:
 
     def _record(
         self,
-        stream: str,
+        source: _Source,
         time_ns: int,
         data: bytes,
         start: Position,
         now: float,
         out: list[Item],
     ) -> None:
-        chunks = self._chunks.get(stream)
+        chunks = self._chunks.get(source)
         complete = data.endswith(b"\n")
         if complete:
             data = data[:-1]
         if chunks is None:
             if complete and len(data) <= self.max_line:
-                self._line(stream, time_ns, data, start, now, out)
+                self._line(source, time_ns, data, start, now, out)
                 return
-            chunks = self._chunks[stream] = _Chunks(start, time_ns)
+            chunks = self._chunks[source] = _Chunks(start, time_ns)
         chunks.parts.append(data)
         chunks.size += len(data)
         if chunks.size > self.max_line:
-            self._emit_pieces(stream, chunks, complete, out)
+            self._emit_pieces(source, chunks, complete, out)
         if complete:
-            del self._chunks[stream]
+            del self._chunks[source]
             if chunks.pieces == 0:
-                self._line(stream, chunks.time_ns, b"".join(chunks.parts), chunks.start, now, out)
+                self._line(source, chunks.time_ns, b"".join(chunks.parts), chunks.start, now, out)
             elif chunks.parts:
-                self._piece(stream, chunks, b"".join(chunks.parts), True, out)
+                self._piece(source, chunks, b"".join(chunks.parts), True, out)
 
-    def _emit_pieces(self, stream: str, chunks: _Chunks, complete: bool, out: list[Item]) -> None:
+    def _emit_pieces(
+        self, source: _Source, chunks: _Chunks, complete: bool, out: list[Item]
+    ) -> None:
         """Ship max_line pieces of an over-long line; keep the rest (at least one byte)."""
-        self._flush_group(stream, out)
+        self._flush_group(source, out)
         data = b"".join(chunks.parts)
         while len(data) > self.max_line:
             cut = _cut(data, self.max_line)
             piece, data = data[:cut], data[cut:]
             last = complete and not data
-            self._piece(stream, chunks, piece, last, out)
+            self._piece(source, chunks, piece, last, out)
         chunks.parts = [data] if data else []
         chunks.size = len(data)
 
     def _piece(
         self,
-        stream: str,
+        source: _Source,
         chunks: _Chunks,
         data: bytes,
         last: bool,
@@ -200,19 +215,20 @@ class LineAssembler:
     ) -> None:
         chunks.pieces += 1
         line = Line(
-            stream,
+            source[0],
             chunks.time_ns,
             data.decode("utf-8", "replace"),
             part=chunks.pieces,
             last=last,
+            path=source[1],
         )
         if last:
-            self._chunks.pop(stream, None)
+            self._chunks.pop(source, None)
         out.append((line, self.commit_position()))
 
     def _line(
         self,
-        stream: str,
+        source: _Source,
         time_ns: int,
         data: bytes,
         start: Position,
@@ -221,31 +237,37 @@ class LineAssembler:
     ) -> None:
         text = data.decode("utf-8", "replace")
         if self.multiline is None:
-            out.append((Line(stream, time_ns, text), self.commit_position()))
+            out.append((Line(source[0], time_ns, text, path=source[1]), self.commit_position()))
             return
-        group = self._groups.get(stream)
+        group = self._groups.get(source)
         if group is not None and (
             self.multiline.search(text)
             or len(group.texts) >= self.multiline_max_lines
             or group.size + 1 + len(data) > self.max_line
         ):
             # The current line is read but not yet in a group: the commit must stay before it.
-            self._flush_group(stream, out, hold=start)
+            self._flush_group(source, out, hold=start)
             group = None
         if group is None:
-            self._groups[stream] = _Group(start, time_ns, [text], len(data), now)
+            self._groups[source] = _Group(start, time_ns, [text], len(data), now)
         else:
             group.texts.append(text)
             group.size += 1 + len(data)
             group.updated = now
-        group = self._groups[stream]
+        group = self._groups[source]
         if len(group.texts) >= self.multiline_max_lines:
-            self._flush_group(stream, out)
+            self._flush_group(source, out)
 
-    def _flush_group(self, stream: str, out: list[Item], hold: Position | None = None) -> None:
-        group = self._groups.pop(stream, None)
+    def _flush_group(self, source: _Source, out: list[Item], hold: Position | None = None) -> None:
+        group = self._groups.pop(source, None)
         if group is not None:
-            line = Line(stream, group.time_ns, "\n".join(group.texts), lines=len(group.texts))
+            line = Line(
+                source[0],
+                group.time_ns,
+                "\n".join(group.texts),
+                lines=len(group.texts),
+                path=source[1],
+            )
             commit = self.commit_position()
             out.append((line, commit if hold is None else min(commit, hold)))
 
@@ -254,23 +276,23 @@ class LineAssembler:
     def expire(self, now: float) -> list[Item]:
         """Ship multiline groups that saw no new line for ``multiline_timeout``."""
         out: list[Item] = []
-        for stream in [
+        for source in [
             s for s, g in self._groups.items() if now - g.updated >= self.multiline_timeout
         ]:
-            self._flush_group(stream, out)
+            self._flush_group(source, out)
         return out
 
     def finish(self) -> list[Item]:
         """The log closed and was read to its end: ship whatever is held."""
         out: list[Item] = []
-        for stream in list(self._groups):
-            self._flush_group(stream, out)
-        for stream, chunks in list(self._chunks.items()):
+        for source in list(self._groups):
+            self._flush_group(source, out)
+        for source, chunks in list(self._chunks.items()):
             data = b"".join(chunks.parts)
             if chunks.pieces:
-                self._piece(stream, chunks, data, True, out)
+                self._piece(source, chunks, data, True, out)
             else:
-                del self._chunks[stream]
-                self._line(stream, chunks.time_ns, data, chunks.start, 0.0, out)
-                self._flush_group(stream, out)
+                del self._chunks[source]
+                self._line(source, chunks.time_ns, data, chunks.start, 0.0, out)
+                self._flush_group(source, out)
         return out

@@ -10,15 +10,23 @@ and unpickling is limited to pylog's own classes and a few plain types
 To a shipping process (from :mod:`.supervisor`):
 
 * :class:`Hello` once, first: the settings and which process of how many it is;
-* :class:`Ship`: ship this container's log (its kept Info, the log's state now,
+* :class:`Ship`: ship this log (its container's kept Info, the log's state now,
   and where to start if it never shipped); sent again after a restart of the
-  container's logging or of the shipping process;
+  container's logging or of the shipping process. A log is the container's
+  own (stdout/stderr, ``log`` empty) or one of its declared file logs
+  (``log`` its name);
 * :class:`Grew`: the state (generation, size, closed) of logs that changed,
   coalesced: how a shipping process learns that a log grew, rotated or closed,
   without reading the store's directory or polling;
 * :class:`Stop`: ship what the closed logs hold until ``deadline`` (on the
   ``time.monotonic()`` clock, which is the same in every process of a host),
   then stop.
+
+Every log is named by its *log id* (:func:`log_id`): the bare container ID for
+the container's own log, so nothing of it changed when file logs came, and
+``<container ID>/<name>`` for a declared file log. Fields added for file logs
+have defaults that mean "the container's own log"; both ends of the socket are
+always of one version (the main process starts its shipping processes).
 
 From a shipping process:
 
@@ -54,6 +62,21 @@ MAX_MESSAGE: Final = 64 << 20
 
 _HEADER = struct.Struct(">I")
 
+#: Between the container ID and a declared log's name in a log id.
+LOG_ID_SEPARATOR: Final = "/"
+
+
+def log_id(container_id: str, name: str = "") -> str:
+    """A log's id: the container ID for its own log (``name`` empty), else
+    ``<container ID>/<name>`` (a name never holds ``/``, see config.declarations)."""
+    return f"{container_id}{LOG_ID_SEPARATOR}{name}" if name else container_id
+
+
+def split_log_id(lid: str) -> tuple[str, str]:
+    """``(container ID, name)`` of a log id; the name is empty for the container's own."""
+    container_id, _, name = lid.partition(LOG_ID_SEPARATOR)
+    return container_id, name
+
 
 @dataclass(frozen=True)
 class Hello:
@@ -73,12 +96,19 @@ class Ship:
     """Where to start when the container has no ``kafka.position`` (it never
     shipped): the end of its log when shipping was first asked for, so lines
     logged before Kafka was configured are not sent."""
+    log: str = ""
+    """The declared file log's name; empty for the container's own log. What declared
+    it is read again from the kept Info (which keeps the declaring env, kept_info.py)."""
+
+    @property
+    def log_id(self) -> str:
+        return log_id(self.container_id, self.log)
 
 
 @dataclass(frozen=True)
 class Grew:
     states: dict[str, LogState]
-    """Per container ID, its log's state now."""
+    """Per log id, its log's state now."""
 
 
 @dataclass(frozen=True)
@@ -94,11 +124,22 @@ class Progress:
     read_generation: int
     """The generation being read: files after it that rotation deletes were
     never read, and are counted lost."""
+    log: str = ""
+    """The declared file log's name; empty for the container's own log."""
+
+    @property
+    def log_id(self) -> str:
+        return log_id(self.container_id, self.log)
 
 
 @dataclass(frozen=True)
 class Finished:
     container_id: str
+    log: str = ""
+
+    @property
+    def log_id(self) -> str:
+        return log_id(self.container_id, self.log)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,16 @@ position file.
 
 A container's log ships from the moment its logging starts with a route
 (:meth:`ShipperManager.attach`) until a shipping process reports it
-finished: its log closed and everything in it acknowledged. The same
+finished: its log closed and everything in it acknowledged. Each of its
+declared file logs ships the same way, as a log of its own (named by its log id,
+:func:`~.ipc.log_id`), from the moment the container's collector opens it
+(:meth:`ShipperManager.attach_file`) until it is closed and acknowledged. The same
 container started again while its shipping is still under way is the same
 log to the shipping process (one task per container ID), so nothing is ever
 sent twice. At startup, containers whose ``kafka.position`` lies before the
 end of their log (pylog was stopped or killed with lines unshipped) are
-shipped too (:meth:`ShipperManager.resume_backlogs`), from a read-only view.
+shipped too (:meth:`ShipperManager.resume_backlogs`), from a read-only view;
+so are their declared file logs, each by its own ``kafka.position``.
 
 What stays here, because it happens where the log is written: rotation keeps
 the files a shipper has not acknowledged yet (``LogFile.hold``, from the
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import LogOptions, Settings, parse_log_opts
+from ..config import Declaration, LogOptions, Settings, parse_declarations, parse_log_opts
 from ..kept_info import kept_info
 from ..models import ContainerInfo, RequestError
 from ..snapshot import AbandonedCounters, ProducerCounters, ShipperCounters
@@ -40,7 +44,7 @@ from ..store.reader import Position, count_records
 from . import ipc
 from .errors import PositionError
 from .position import load_position, position_path
-from .routing import Route, resolve
+from .routing import Route, file_route, resolve
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,8 @@ SHIPPING_RESERVE = 1.5
 
 @dataclass
 class _Shipped:
-    """One container's log being shipped, as the main process knows it."""
+    """One log being shipped (a container's own, or a declared file log), as the main
+    process knows it."""
 
     container_id: str
     info: dict[str, Any]
@@ -65,6 +70,12 @@ class _Shipped:
     read_generation: int | None = None
     lost_rotation: int = 0
     """Lines rotation deleted before they were read for shipping."""
+    name: str = ""
+    """The declared file log's name; empty for the container's own log."""
+
+    @property
+    def log_id(self) -> str:
+        return ipc.log_id(self.container_id, self.name)
 
 
 @dataclass
@@ -80,7 +91,9 @@ class ShipperManager:
         self.store = store
         self._lock = threading.Lock()
         self._logs: dict[str, _Shipped] = {}
-        #: Lines lost to rotation of logs whose shipping has finished since pylog started.
+        """Per log id."""
+        #: Lines lost to rotation of logs whose shipping has finished since pylog
+        #: started, per log id.
         self._lost_done: dict[str, int] = {}
         self._reports = _Reports()
         self._supervisor: Supervisor | None = None
@@ -88,19 +101,39 @@ class ShipperManager:
 
     # -- routing -------------------------------------------------------------------
 
-    def route(self, info: ContainerInfo, options: LogOptions) -> Route | None:
+    def route(
+        self,
+        info: ContainerInfo,
+        options: LogOptions,
+        declarations: tuple[Declaration, ...] = (),
+    ) -> Route | None:
         """The container's route, or None for local-only; RoutingError if it is invalid."""
-        return resolve(info, options, self.settings.kafka)
+        return resolve(info, options, self.settings.kafka, declarations)
 
     # -- what the service calls ----------------------------------------------------
 
     def attach(self, info: ContainerInfo, logfile: LogFile, route: Route) -> None:
         """Ship the container's live log (StartLogging). Never waits on a shipping process."""
+        self._attach(info, "", logfile, route)
+
+    def attach_file(
+        self, info: ContainerInfo, declaration: Declaration, logfile: LogFile, route: Route
+    ) -> None:
+        """Ship a declared file log the container's collector has just opened for
+        writing (``route``: the container's); never waits on a shipping process.
+
+        Like the container's own log, one that never shipped starts at its end now:
+        the collector calls this before it stores a line, so a new log ships whole.
+        """
+        self._attach(info, declaration.name, logfile, file_route(route, declaration))
+
+    def _attach(self, info: ContainerInfo, name: str, logfile: LogFile, route: Route) -> None:
         cid = info.container_id
+        lid = ipc.log_id(cid, name)
         with self._lock:
             if self._closed:
                 return
-            entry = self._logs.get(cid)
+            entry = self._logs.get(lid)
             if entry is not None and entry.logfile is logfile:
                 return  # another FIFO of the same container: already shipped
             state = logfile.state()
@@ -113,16 +146,18 @@ class ShipperManager:
                 acked_generation=entry.acked_generation if entry is not None else None,
                 read_generation=entry.read_generation if entry is not None else None,
                 lost_rotation=entry.lost_rotation if entry is not None else 0,
+                name=name,
             )
-            self._logs[cid] = entry
+            self._logs[lid] = entry
             supervisor = self._started()
-        logfile.hold = lambda: self._held_from(cid)
-        logfile.on_discard = lambda generation, path: self._discarded(cid, generation, path)
-        logfile.on_change = lambda: supervisor.changed(cid)
-        supervisor.ship(cid)
+        logfile.hold = lambda: self._held_from(lid)
+        logfile.on_discard = lambda generation, path: self._discarded(lid, generation, path)
+        logfile.on_change = lambda: supervisor.changed(lid)
+        supervisor.ship(lid)
 
     def resume_backlogs(self) -> list[str]:
-        """At startup: ship what stopped containers left unshipped. Returns their IDs.
+        """At startup: ship what stopped containers left unshipped, in their own logs
+        and their declared file logs. Returns the log ids.
 
         A container whose state cannot be used (its Info or log-opts no longer
         parse, its ``pylog.topic`` label no longer routes, ...) is skipped with a
@@ -132,14 +167,13 @@ class ShipperManager:
         resumed: list[str] = []
         for container_id in self.store.containers():
             try:
-                if self._resume(container_id):
-                    resumed.append(container_id)
+                resumed += self._resume(container_id)
             except Exception as exc:
                 log.warning("container %s: not resuming Kafka shipping: %s", container_id[:12], exc)
         return resumed
 
     def shipped(self) -> list[str]:
-        """The containers whose logs are being shipped."""
+        """The logs being shipped, by log id (a container's own log: its ID)."""
         with self._lock:
             return list(self._logs)
 
@@ -164,16 +198,16 @@ class ShipperManager:
         with self._lock:
             reports = list(self._reports.by_process.values())
             entries = list(self._logs.values())
-            lost = {e.container_id: e.lost_rotation for e in entries}
-            lost.update({c: n + lost.get(c, 0) for c, n in self._lost_done.items()})
-        reported = {s.container_id for r in reports for s in r.shippers}
+            lost = {e.log_id: e.lost_rotation for e in entries}
+            lost.update({lid: n + lost.get(lid, 0) for lid, n in self._lost_done.items()})
+        reported = {ipc.log_id(s.container_id, s.log_name) for r in reports for s in r.shippers}
         # Shipped, but not in a report yet (one comes within a second): shown at once.
-        unreported = [_unreported(e) for e in entries if e.container_id not in reported]
+        unreported = [_unreported(e) for e in entries if e.log_id not in reported]
         shippers = unreported + [
             dataclasses.replace(
                 s,
                 stored_name="" if s.container_id in live else s.stored_name,
-                lines_lost_rotation=lost.get(s.container_id, 0),
+                lines_lost_rotation=lost.get(ipc.log_id(s.container_id, s.log_name), 0),
             )
             for r in reports
             for s in r.shippers
@@ -206,16 +240,18 @@ class ShipperManager:
             )
         return self._supervisor
 
-    def _ship_message(self, cid: str) -> ipc.Ship | None:
+    def _ship_message(self, lid: str) -> ipc.Ship | None:
         with self._lock:
-            entry = self._logs.get(cid)
+            entry = self._logs.get(lid)
         if entry is None:
             return None
-        return ipc.Ship(cid, entry.info, entry.logfile.state(), entry.first_start)
+        return ipc.Ship(
+            entry.container_id, entry.info, entry.logfile.state(), entry.first_start, entry.name
+        )
 
-    def _state(self, cid: str) -> LogState | None:
+    def _state(self, lid: str) -> LogState | None:
         with self._lock:
-            entry = self._logs.get(cid)
+            entry = self._logs.get(lid)
         return entry.logfile.state() if entry is not None else None
 
     def _message(self, index: int, msg: ipc.FromWorker) -> None:
@@ -225,7 +261,7 @@ class ShipperManager:
                 self._reports.by_process[index] = msg
         elif isinstance(msg, ipc.Progress):
             with self._lock:
-                entry = self._logs.get(msg.container_id)
+                entry = self._logs.get(msg.log_id)
                 if entry is None:
                     return
                 moved = entry.acked_generation != msg.acked.generation
@@ -234,23 +270,22 @@ class ShipperManager:
             if moved:
                 entry.logfile.trim()  # files held for the shipper may go now
         elif isinstance(msg, ipc.Finished):
+            lid = msg.log_id
             with self._lock:
-                entry = self._logs.get(msg.container_id)
+                entry = self._logs.get(lid)
                 # Started again meanwhile: its new Ship keeps (or restarts) the shipping.
                 if entry is not None and entry.logfile.state().closed:
-                    del self._logs[msg.container_id]
+                    del self._logs[lid]
                     if entry.lost_rotation:
-                        self._lost_done[msg.container_id] = (
-                            self._lost_done.get(msg.container_id, 0) + entry.lost_rotation
-                        )
+                        self._lost_done[lid] = self._lost_done.get(lid, 0) + entry.lost_rotation
 
     # -- rotation hooks (on the writer's thread, under the log's lock) --------------
 
-    def _held_from(self, cid: str) -> int | None:
+    def _held_from(self, lid: str) -> int | None:
         """Rotation keeps the files from the acknowledged position on (within its cap),
         so a shipper that lags behind a burst loses nothing."""
         with self._lock:
-            entry = self._logs.get(cid)
+            entry = self._logs.get(lid)
             if entry is None:
                 return None
             known = entry.acked_generation
@@ -262,7 +297,7 @@ class ShipperManager:
             return 0  # unreadable: it ships again from the oldest file kept
         return (stored or entry.first_start).generation
 
-    def _discarded(self, cid: str, generation: int, path: Path) -> None:
+    def _discarded(self, lid: str, generation: int, path: Path) -> None:
         """Count the lines of a file rotation deleted before it was read for shipping.
 
         A file the shipping process has already opened stays readable after it is
@@ -270,7 +305,7 @@ class ShipperManager:
         is known from its last Progress, so a file it opened since is counted too.
         """
         with self._lock:
-            entry = self._logs.get(cid)
+            entry = self._logs.get(lid)
             if entry is None:
                 return
             read = entry.read_generation
@@ -288,46 +323,85 @@ class ShipperManager:
         log.warning(
             "container %s: rotation deleted %d lines before they were shipped to Kafka "
             "(%d in total); raise max-size/max-file or check the brokers",
-            cid[:12],
+            ipc.log_id(entry.container_id[:12], entry.name),
             lost,
             total,
         )
 
     # -- backlogs at startup ---------------------------------------------------------
 
-    def _resume(self, container_id: str) -> bool:
+    def _resume(self, container_id: str) -> list[str]:
+        """Ship the backlogs of a stopped container: its own log's, and each declared
+        file log's that is still declared. Returns the log ids resumed."""
         try:
             directory = self.store.directory(container_id)
         except RequestError:
-            return False
-        if not position_path(directory).exists() or self.store.is_active(container_id):
-            return False
+            return []
+        if self.store.is_active(container_id):
+            return []
+        names = [
+            n
+            for n in self.store.file_log_names(container_id)
+            if position_path(self.store.file_log_directory(container_id, n)).exists()
+        ]
+        if not position_path(directory).exists() and not names:
+            return []
         info = _load_info(directory)
         if info is None:
-            return False
+            return []
         options = parse_log_opts(info.config)
-        route = self.route(info, options)
+        declarations = parse_declarations(
+            info.container_labels, info.env, self.settings.log_prefixes
+        )
+        route = self.route(info, options, declarations)
         if route is None:
-            return False
-        logfile = self.store.reader(container_id, options.rotation)
+            return []
+        resumed: list[str] = []
+        if position_path(directory).exists():
+            logfile = self.store.reader(container_id, options.rotation)
+            if self._resume_log(info, "", logfile, route):
+                resumed.append(container_id)
+        files = {d.name: d for d in declarations if d.kind == "file"}
+        for name in names:
+            declaration = files.get(name)
+            if declaration is None:
+                log.warning(
+                    "container %s: log %s has lines left to ship to Kafka, but the "
+                    "container no longer declares it; not resumed",
+                    info.short_id,
+                    name,
+                )
+                continue
+            logfile = LogFile(
+                self.store.file_log_directory(container_id, name),
+                options.rotation,
+                writable=False,
+            )
+            if self._resume_log(info, name, logfile, file_route(route, declaration)):
+                resumed.append(ipc.log_id(container_id, name))
+        return resumed
+
+    def _resume_log(self, info: ContainerInfo, name: str, logfile: LogFile, route: Route) -> bool:
+        """Ship one log's backlog if its ``kafka.position`` lies before its end."""
         state = logfile.state()
         end = Position(state.generation, state.size)
         try:
-            start = load_position(directory)
+            start = load_position(logfile.directory)
         except PositionError:
             start = None  # unreadable: the shipping process says so and starts at the oldest
         if start is not None and start >= end:
             return False
+        lid = ipc.log_id(info.container_id, name)
         with self._lock:
-            if self._closed or container_id in self._logs:
+            if self._closed or lid in self._logs:
                 return False
             kept = kept_info(info.to_json())
-            self._logs[container_id] = _Shipped(container_id, kept, logfile, end, route)
+            self._logs[lid] = _Shipped(info.container_id, kept, logfile, end, route, name=name)
             supervisor = self._started()
-        supervisor.ship(container_id)
+        supervisor.ship(lid)
         log.info(
             "container %s: resuming Kafka shipping of its backlog to %s",
-            info.short_id,
+            ipc.log_id(info.short_id, name),
             route.topic,
         )
         return True
@@ -356,6 +430,7 @@ def _unreported(entry: _Shipped) -> ShipperCounters:
         retries=0,
         backlog_bytes=backlog,
         backlog_files=max(0, state.generation - start.generation),
+        log_name=entry.name,
     )
 
 

@@ -42,6 +42,7 @@ def shipper_counters(task: ShippingTask, name: str) -> ShipperCounters:
         backlog_bytes=backlog,
         backlog_files=max(0, state.generation - acked.generation),
         lines_sent=st.lines_sent,
+        log_name=task.log_name,
     )
 
 

@@ -17,13 +17,32 @@ Present only when they apply:
               Kubernetes puts on the containers it runs (those of them present)
 ``compose``   ``{"project", "service"}`` from Docker Compose's labels
 ``swarm``     ``{"service", "stack"}`` from a swarm service's labels
-``fields``    with ``kafka-json=true``, the line parsed, when it is a JSON object
+``fields``    with ``kafka-json=true`` or a declared ``format=json``, the line parsed,
+              when it is a JSON object; with ``format=regexp``, the pattern's named
+              groups that matched (only when the pattern matches the line)
+``tags``      a declared log's ``tags`` (``{"k1": "v1", ...}``), when it has any
+``log``       a declared file log's record: ``{"name": <declared name>, "path": <the
+              file inside the container the line was read from>}``
 ``lines``     with multiline merging, how many lines were merged (when more than one)
 ``part``      a line longer than ``KAFKA_MAX_LINE`` is shipped in pieces of that many
               bytes, numbered from 1; ``last`` is true on the final piece
 
 Headers: ``container_name`` and ``stream`` (UTF-8), so consumers can filter
-without parsing the value.
+without parsing the value; a file log's records add ``log`` (its name).
+
+Records of a declared file log (``pylog.logs.<name>=/path``, in its own topic)
+have every field above, ``stream`` being ``file``: they were not written to
+stdout or stderr, and a consumer that keeps ``stream == "stdout"`` (or splits
+on it) must not take a file's lines for the container's output. A
+``stdout`` declaration's ``tags`` and ``format`` apply to the container's
+stdout/stderr records, which otherwise stay as they were (no ``log`` field,
+no ``log`` header).
+
+Why ``v`` stays 1: no field of a stdout/stderr record changed meaning or
+disappeared; ``tags``, ``log`` and a declared format's ``fields`` are new
+fields present only when declared, which readers of v1 (JSON objects) skip.
+The new ``stream`` value ``file`` only appears in a declared file log's own
+topic, which no reader of v1 consumed before.
 """
 
 from __future__ import annotations
@@ -31,10 +50,11 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ..config import UserRegex
 from ..models import ContainerInfo
 from ..store.records import PlainFields, PlainLines, plain_time_ns
 from ..timefmt import format_rfc3339_fixed as format_time_ns
@@ -66,6 +86,8 @@ class Line:
     when set, ``message`` is not used (the fast path for plain whole lines)."""
     time_text: bytes | None = None
     """``time_ns`` already formatted as in the value, when the fast path had it."""
+    path: str = ""
+    """In a declared file log: the file (inside the container) the line came from."""
 
 
 _STREAMS = {b"stdout": "stdout", b"stderr": "stderr"}
@@ -99,6 +121,29 @@ class PlainRun:
         return len(self.plain)
 
 
+@dataclass(frozen=True)
+class Declared:
+    """What a declaration adds to a log's records (see the module doc)."""
+
+    name: str
+    file: bool
+    """A declared file log (``stream`` is ``file``, a ``log`` field and header);
+    False for a ``stdout`` declaration, which adds only its tags and fields. A file
+    log's lines need their path and a declared format their text: their assembler
+    takes no fast path (no :class:`PlainRun`, no ``escaped`` line)."""
+    tags: tuple[tuple[str, str], ...] = ()
+    format: str = "none"
+    pattern: UserRegex | None = field(default=None, compare=False)
+
+    @property
+    def parses(self) -> bool:
+        """Whether a line's text is needed for its fields."""
+        return self.format != "none"
+
+
+#: The ``stream`` of a declared file log's records.
+FILE_STREAM = "file"
+
 #: A Kafka record as a shipper hands it over: (value, headers, timestamp in ms).
 #: A plain tuple: one is made per log line, and a tuple is the cheapest to make.
 OutRecord = tuple[bytes, list[tuple[str, bytes]], int]
@@ -116,8 +161,9 @@ class ValueBuilder:
         env: Mapping[str, str],
         parse_json: bool = False,
         host: str | None = None,
+        declared: Declared | None = None,
     ) -> None:
-        fixed = {
+        fixed: dict[str, Any] = {
             "container": {
                 "id": info.container_id,
                 "name": info.name,
@@ -130,6 +176,15 @@ class ValueBuilder:
             "env": dict(sorted(env.items())),
             **orchestration(info.container_labels),
         }
+        if declared is not None and declared.tags:
+            fixed["tags"] = dict(declared.tags)
+        self._declared = declared
+        self._file = declared is not None and declared.file
+        self._format = "json" if parse_json else "none"
+        if declared is not None and declared.format != "none":
+            self._format = declared.format
+        self._pattern = declared.pattern if declared is not None else None
+        self._log_name = declared.name if declared is not None else ""
         # '{"container":...,"env":{...}' without the closing brace, appended after the line.
         self._fixed = _dumps(fixed)[1:-1]
         self._fixed_tail = ('",' + self._fixed + "}").encode()
@@ -143,12 +198,18 @@ class ValueBuilder:
             head = _HEAD_BYTES + b'"%b","stream":"' + stream.encode() + b'","time":"%b'
             self._plain[stream] = head + tail
             self._plain_run[stream.encode()] = head + b".%bZ" + tail
-        self._parse_json = parse_json
         self.headers_name = info.name.encode()
         self._headers = {
             stream: [("container_name", self.headers_name), ("stream", stream.encode())]
             for stream in ("stdout", "stderr")
         }
+        if self._file:
+            file_headers = [
+                ("container_name", self.headers_name),
+                ("stream", FILE_STREAM.encode()),
+                ("log", self._log_name.encode()),
+            ]
+            self._headers = {"stdout": file_headers, "stderr": file_headers}
 
     def value(self, line: Line) -> bytes:
         if line.escaped is not None:
@@ -172,15 +233,17 @@ class ValueBuilder:
             _HEAD
             + _dumps(line.message)
             + ',"stream":'
-            + _dumps(line.stream)
+            + _dumps(FILE_STREAM if self._file else line.stream)
             + ',"time":"'
             + format_time_ns(line.time_ns)
             + '",'
             + self._fixed
         )
         extra: dict[str, Any] = {}
-        if self._parse_json and line.part == 0:
-            fields = _json_object(line.message)
+        if self._file:
+            extra["log"] = {"name": self._log_name, "path": line.path}
+        if self._format != "none" and line.part == 0:
+            fields = self._fields(line.message)
             if fields is not None:
                 extra["fields"] = fields
         if line.lines > 1:
@@ -191,6 +254,18 @@ class ValueBuilder:
         if extra:
             head += "," + _dumps(extra)[1:-1]
         return (head + "}").encode()
+
+    def _fields(self, text: str) -> dict[str, Any] | None:
+        """The ``fields`` of a line: the JSON object it is, or the named groups of the
+        declared pattern that matched (None when it does not match)."""
+        if self._format == "json":
+            return _json_object(text)
+        if self._pattern is None:
+            return None
+        match = self._pattern.search(text)
+        if match is None:
+            return None
+        return {k: v for k, v in match.groupdict().items() if v is not None}
 
     def plain_records(self, run: PlainRun) -> list[OutRecord]:
         """The records of a run of plain lines: one template per line, nothing else."""

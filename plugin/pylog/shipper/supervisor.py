@@ -2,7 +2,8 @@
 
 :class:`Supervisor` starts ``PYLOG_SHIPPING_PROCESSES`` shipping processes
 (``python -m pylog.shipper.worker``) the first time a log is to be shipped, and
-spreads the containers over them by container ID. Two kinds of thread serve
+spreads the containers over them by container ID (a container's declared file
+logs go with it). Logs are named by log id (:func:`~.ipc.log_id`). Two kinds of thread serve
 them, and nothing else touches their sockets:
 
 * one *feeder* thread writes every message: Ship for new logs, Grew for logs
@@ -55,8 +56,8 @@ EXIT_WAIT = 2.0
 #: A process that ran this long before dying was working: its next restart is quick.
 STABLE_AFTER = 60.0
 
-#: What the owner answers for a container ID: its Ship message now, or None if
-#: it is no longer shipped.
+#: What the owner answers for a log id: its Ship message now, or None if it is no
+#: longer shipped.
 ShipFor = Callable[[str], ipc.Ship | None]
 #: The owner's log states, read when they are sent.
 StateOf = Callable[[str], LogState | None]
@@ -110,8 +111,10 @@ class Supervisor:
 
     # -- what the owner calls (never blocks on a process) ---------------------------
 
-    def index(self, container_id: str) -> int:
-        """The process that ships a container: the same for its whole life."""
+    def index(self, lid: str) -> int:
+        """The process that ships a log (by log id, :func:`~.ipc.log_id`): that of its
+        container, the same for the container's whole life."""
+        container_id, _ = ipc.split_log_id(lid)
         return zlib.crc32(container_id.encode()) % self.count
 
     def ship(self, container_id: str) -> None:

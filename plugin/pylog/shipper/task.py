@@ -41,7 +41,7 @@ from .assemble import Item, LineAssembler
 from .backlog import BacklogLimit, mtime
 from .backoff import Backoff
 from .errors import DeliveryError, PositionError
-from .ipc import Finished, FromWorker, Progress
+from .ipc import Finished, FromWorker, Progress, log_id
 from .position import PositionUnreadable, load_position, position_path, save_position
 from .producer import ClusterProducer, SendGroup, SendResult
 from .routing import Route
@@ -94,6 +94,7 @@ class ShippingTask:
         self,
         *,
         container_id: str,
+        log_name: str = "",
         directory: Path,
         view: LogView,
         route: Route,
@@ -107,7 +108,11 @@ class ShippingTask:
         limit: BacklogLimit | None = None,
     ) -> None:
         self.container_id = container_id
-        self.short_id = container_id[:12]
+        self.log_name = log_name
+        """The declared file log shipped; empty for the container's own log."""
+        self.log_id = log_id(container_id, log_name)
+        #: How messages name it: the short ID, and the declared log's name.
+        self.short_id = log_id(container_id[:12], log_name)
         self.directory = directory
         self.view = view
         self.route = route
@@ -212,7 +217,7 @@ class ShippingTask:
             self._save(force=True)
             self._progress()
             if not self._halt.is_set():
-                self._send_message(Finished(self.container_id))
+                self._send_message(Finished(self.container_id, self.log_name))
             if self._on_done is not None:
                 self._on_done(self)
 
@@ -445,7 +450,9 @@ class ShippingTask:
         now = (acked.generation, self._read.generation)
         if force or now != self._progress_sent:
             self._progress_sent = now
-            self._send_message(Progress(self.container_id, acked, self._read.generation))
+            self._send_message(
+                Progress(self.container_id, acked, self._read.generation, self.log_name)
+            )
 
     def _warn(self, kind: str, msg: str, *args: object) -> None:
         now = time.monotonic()

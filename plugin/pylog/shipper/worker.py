@@ -2,8 +2,9 @@
 
 Started by the main process (:mod:`.supervisor`) with one end of a Unix socket
 pair as fd ``N``, over which the two talk (:mod:`.ipc`). One asyncio loop and no
-thread: a task reads the messages, a :class:`~.task.ShippingTask` per container
-ships its log, one :class:`~.producer.ClusterProducer` per cluster configuration
+thread: a task reads the messages, a :class:`~.task.ShippingTask` per log (a
+container's own, and each of its declared file logs, by log id: :func:`~.ipc.log_id`)
+ships it, one :class:`~.producer.ClusterProducer` per cluster configuration
 is shared by the tasks shipping there, and a task sends the counters every
 :data:`~.ipc.REPORT_INTERVAL` (and gives idle memory back, :mod:`pylog.memtrim`).
 
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import gctune
-from ..config import KafkaSettings, Settings, parse_log_opts
+from ..config import KafkaSettings, Settings, parse_declarations, parse_log_opts
 from ..deadline import left
 from ..lograte import RateLimitFilter
 from ..memtrim import IdleTrim
@@ -43,10 +44,11 @@ from . import ipc
 from .assemble import LineAssembler
 from .backlog import BacklogLimit
 from .compression import use_fast_lz4
+from .ipc import log_id
 from .producer import ClusterProducer, cluster_key
 from .report import producer_counters, shipper_counters, stored_name
-from .routing import Route, resolve
-from .schema import ValueBuilder
+from .routing import Route, file_route, resolve
+from .schema import Declared, ValueBuilder
 from .task import ShippingTask, start_position
 from .view import LogView
 
@@ -72,8 +74,9 @@ class Worker:
         self.store = Store(self.settings.state_dir)
         self._send = send
         self.tasks: dict[str, ShippingTask] = {}
+        """Per log id."""
         self._names: dict[str, str] = {}
-        """Per container shipped, its name from the kept Info (for the counters)."""
+        """Per log id shipped, its container's name from the kept Info (for the counters)."""
         self.producers: dict[KafkaSettings, ClusterProducer] = {}
         self.abandoned: dict[str, AbandonedCounters] = {}
         self._limit = BacklogLimit(self.settings.kafka.backlog_max_age)
@@ -87,47 +90,72 @@ class Worker:
         if isinstance(message, ipc.Ship):
             self.ship(message)
         elif isinstance(message, ipc.Grew):
-            for container_id, state in message.states.items():
-                task = self.tasks.get(container_id)
+            for lid, state in message.states.items():
+                task = self.tasks.get(lid)
                 if task is not None:
                     task.view.update(state)
         else:
             log.warning("unexpected message %s, ignored", type(message).__name__)
 
     def ship(self, message: ipc.Ship) -> None:
-        """Start shipping a container's log; if it is shipped already, only take its
-        log's state (its logging restarted: the task carries on)."""
-        cid = message.container_id
-        task = self.tasks.get(cid)
+        """Start shipping a log; if it is shipped already, only take its state (its
+        logging restarted: the task carries on)."""
+        lid = message.log_id
+        cid, name = message.container_id, message.log
+        task = self.tasks.get(lid)
         if task is not None:
             task.view.update(message.state)
             return
         if self._closing:
             return
+        what = f"log {name} of container {cid[:12]}" if name else f"container {cid[:12]}"
         try:
             task = self._new_task(message)
         except Exception as exc:
-            log.warning("container %s: cannot ship its log to Kafka: %s", cid[:12], exc)
-            self._send(ipc.Finished(cid))
+            log.warning("%s: cannot ship it to Kafka: %s", what, exc)
+            self._send(ipc.Finished(cid, name))
             return
         if task is None:
-            log.warning("container %s: shipping asked for, but it has no Kafka route", cid[:12])
-            self._send(ipc.Finished(cid))
+            log.warning("%s: shipping asked for, but it has no Kafka route", what)
+            self._send(ipc.Finished(cid, name))
             return
-        self.tasks[cid] = task
-        self._names[cid] = stored_name(message.info)
+        self.tasks[lid] = task
+        self._names[lid] = stored_name(message.info)
         task.start()
 
     def _new_task(self, message: ipc.Ship) -> ShippingTask | None:
         info = ContainerInfo.from_json(message.info)
         options = parse_log_opts(info.config)
+        declarations = parse_declarations(
+            info.container_labels, info.env, self.settings.log_prefixes
+        )
         kafka = self.settings.kafka
-        route = resolve(info, options, kafka)
+        route = resolve(info, options, kafka, declarations)
         if route is None:
             return None
-        directory = self.store.directory(info.container_id)
+        name = message.log
+        if name:
+            declaration = next(
+                (d for d in declarations if d.name == name and d.kind == "file"), None
+            )
+            if declaration is None:
+                raise ValueError(f"no file log {name!r} is declared by the container any more")
+            route = file_route(route, declaration)
+            directory = self.store.file_log_directory(info.container_id, name)
+        else:
+            declaration = next((d for d in declarations if d.kind == "stdout"), None)
+            directory = self.store.directory(info.container_id)
+        declared = None
+        if declaration is not None:
+            declared = Declared(
+                declaration.name,
+                file=bool(name),
+                tags=declaration.tags,
+                format=declaration.format,
+                pattern=declaration.pattern,
+            )
         view = LogView(directory, options.rotation, message.state)
-        start = start_position(directory, view, message.first_start, info.short_id)
+        start = start_position(directory, view, message.first_start, log_id(info.short_id, name))
         tag = options.tag.render(info) if options.tag is not None else info.short_id
         builder = ValueBuilder(
             info,
@@ -135,21 +163,25 @@ class Worker:
             labels=options.selected_labels(info.container_labels),
             env=options.selected_env(info.env),
             parse_json=options.kafka.json,
+            declared=declared,
         )
         ko = options.kafka
+        raw_text = not ko.json and (declared is None or not declared.parses)
 
         def make_assembler(pos: Position) -> LineAssembler:
             return LineAssembler(
                 pos,
                 max_line=kafka.max_line,
-                raw_text=not ko.json,
+                raw_text=raw_text,
                 multiline=ko.multiline_pattern,
                 multiline_max_lines=ko.multiline_max_lines,
                 multiline_timeout=ko.multiline_timeout,
+                by_path=bool(name),
             )
 
         return ShippingTask(
             container_id=info.container_id,
+            log_name=name,
             directory=directory,
             view=view,
             route=route,
@@ -171,14 +203,15 @@ class Worker:
         return producer
 
     def _task_done(self, task: ShippingTask) -> None:
-        if self.tasks.get(task.container_id) is task:
-            del self.tasks[task.container_id]
-        name = self._names.pop(task.container_id, "")
+        lid = task.log_id
+        if self.tasks.get(lid) is task:
+            del self.tasks[lid]
+        name = self._names.pop(lid, "")
         self._activity += task.stats.lines_acked + task.stats.lines_abandoned
         if task.stats.lines_abandoned:
-            before = self.abandoned.get(task.container_id)
+            before = self.abandoned.get(lid)
             lines = task.stats.lines_abandoned + (before.lines if before else 0)
-            self.abandoned[task.container_id] = AbandonedCounters(task.container_id, name, lines)
+            self.abandoned[lid] = AbandonedCounters(task.container_id, name, lines, task.log_name)
 
     # -- counters ------------------------------------------------------------------
 
@@ -227,7 +260,7 @@ class Worker:
                 )
         unshipped = sum(1 for t in tasks if not t.done or t.acked < _end(t.view))
         if unshipped:
-            log.info("%d containers have lines left to ship to Kafka at next start", unshipped)
+            log.info("%d logs have lines left to ship to Kafka at next start", unshipped)
 
 
 def _end(view: LogView) -> Position:

@@ -138,6 +138,9 @@ class Record:
     time_ns: int
     log: bytes
     """The line as stored: with its ``\\n`` unless it is an unfinished chunk."""
+    path: str = ""
+    """``attrs.path``: in a declared file log, the file (inside the container) the
+    line was read from; empty elsewhere."""
 
 
 class RecordError(ValueError):
@@ -155,7 +158,9 @@ def decode_record(raw: bytes) -> Record:
         raise RecordError(f"not a json-file record: {exc}") from None
     if not isinstance(log, str) or not isinstance(stream, str):
         raise RecordError("not a json-file record: bad field types")
-    return Record(stream, time_ns, log.encode())
+    attrs = obj.get("attrs")
+    path = attrs.get("path") if isinstance(attrs, dict) else None
+    return Record(stream, time_ns, log.encode(), path if isinstance(path, str) else "")
 
 
 def record_time(raw: bytes) -> int:

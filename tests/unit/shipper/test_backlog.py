@@ -108,7 +108,7 @@ def test_an_old_backlog_is_given_up_counted_and_its_position_moved_to_the_end(
         assert abandoned.container_id == CID and abandoned.lines == 25
         text = svc.metrics().decode()
         assert (
-            f'pylog_ship_lines_abandoned_total{{container_id="{CID[:12]}",container_name="w"}} 25.0'
+            f'pylog_ship_lines_abandoned_total{{container_id="{CID[:12]}",container_name="w",log="stdout"}} 25.0'
             in text
         )
         # The shipping process logs to the same stderr.
