@@ -108,8 +108,8 @@ def test_an_old_backlog_is_given_up_counted_and_its_position_moved_to_the_end(
         assert abandoned.container_id == CID and abandoned.lines == 25
         text = svc.metrics().decode()
         assert (
-            f'pylog_ship_lines_abandoned_total{{container_id="{CID[:12]}",container_name="w",log="stdout"}} 25.0'
-            in text
+            "pylog_ship_lines_abandoned_total"
+            f'{{container_id="{CID[:12]}",container_name="w",log="stdout"}} 25.0' in text
         )
         # The shipping process logs to the same stderr.
         gave_up = [line for line in capfd.readouterr().err.splitlines() if "gave up" in line]
