@@ -225,3 +225,46 @@ def test_a_killed_process_loses_no_line_and_never_holds_the_container(
     ]
     assert dedupe_in_order(got) == expected
     assert wall < ticks * 0.1 * 1.5 + 20, f"container took {wall:.0f} s"
+
+
+def test_declared_file_logs_each_to_its_own_topic(kafka_plugin: KafkaBroker) -> None:
+    """Two declared files (pylog's label with a target, log-pilot's ``aliyun.`` label
+    with its default target, the name) and stdout: three topics, every line in order
+    per file, each record naming its log and the file inside the container."""
+    suffix = uuid.uuid4().hex[:8]
+    t_out, t_a, name_b = topic("out"), topic("file-a"), f"b{suffix}"
+    n = 2000
+    cmd = (
+        "sleep 0.5; mkdir -p /var/log/b; "
+        f'for i in $(seq 1 {n}); do echo "a $i" >> /var/log/a.log; '
+        'echo "b1 $i" >> /var/log/b/1.log; echo "b2 $i" >> /var/log/b/2.log; '
+        'echo "out $i"; done'
+    )
+    cid = run(
+        cmd,
+        "--label", "pylog.logs.a=/var/log/a.log",
+        "--label", f"pylog.logs.a.target={t_a}",
+        "--label", f"aliyun.logs.{name_b}=/var/log/b/*.log",
+        "--label", f"aliyun.logs.{name_b}.tags=env=e2e",
+        "--log-opt", f"kafka-topic={t_out}",
+    )  # fmt: skip
+    assert wait(cid) == 0
+    out = values(consume(kafka_plugin.bootstrap, t_out, n, timeout=120))
+    a = values(consume(kafka_plugin.bootstrap, t_a, n, timeout=120))
+    b = values(consume(kafka_plugin.bootstrap, name_b, 2 * n, timeout=120))
+    assert dedupe_in_order([v["message"] for v in out]) == [f"out {i}" for i in range(1, n + 1)]
+    assert {v["stream"] for v in out} == {"stdout"} and not any("log" in v for v in out)
+    assert dedupe_in_order([v["message"] for v in a]) == [f"a {i}" for i in range(1, n + 1)]
+    assert {json.dumps(v["log"]) for v in a} == {
+        json.dumps({"name": "a", "path": "/var/log/a.log"})
+    }
+    for path, prefix in (("/var/log/b/1.log", "b1"), ("/var/log/b/2.log", "b2")):
+        of_file = [v for v in b if v["log"]["path"] == path]
+        assert dedupe_in_order([v["message"] for v in of_file]) == [
+            f"{prefix} {i}" for i in range(1, n + 1)
+        ]
+    for v in a + b:
+        assert v["stream"] == "file" and v["container"]["id"] == cid
+    assert {v["log"]["name"] for v in b} == {name_b}
+    assert {json.dumps(v["tags"]) for v in b} == {json.dumps({"env": "e2e"})}
+    docker_cli(["rm", cid])
