@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .stored import LineCounter
+
 DOCKER = os.environ.get("DOCKER", "docker")
 IMAGE = os.environ.get("PYLOG_BUSYBOX_IMAGE", "pylog-test/busybox:latest")
 PLUGIN = os.environ.get("PYLOG_PLUGIN", "pylog")
@@ -172,6 +174,25 @@ def wait_stored(cids: Sequence[str], timeout: float = 600) -> float:
             return time.monotonic()
         time.sleep(0.01)
     raise BenchError(f"pylog did not finish storing within {timeout} s")
+
+
+def wait_file_stored(cid: str, log: str, lines: int, idle: float = 60.0) -> float:
+    """time.monotonic() when pylog's store holds ``lines`` lines of the declared file
+    log ``log`` of container ``cid`` (``containers/<id>/files/<log>/``), polled every
+    20 ms; an error once the count has not grown for ``idle`` seconds."""
+    counter = LineCounter(STATE_DIR / "containers" / cid / "files" / log)
+    last, changed = -1, time.monotonic()
+    while True:
+        n = counter.count()
+        now = time.monotonic()
+        if n >= lines:
+            return now
+        if n != last:
+            last, changed = n, now
+        elif now - changed > idle:
+            raise BenchError(f"file log {log!r} of {cid[:12]}: {n:,} of {lines:,} lines "
+                             f"stored, none more for {idle:.0f} s")  # fmt: skip
+        time.sleep(0.02)
 
 
 # ------------------------------------------------------------------ pylog's processes

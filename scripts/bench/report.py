@@ -119,9 +119,7 @@ def chart(rows: Sequence[Row], path: Path, title: str, samples: Sequence[Sample]
             ax.remove()
         _soak(fig.add_subplot(grid[2, :]), soaks)
 
-    main = [w for w in dict.fromkeys(r.workload for r in rows)
-            if not w.startswith("sweep") and any("wall_s" in r.figures
-                                                 for r in rows if r.workload == w)]  # fmt: skip
+    main = chart_workloads(rows)
     drivers = [d for d in DRIVER_COLOURS if any(r.driver == d for r in rows)]
     _bars(ax_wall, rows, main, drivers, "ratio", "wall time / json-file's (lower is better)")
     ax_wall.axhline(1.0, color="black", lw=0.8)
@@ -145,6 +143,15 @@ def chart(rows: Sequence[Row], path: Path, title: str, samples: Sequence[Sample]
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def chart_workloads(rows: Sequence[Row]) -> list[str]:
+    """The workloads in the chart's bar plots: those with a wall time on a row of a
+    driver (not the files workload's ``<driver> <kind>`` rows), the sweeps apart."""
+    return [w for w in dict.fromkeys(r.workload for r in rows)
+            if not w.startswith("sweep") and any(
+                "wall_s" in r.figures and r.driver in DRIVER_COLOURS
+                for r in rows if r.workload == w)]  # fmt: skip
 
 
 def _bars(ax: Any, rows: Sequence[Row], workloads: Sequence[str], drivers: Sequence[str],

@@ -77,10 +77,12 @@ def interleaved(drivers: Sequence[str], rounds: int) -> Iterator[tuple[int, str]
 
 
 def measure(cfg: Config, workload: str, driver: str, rnd: int, containers: int, lines: int,
-            size: int, tail: bool = False) -> Sample:  # fmt: skip
-    """``containers`` containers each writing ``lines`` lines of ``size`` bytes."""
+            size: int, tail: bool = False, extra: Sequence[str] = ()) -> Sample:  # fmt: skip
+    """``containers`` containers each writing ``lines`` lines of ``size`` bytes;
+    ``extra``: more ``docker run`` options (log-opts)."""
     partitions = 1 if containers == 1 else 4
     log_driver, opts, topic = driver_args(cfg, driver, partitions)
+    opts = [*opts, *extra]
     total = containers * lines
     plugin = log_driver == engine.PLUGIN
     if plugin:
@@ -299,6 +301,83 @@ def many(cfg: Config) -> None:
         _report(cfg, Sample("many", driver, rnd, {"rss_peak_mb": peak}))
 
 
+FILE_LOG = "app"
+FILE_PATH = "/var/log/app.log"
+FILES_DRIVERS = ("pylog", "pylog+kafka")
+FILES_KINDS = ("stdout", "file")
+# Both kinds keep every line (no rotation, nothing deleted past max-file): the file
+# log's lines are counted in the store, and stdout runs with the same options.
+KEEP_ALL = ("--log-opt", "max-size=1g")
+
+
+def file_declaration(log: str, path: str, topic: str | None) -> list[str]:
+    """``docker run`` options declaring ``path`` in the container as pylog's file log
+    ``log``, shipped to ``topic`` when one is given (README: Logs written to files)."""
+    args = ["--label", f"pylog.logs.{log}={path}"]
+    if topic is not None:
+        args += ["--label", f"pylog.logs.{log}.target={topic}"]
+    return args
+
+
+def file_write_cmd(lines: int, size: int, path: str) -> str:
+    """The 1m workload's lines written to ``path`` (its directory made first), nothing
+    to stdout."""
+    return f"mkdir -p {Path(path).parent} && {engine.write_cmd(lines, size)} > {path}"
+
+
+def files_rows(drivers: Sequence[str]) -> list[str]:
+    """The ``files`` table's rows, ``<driver> <kind>``, for the drivers in use."""
+    return [f"{d} {k}" for d in FILES_DRIVERS if d in drivers for k in FILES_KINDS]
+
+
+def measure_file(cfg: Config, driver: str, rnd: int, lines: int, size: int) -> Sample:
+    """One container writing ``lines`` lines of ``size`` bytes to FILE_PATH, declared
+    as file log FILE_LOG (for pylog+kafka shipped to a fresh topic of its own). Stored
+    when the store's file log holds every line (counted on the host); CPU from go until
+    stored and acknowledged."""
+    log_driver, opts, _ = driver_args(cfg, driver)
+    topic = None
+    if driver == "pylog+kafka":
+        assert cfg.topics is not None
+        topic = cfg.topics.create(1)
+    opts = [*opts, *KEEP_ALL, *file_declaration(FILE_LOG, FILE_PATH, topic)]
+    engine.reset_peak_rss(engine.pylog_pids())
+    cpu0 = engine.cpu_seconds()
+    run = engine.run_group(log_driver, 1, file_write_cmd(lines, size, FILE_PATH), opts)
+    figs: dict[str, float] = {"wall_s": run.wall_s}
+    try:
+        done = engine.wait_file_stored(run.cids[0], FILE_LOG, lines)
+        figs["stored_lps"] = lines / (done - run.go_mono)
+        if topic is not None:
+            assert cfg.topics is not None
+            count, last = cfg.topics.wait_acked(topic, lines)
+            figs["kafka_missing"] = lines - count
+            figs["kafka_lps"] = count / max(1e-3, last - run.go_epoch)
+        cpu = engine.cpu_seconds() - cpu0
+        figs["cpu_s_per_mline"] = cpu / lines * 1e6
+        figs["cpu_s_per_gb"] = cpu / (lines * size) * 1e9
+        figs["rss_peak_mb"] = engine.peak_rss_mb(engine.pylog_pids())
+    finally:
+        engine.remove(run.cids)
+    return Sample("files", f"{driver} file", rnd, figs)
+
+
+def files(cfg: Config) -> None:
+    """The 1m workload's lines from one container, to stdout (as 1m) or to a file
+    declared with ``pylog.logs.app`` (nothing on stdout), through pylog and
+    pylog+kafka: four rows, run one after the other, starting one further along each
+    round. Both kinds keep every line (``max-size=1g``)."""
+    lines = cfg.pick(1_000_000, 100_000)
+    for rnd, row in interleaved(files_rows(cfg.use(FILES_DRIVERS)), cfg.rounds_for(3)):
+        driver, kind = row.rsplit(" ", 1)
+        if kind == "file":
+            s = measure_file(cfg, driver, rnd, lines, 100)
+        else:
+            s = measure(cfg, "files", driver, rnd, 1, lines, 100, extra=KEEP_ALL)
+            s.driver = row
+        _report(cfg, s)
+
+
 BURST_DRIVERS = ("pylog", "pylog+kafka")
 BURST_IDLE_S = 5.0  # idle after the warm-up, before RSS is taken as the level before
 BURST_EVERY_S = 5.0
@@ -499,6 +578,11 @@ WORKLOADS: dict[str, tuple[str, Callable[[Config], None]]] = {
         ceiling,
     ),
     "4k": ("50,000 lines of 4 KiB from one container", four_kib),
+    "files": (
+        "1,000,000 lines of 100 bytes from one container, to stdout or to a declared "
+        "file log (max-size=1g)",
+        files,
+    ),
     "readback": (
         "docker logs, whole and --since the middle line, of 1,000,000 lines of "
         "100 bytes kept with max-size=1g",
@@ -521,6 +605,8 @@ QUICK_TITLES = {
     "1m": "100,000 lines of 100 bytes from one container",
     "10c": "10 containers at once, 10,000 lines of 100 bytes each",
     "4k": "5,000 lines of 4 KiB from one container",
+    "files": "100,000 lines of 100 bytes from one container, to stdout or to a declared "
+    "file log (max-size=1g)",
     "readback": "docker logs, whole and --since the middle line, of 100,000 lines of "
     "100 bytes kept with max-size=1g",
     "paced": f"one container at a steady {PACED_RATE:,} lines/s of 100 bytes for 5 s",
