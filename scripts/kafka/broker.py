@@ -348,6 +348,11 @@ class KafkaBroker:
             "broker.heartbeat.interval.ms": 1000,
             "broker.session.timeout.ms": 4000,
             "log.retention.check.interval.ms": 60000,
+            # Keep every record: the tests log lines with fixed timestamps (late 2025),
+            # which the default time retention (7 days, by record time) may delete once
+            # their segment is rolled. A precaution: one CI run missed a test's first
+            # 100 lines after a broker restart, and this was not shown to be the cause.
+            "log.retention.ms": -1,
         }
         if self.scram_users:
             cfg["sasl.enabled.mechanisms"] = ",".join(SCRAM_MECHANISMS)
