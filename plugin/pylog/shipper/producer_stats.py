@@ -5,9 +5,9 @@ batches over (``send_batch``) and where their delivery futures resolve. Every
 count is per aiokafka batch, never per record: the shipping loop pays one
 callback per batch (up to ``KAFKA_BATCH_SIZE`` of records).
 
-Writers are the Kafka loop thread (batches, errors, latency) and, for
-``retries``, the shipper threads (under a lock: a rare event). Readers are
-scrapes on other threads; they see plain ints, each consistent by itself.
+Everything runs on the shipping process's one loop (its tasks and aiokafka's
+callbacks): writers and the reporter never run at once. The lock kept on
+``retries`` costs nothing measurable (a rare event).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class ProducerStats:
         self.errors[error_kind(exc)] += 1
 
     def note_retry(self) -> None:
-        """Called by shipper threads when they rewind after a failure."""
+        """Called by a shipping task when it rewinds after a failure."""
         with self._lock:
             self.retries += 1
 
