@@ -48,3 +48,10 @@ def _kept_env(config: Any, env: Any) -> list[str]:
         return []  # log-opts this version rejects: the record is unusable, keep no env
     declaring = {k: v for k, v in pairs.items() if DECLARING_ENV.fullmatch(k)}
     return [f"{key}={value}" for key, value in {**selected, **declaring}.items()]
+
+
+def stored_name(info: Mapping[str, Any]) -> str:
+    """The container's name from its (kept) Info, without the leading ``/``; empty if
+    there is none."""
+    name = info.get("ContainerName")
+    return name.lstrip("/") if isinstance(name, str) else ""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -164,3 +165,17 @@ class RateLimitFilter(logging.Filter):
     def _emit(self, summaries: list[logging.LogRecord]) -> None:
         for r in summaries:
             self.emit(r)
+
+
+def log_to_stderr(
+    level: str, name: str = "pylog", schedule: Schedule | None = timer_schedule
+) -> None:
+    """Send this process's log to stderr, which dockerd copies into its log, each line
+    starting with ``name`` and rate-limited (:class:`RateLimitFilter`; ``schedule`` as
+    there: None sends a summary with the next line of its kind, no timer thread)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{name} %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RateLimitFilter(handler.handle, schedule=schedule))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

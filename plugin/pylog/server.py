@@ -26,7 +26,7 @@ from gunicorn.app.base import BaseApplication
 from . import __version__, gctune
 from .config import SHUTDOWN_DEADLINE, OptionError, Settings
 from .fdlimit import raise_open_files_limit
-from .lograte import RateLimitFilter
+from .lograte import log_to_stderr
 
 if TYPE_CHECKING:
     from .service import LoggingService
@@ -37,12 +37,7 @@ log = logging.getLogger("pylog")
 def configure_logging(level: str) -> None:
     """pylog's own log goes to stderr, which dockerd copies into its log, rate-limited
     (see :mod:`.lograte`) so that nothing can flood dockerd's log."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("pylog %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RateLimitFilter(handler.handle))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    log_to_stderr(level)
 
 
 class PluginServer(BaseApplication):  # type: ignore[misc]

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Declaration, LogOptions, Settings, parse_declarations, parse_log_opts
-from ..kept_info import kept_info
+from ..kept_info import kept_info, stored_name
 from ..models import ContainerInfo, RequestError
 from ..snapshot import AbandonedCounters, ProducerCounters, ShipperCounters
 from ..store import INFO_FILE, LogFile, Store
@@ -43,7 +43,7 @@ from ..store.logfile import LogState
 from ..store.reader import Position, count_records
 from . import ipc
 from .errors import PositionError
-from .position import load_position, position_path
+from .position import backlog, load_position, position_path
 from .routing import Route, file_route, resolve
 from .supervisor import Supervisor
 
@@ -409,27 +409,22 @@ class ShipperManager:
 
 def _unreported(entry: _Shipped) -> ShipperCounters:
     """A shipped log's counters before its shipping process reported any."""
-    state = entry.logfile.state()
     if entry.acked_generation is None:
         start = entry.first_start
     else:
         start = Position(entry.acked_generation, 0)
-    if start.generation >= state.generation:
-        backlog = max(0, state.size - start.offset)
-    else:
-        backlog = state.size
-    name = entry.info.get("ContainerName")
+    backlog_bytes, backlog_files = backlog(start, entry.logfile.state())
     return ShipperCounters(
         container_id=entry.container_id,
-        stored_name=name.lstrip("/") if isinstance(name, str) else "",
+        stored_name=stored_name(entry.info),
         topic=entry.route.topic,
         brokers=tuple(entry.route.brokers),
         lines_acked=0,
         lines_rejected=0,
         lines_lost_rotation=0,
         retries=0,
-        backlog_bytes=backlog,
-        backlog_files=max(0, state.generation - start.generation),
+        backlog_bytes=backlog_bytes,
+        backlog_files=backlog_files,
         log_name=entry.name,
     )
 

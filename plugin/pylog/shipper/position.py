@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from ..store.atomic import write_json
+from ..store.logfile import LogState
 from ..store.reader import Position
 from .errors import PositionError
 
@@ -61,3 +62,12 @@ def save_position(directory: Path, pos: Position) -> None:
         write_json(position_path(directory), {"generation": pos.generation, "offset": pos.offset})
     except OSError as exc:
         raise PositionError(f"cannot store the Kafka position in {directory}: {exc}") from exc
+
+
+def backlog(acked: Position, state: LogState) -> tuple[int, int]:
+    """What is left to ship of a log at ``state`` from ``acked``: bytes of the current
+    file (the whole file while rotated ones are left) and rotated files not finished."""
+    files = max(0, state.generation - acked.generation)
+    if acked.generation < state.generation:
+        return state.size, files
+    return max(0, state.size - acked.offset), files

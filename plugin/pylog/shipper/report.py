@@ -8,28 +8,16 @@ adding what only it knows (the lines rotation deleted unread).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from ..snapshot import ProducerCounters, ShipperCounters
+from .position import backlog
 from .producer import ClusterProducer
 from .task import ShippingTask
 
 
-def stored_name(info: dict[str, Any]) -> str:
-    """The container's name from its kept Info, without the leading ``/``."""
-    name = info.get("ContainerName")
-    return name.lstrip("/") if isinstance(name, str) else ""
-
-
 def shipper_counters(task: ShippingTask, name: str) -> ShipperCounters:
     st = task.stats
-    state = task.view.state()
-    acked = task.acked
-    # In an older, rotated file: the whole current file is left, and the rotated ones.
-    if acked.generation >= state.generation:
-        backlog = max(0, state.size - acked.offset)
-    else:
-        backlog = state.size
+    backlog_bytes, backlog_files = backlog(task.acked, task.view.state())
     return ShipperCounters(
         container_id=task.container_id,
         stored_name=name,
@@ -39,8 +27,8 @@ def shipper_counters(task: ShippingTask, name: str) -> ShipperCounters:
         lines_rejected=st.lines_rejected,
         lines_lost_rotation=0,  # counted by the main process, which deletes the files
         retries=st.retries,
-        backlog_bytes=backlog,
-        backlog_files=max(0, state.generation - acked.generation),
+        backlog_bytes=backlog_bytes,
+        backlog_files=backlog_files,
         lines_sent=st.lines_sent,
         log_name=task.log_name,
     )

@@ -34,7 +34,8 @@ from typing import Any
 from .. import gctune
 from ..config import KafkaSettings, Settings, parse_declarations, parse_log_opts
 from ..deadline import left
-from ..lograte import RateLimitFilter
+from ..kept_info import stored_name
+from ..lograte import log_to_stderr
 from ..memtrim import IdleTrim
 from ..models import ContainerInfo
 from ..snapshot import AbandonedCounters
@@ -46,7 +47,7 @@ from .backlog import BacklogLimit
 from .compression import use_fast_lz4
 from .ipc import log_id
 from .producer import ClusterProducer, cluster_key
-from .report import producer_counters, shipper_counters, stored_name
+from .report import producer_counters, shipper_counters
 from .routing import Route, file_route, resolve
 from .schema import Declared, ValueBuilder
 from .task import ShippingTask, start_position
@@ -366,14 +367,7 @@ def configure_logging(level: str, index: int) -> None:
     dockerd copies into its log, rate-limited; ``ship-<index>`` tells the processes
     apart. A summary of suppressed lines comes with the next line of its kind (no
     timer thread)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(f"pylog ship-{index} %(levelname)s %(name)s: %(message)s")
-    )
-    handler.addFilter(RateLimitFilter(handler.handle, schedule=None))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    log_to_stderr(level, f"pylog ship-{index}", schedule=None)
 
 
 def main(argv: list[str] | None = None) -> int:
