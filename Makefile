@@ -40,7 +40,9 @@ help:
 # ------------------------------------------------------------------ python env
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# setup.py: pip compiles pylog._speedups (a C compiler and Python's headers).
+$(VENV)/.installed: pyproject.toml setup.py
+	scripts/engine.sh build-tools
 	test -x $(VBIN)/python || $(PYTHON) -m venv $(VENV)
 	$(VBIN)/python -m pip install -q --upgrade pip
 	$(VBIN)/python -m pip install -q -e '.[dev]'
@@ -65,7 +67,8 @@ engine-stop:
 busybox-image: engine
 	scripts/busybox-image.sh
 
-rootfs:
+# venv: the pylog wheel (with its compiled part) is built on the host by the venv's pip.
+rootfs: venv
 	scripts/engine.sh packages
 	@t0=$$EPOCHREALTIME; rootfs-build/build.sh; \
 		awk -v a=$$t0 -v b=$$EPOCHREALTIME 'BEGIN {printf "[rootfs] built in %.1f s\n", b - a}'

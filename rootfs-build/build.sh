@@ -5,8 +5,10 @@
 # The expensive part -- debootstrap, the venv at /opt/pylog and the third-party
 # dependencies -- is cached in rootfs-build/cache/base-<key>/, keyed by a hash of
 # pyproject.toml's dependencies and build requirements (plus this recipe's version).
-# The pylog package itself is always installed fresh from the checkout, offline
-# (pip --no-index --no-deps --no-build-isolation), so a code change rebuilds in seconds.
+# The pylog package itself is always installed fresh from the checkout, offline, as a
+# wheel built on the host (its C part, pylog._speedups, needs a compiler the rootfs does
+# not have) by the project's venv (PYLOG_WHEEL_PYTHON, default .venv/bin/python; its
+# Python must be the rootfs's, bookworm's 3.11), so a code change rebuilds in seconds.
 #
 # Environment: DEBIAN_MIRROR (default: the host's apt mirror or deb.debian.org),
 # DEBIAN_SUITE (bookworm), PYLOG_ROOTFS_REBUILD=1 (ignore the cache).
@@ -165,20 +167,34 @@ log "base copied in $((SECONDS - t0)) s"
 cp "$REPO/config.json" "$OUT/config.json"
 ROOT="$OUT/rootfs"
 
-# The package from the checkout: pyproject.toml, README.md and plugin/ only.
-SRC="$ROOT/tmp/pylog-src"
-mkdir -p "$SRC"
-cp "$REPO/pyproject.toml" "$SRC/"
+# The package from the checkout: pyproject.toml, setup.py, README.md and plugin/ only,
+# copied first so that nothing built or left in the checkout (build/, *.so, a module
+# since deleted) can end up in the wheel.
+WHEEL_PY=${PYLOG_WHEEL_PYTHON:-$REPO/.venv/bin/python}
+[[ -x "$WHEEL_PY" ]] || die "$WHEEL_PY missing: run make venv (or set PYLOG_WHEEL_PYTHON)"
+host_py=$("$WHEEL_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+root_py=$(in_chroot "$ROOT" "$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[[ "$host_py" == "$root_py" ]] || die "$WHEEL_PY is Python $host_py, the rootfs has $root_py: the compiled part would not load"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+SRC="$WORK/src"
+mkdir -p "$SRC" "$WORK/wheel"
+cp "$REPO/pyproject.toml" "$REPO/setup.py" "$SRC/"
 [[ -f "$REPO/README.md" ]] && cp "$REPO/README.md" "$SRC/"
-tar -C "$REPO" --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' \
+tar -C "$REPO" --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' --exclude='*.so' \
     -cf - plugin | tar -C "$SRC" -xf -
-build_tmp_setup "$ROOT"
-log "installing pylog from the checkout"
+log "building the pylog wheel on the host ($WHEEL_PY)"
 t0=$SECONDS
+"$WHEEL_PY" -m pip wheel --progress-bar off -q --no-index --no-deps --no-build-isolation \
+    -w "$WORK/wheel" "$SRC" || die "building the wheel failed (make venv installs gcc and python3-dev)"
+wheel=$(find "$WORK/wheel" -name 'pylog-*.whl' -print -quit)
+[[ -n "$wheel" ]] || die "no pylog wheel in $WORK/wheel"
+build_tmp_setup "$ROOT"
+cp "$wheel" "$ROOT/tmp/pylog-build/"
+log "installing $(basename "$wheel") (built in $((SECONDS - t0)) s)"
 in_chroot "$ROOT" "$VENV/bin/pip" install --progress-bar off -q \
-    --no-index --no-deps --no-build-isolation /tmp/pylog-src
-log "pylog installed in $((SECONDS - t0)) s"
-rm -rf "$SRC" "$ROOT/tmp/pylog-build" "$ROOT/root/.cache"
+    --no-index --no-deps "/tmp/pylog-build/$(basename "$wheel")"
+rm -rf "$ROOT/tmp/pylog-build" "$ROOT/root/.cache"
 
 if ! in_chroot "$ROOT" "$VENV/bin/python" -c \
     'import importlib.util, sys; sys.exit(importlib.util.find_spec("pylog.server") is None)'; then
@@ -186,6 +202,8 @@ if ! in_chroot "$ROOT" "$VENV/bin/python" -c \
 fi
 in_chroot "$ROOT" "$VENV/bin/python" -c 'import flask, gunicorn, google.protobuf, pylog.wire.entry_pb2' \
     || die "the installed package does not import"
+in_chroot "$ROOT" "$VENV/bin/python" -c 'import sys, pylog.speedups as s; sys.exit(not s.COMPILED)' \
+    || die "the installed package has no compiled pylog._speedups"
 
 mkdir -p "$ROOT/run/docker/plugins" "$ROOT/var/lib/pylog"
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$OUT/config.json" || die "config.json is not valid JSON"

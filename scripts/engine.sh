@@ -5,6 +5,8 @@
 #   scripts/engine.sh stop     SIGTERM the dockerd we know of (pidfile) and wait for it
 #   scripts/engine.sh status   exit 0 if `docker info` answers
 #   scripts/engine.sh packages only install the Debian packages that are missing
+#   scripts/engine.sh build-tools  only the C compiler and Python headers that
+#                              `pip install` needs to build pylog._speedups (make venv)
 #
 # Idempotent: `start` does nothing when `docker info` already answers.
 # Environment: DOCKER (client, default `docker`), PYLOG_DOCKERD_LOG (daemon log),
@@ -26,6 +28,9 @@ read -r -a EXTRA_ARGS <<<"${PYLOG_DOCKERD_ARGS:-}"
 # (both in tests/unit/test_ops_kit.py). Their servers are not started (see below).
 APT_PACKAGES=(docker.io debootstrap busybox-static docker-registry docker-compose prometheus
     prometheus-node-exporter)
+# pylog._speedups (plugin/pylog/_speedups.c) is compiled by pip on the host, for the
+# venv and for the wheel installed in the plugin's rootfs (rootfs-build/build.sh).
+BUILD_PACKAGES=(gcc libc6-dev python3-dev)
 
 log() { printf '[engine] %s\n' "$*" >&2; }
 
@@ -45,7 +50,7 @@ daemon_pid() {
 
 missing_packages() {
     local pkg missing=()
-    for pkg in "${APT_PACKAGES[@]}"; do
+    for pkg in "$@"; do
         if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
             missing+=("$pkg")
         fi
@@ -55,7 +60,7 @@ missing_packages() {
 
 install_packages() {
     local missing
-    missing=$(missing_packages)
+    missing=$(missing_packages "$@")
     if [[ -z "${missing// /}" ]]; then
         return 0
     fi
@@ -96,7 +101,7 @@ start() {
         log "Docker engine already reachable"
         return 0
     fi
-    install_packages
+    install_packages "${APT_PACKAGES[@]}"
     ensure_client
 
     local pid
@@ -175,9 +180,10 @@ case "${1:-}" in
 start) start ;;
 stop) stop ;;
 status) status ;;
-packages) install_packages ;;
+packages) install_packages "${APT_PACKAGES[@]}" "${BUILD_PACKAGES[@]}" ;;
+build-tools) install_packages "${BUILD_PACKAGES[@]}" ;;
 *)
-    echo "usage: $0 start|stop|status|packages" >&2
+    echo "usage: $0 start|stop|status|packages|build-tools" >&2
     exit 2
     ;;
 esac

@@ -25,7 +25,6 @@ without decoding (:func:`~pylog.store.records.split_plain_run`,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from operator import itemgetter
 
 from ..config import UserRegex
 from ..store.reader import Position
@@ -157,7 +156,7 @@ class LineAssembler:
         """The whole batch as one :class:`PlainRun`, or None if any record needs a
         closer look (``store.records`` tells which are plain whole lines)."""
         plain = split_plain_run(batch)
-        if plain is None or max(map(len, map(itemgetter(0), plain.rows))) > self.max_line:
+        if plain is None or plain.longest > self.max_line:
             return None
         self._end = end
         return [(PlainRun(plain), end)]

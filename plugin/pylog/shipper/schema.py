@@ -51,14 +51,19 @@ import json
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from ..config import UserRegex
 from ..models import ContainerInfo
-from ..store.records import PlainFields, PlainLines, plain_time_ns
+from ..speedups import compiled
+from ..store.records import (
+    PLAIN_MARK,
+    PLAIN_TEXT_START,
+    PlainFields,
+    PlainLines,
+    plain_time_ns,
+)
 from ..timefmt import format_rfc3339_fixed as format_time_ns
-from ..timefmt import seconds_of_prefix
 
 #: The ``v`` of every value; every template below takes it from here.
 SCHEMA_VERSION = 1
@@ -193,11 +198,9 @@ class ValueBuilder:
         #: text, the second and the nine fraction digits.
         tail = self._fixed_tail.replace(b"%", b"%%")
         self._plain: dict[str, bytes] = {}
-        self._plain_run: dict[bytes, bytes] = {}
         for stream in ("stdout", "stderr"):
             head = _HEAD_BYTES + b'"%b","stream":"' + stream.encode() + b'","time":"%b'
             self._plain[stream] = head + tail
-            self._plain_run[stream.encode()] = head + b".%bZ" + tail
         self.headers_name = info.name.encode()
         self._headers = {
             stream: [("container_name", self.headers_name), ("stream", stream.encode())]
@@ -210,6 +213,14 @@ class ValueBuilder:
                 ("log", self._log_name.encode()),
             ]
             self._headers = {"stdout": file_headers, "stderr": file_headers}
+        #: A PlainRun's value per stream (by its number in PLAIN_STREAMS): head, the
+        #: escaped text, mid, the time, tail; and its headers.
+        self._plain_parts: _PlainParts = (
+            (_HEAD_BYTES + b'"', _HEAD_BYTES + b'"'),
+            (b'","stream":"stdout","time":"', b'","stream":"stderr","time":"'),
+            self._fixed_tail,
+            (self._headers["stdout"], self._headers["stderr"]),
+        )
 
     def value(self, line: Line) -> bytes:
         if line.escaped is not None:
@@ -268,20 +279,11 @@ class ValueBuilder:
         return {k: v for k, v in match.groupdict().items() if v is not None}
 
     def plain_records(self, run: PlainRun) -> list[OutRecord]:
-        """The records of a run of plain lines: one template per line, nothing else."""
-        templates = self._plain_run
-        headers = {stream.encode(): h for stream, h in self._headers.items()}
-        ms = _second_ms
-        return [
-            (
-                templates[stream] % (escaped, second, nanos),
-                headers[stream],
-                ms(second) + int(nanos[:3]),
-            )
-            for (escaped, stream, second, _), nanos in zip(
-                run.plain.rows, run.plain.nanos, strict=True
-            )
-        ]
+        """The records of a run of plain lines: each value cut out of its stored
+        record and spliced into the container's template (one pass in C, see
+        :mod:`pylog.speedups`)."""
+        plain = run.plain
+        return _plain_values(plain.records, plain.marks, *self._plain_parts)
 
     def headers(self, line: Line) -> list[tuple[str, bytes]]:
         """The record headers (shared lists: aiokafka only reads them)."""
@@ -322,11 +324,50 @@ def orchestration(labels: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
-@lru_cache(maxsize=4096)
-def _second_ms(second: bytes) -> int:
-    seconds = seconds_of_prefix(second)
-    assert seconds is not None, "PlainRun holds valid times only"
-    return seconds * 1000
+#: What a ValueBuilder gives :func:`plain_values_reference` besides the lines: the
+#: value's head and mid per stream, its tail, the headers per stream.
+_PlainParts = tuple[
+    tuple[bytes, bytes], tuple[bytes, bytes], bytes, tuple[list[tuple[str, bytes]], ...]
+]
+
+
+def plain_values_reference(
+    records: list[bytes],
+    marks: bytes,
+    heads: tuple[bytes, bytes],
+    mids: tuple[bytes, bytes],
+    tail: bytes,
+    headers: tuple[list[tuple[str, bytes]], ...],
+) -> list[OutRecord]:
+    """The Kafka records of plain lines (``store.records.split_plain_run``): the
+    Python twin (the specification) of ``_speedups.plain_values`` (see
+    :mod:`pylog.speedups`). A value is ``heads[s]``, the escaped text, ``mids[s]``,
+    the second, ``.``, nine fraction digits, ``Z`` and ``tail``."""
+    if len(marks) != len(records) * PLAIN_MARK.size:
+        raise ValueError("plain_values: marks do not match the batch")
+    out: list[OutRecord] = []
+    for raw, (text_end, time_start, stream, frac_len, ms) in zip(
+        records, PLAIN_MARK.iter_unpack(marks), strict=True
+    ):
+        second_end = time_start + 19
+        frac = raw[second_end + 1 : second_end + 1 + frac_len] if frac_len else b""
+        value = b"".join(
+            (
+                heads[stream],
+                raw[PLAIN_TEXT_START:text_end],
+                mids[stream],
+                raw[time_start:second_end],
+                b".",
+                frac.ljust(9, b"0"),
+                b"Z",
+                tail,
+            )
+        )
+        out.append((value, headers[stream], ms))
+    return out
+
+
+_plain_values = compiled.plain_values if compiled is not None else plain_values_reference
 
 
 def _json_object(text: str) -> dict[str, Any] | None:

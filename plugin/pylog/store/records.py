@@ -21,12 +21,13 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import repeat
-from operator import itemgetter
+from functools import lru_cache
 
 from ..models import Entry, EntryBatch
+from ..speedups import compiled
 from ..timefmt import NS_PER_SECOND, format_rfc3339nano, parse_record_time, seconds_of_prefix
 
 
@@ -200,43 +201,98 @@ _PLAIN_RECORD = re.compile(
 PlainFields = tuple[bytes, bytes, bytes, bytes]
 
 
+#: Where a plain line's fields are in its stored record (:func:`split_plain_run`):
+#: the end of its escaped text (which starts right after ``{"log":"``), the start
+#: of its time (``YYYY-MM-DDTHH:MM:SS``), its stream (0 stdout, 1 stderr), how
+#: many fraction digits follow the second (after a ``.``), and its time in ms
+#: since the epoch. ``_speedups.c`` writes the same 20 bytes.
+PLAIN_MARK = struct.Struct("<iiBBxxq")
+#: Where a plain record's escaped text starts.
+PLAIN_TEXT_START = len(b'{"log":"')
+#: The stored streams by their number in a :data:`PLAIN_MARK`.
+PLAIN_STREAMS = (b"stdout", b"stderr")
+
+
 @dataclass(frozen=True, slots=True)
 class PlainLines:
-    """Plain whole lines, consecutive in a log: the fields of each, split in two.
+    """Plain whole lines, consecutive in a log: the stored records and a
+    :data:`PLAIN_MARK` for each (``marks``), which say where their fields are, so
+    that a Kafka value can be cut out of a record without reading it again."""
 
-    ``rows[i]`` holds line i's escaped text, stream and second as in
-    :data:`PlainFields`, then its fraction as stored (0 to 9 digits: ignore
-    it); ``nanos[i]`` holds its nine fraction digits. Read them together as
-    ``for (escaped, stream, second, _), nanos in zip(rows, nanos)``: the rows
-    come straight from one regular-expression pass and the digits from one
-    C-level map, so a line costs no Python code here.
-    """
-
-    rows: list[tuple[bytes, bytes, bytes, bytes]]
-    nanos: list[bytes]
+    records: list[bytes]
+    marks: bytes
+    longest: int
+    """The longest escaped text of them, in bytes."""
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.records)
 
     def fields(self) -> list[PlainFields]:
         """The same lines as :data:`PlainFields` (tests and tools)."""
-        return [(e, s, sec, n) for (e, s, sec, _), n in zip(self.rows, self.nanos, strict=True)]
+        out: list[PlainFields] = []
+        for raw, (text_end, time_start, stream, frac_len, _) in zip(
+            self.records, PLAIN_MARK.iter_unpack(self.marks), strict=True
+        ):
+            frac = raw[time_start + 20 : time_start + 20 + frac_len]
+            out.append(
+                (
+                    raw[PLAIN_TEXT_START:text_end],
+                    PLAIN_STREAMS[stream],
+                    raw[time_start : time_start + 19],
+                    frac.ljust(9, b"0"),
+                )
+            )
+        return out
+
+
+@lru_cache(maxsize=4096)
+def _second_ms(second: bytes) -> int | None:
+    seconds = seconds_of_prefix(second)
+    return None if seconds is None else seconds * 1000
+
+
+def scan_plain_reference(batch: list[bytes]) -> tuple[bytes, int] | None:
+    """The marks of ``batch`` and its longest escaped text if every record is a plain
+    whole line with a valid time, else None: the Python twin (the specification)
+    of ``_speedups.scan_plain`` (see :mod:`pylog.speedups`)."""
+    if not batch:
+        return None
+    marks = bytearray()
+    longest = 0
+    last = len(batch) - 1
+    for i, raw in enumerate(batch):
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        elif i != last:
+            return None
+        m = _PLAIN_RECORD.fullmatch(raw)
+        if m is None:
+            return None
+        ms = _second_ms(m[3])
+        if ms is None:
+            return None
+        frac = m[4] or b""
+        marks += PLAIN_MARK.pack(
+            m.end(1),
+            m.start(3),
+            PLAIN_STREAMS.index(m[2]),
+            len(frac),
+            ms + int(frac[:3].ljust(3, b"0")),
+        )
+        longest = max(longest, m.end(1) - m.start(1))
+    return bytes(marks), longest
+
+
+_scan_plain = compiled.scan_plain if compiled is not None else scan_plain_reference
 
 
 def split_plain_run(batch: list[bytes]) -> PlainLines | None:
-    """Every record of ``batch`` as a plain whole line, or None if any is not one.
-
-    One regular-expression pass over the joined records finds every plain
-    whole line; as no match spans a newline, as many matches as records
-    means every record is one.
-    """
-    rows: list[tuple[bytes, bytes, bytes, bytes]] = _PLAIN_RECORD.findall(b"".join(batch))
-    if len(rows) != len(batch) or not rows:
+    """Every record of ``batch`` as a plain whole line, or None if any is not one
+    (one pass in C, see :mod:`pylog.speedups`)."""
+    scanned = _scan_plain(batch)
+    if scanned is None:
         return None
-    if any(seconds_of_prefix(second) is None for second in set(map(itemgetter(2), rows))):
-        return None
-    nanos = list(map(bytes.ljust, map(itemgetter(3), rows), repeat(9), repeat(b"0")))
-    return PlainLines(rows, nanos)
+    return PlainLines(batch, scanned[0], scanned[1])
 
 
 def match_plain(raw: bytes) -> tuple[PlainFields, int] | None:

@@ -1,0 +1,479 @@
+/*
+ * pylog._speedups: the shipper's fast path for plain whole lines, in C.
+ *
+ * Two functions, each the compiled twin of a pure-Python reference in
+ * pylog/speedups.py (which also documents them); tests run both on the same
+ * inputs and require the same results, so the Python one is the specification.
+ *
+ *   scan_plain(batch: list[bytes]) -> (marks: bytes, longest: int) | None
+ *       Read stored records (store.records' layout) and, when every one is a
+ *       plain whole line with a valid time, return a MARK per record (where its
+ *       escaped text ends, where its time starts, its stream, how many fraction
+ *       digits it has, its time in ms since the epoch) and the longest escaped
+ *       text; else None.
+ *
+ *   plain_values(batch, marks, heads, mids, tail, headers)
+ *       -> list[tuple[bytes, object, int]]
+ *       The Kafka records of those lines: value = heads[s] + text + mids[s] +
+ *       second + "." + nine fraction digits + "Z" + tail, the stream's headers
+ *       object, the time in ms.
+ *
+ *   encode_records(buf, records, start, key, first_ts, offset, batch_size, alone)
+ *       -> (end, max_ts, stop)
+ *       Append Kafka records to a v2 record batch being built (shipper.recordbatch).
+ *
+ * Every read is bounds-checked against the record's own length: the input is
+ * whatever is in the state directory.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* struct.Struct("<iiBBxxq"): text_end, time_start, stream, frac_len, pad, ms */
+#define MARK_SIZE 20
+
+static const char PREFIX[] = "{\"log\":\"";               /* 8 */
+static const char STREAM_KEY[] = ",\"stream\":\"";        /* 11 */
+static const char TIME_KEY[] = ",\"time\":\"";            /* 9 */
+static const char ATTRS_KEY[] = ",\"attrs\":{";           /* 10 */
+#define PREFIX_LEN 8
+#define STREAM_KEY_LEN 11
+#define TIME_KEY_LEN 9
+#define ATTRS_KEY_LEN 10
+#define SECOND_LEN 19
+
+static void put_i32(unsigned char *p, int32_t v) {
+    uint32_t u = (uint32_t)v;
+    p[0] = u & 0xff; p[1] = (u >> 8) & 0xff; p[2] = (u >> 16) & 0xff; p[3] = (u >> 24) & 0xff;
+}
+
+static int32_t get_i32(const unsigned char *p) {
+    uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    return (int32_t)u;
+}
+
+static void put_i64(unsigned char *p, int64_t v) {
+    uint64_t u = (uint64_t)v;
+    for (int i = 0; i < 8; i++) p[i] = (u >> (8 * i)) & 0xff;
+}
+
+static int64_t get_i64(const unsigned char *p) {
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) u |= (uint64_t)p[i] << (8 * i);
+    return (int64_t)u;
+}
+
+static int digits(const char *p, int n, int *out) {
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static int leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* Epoch seconds of "YYYY-MM-DDTHH:MM:SS", valid as time.strptime takes it
+ * (year 1-9999, a real date, hour < 24, minute < 60, second <= 61). */
+static int second_of(const char *p, int64_t *out) {
+    int y, mo, d, h, mi, s;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':') return 0;
+    if (!digits(p, 4, &y) || !digits(p + 5, 2, &mo) || !digits(p + 8, 2, &d) ||
+        !digits(p + 11, 2, &h) || !digits(p + 14, 2, &mi) || !digits(p + 17, 2, &s))
+        return 0;
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 61) return 0;
+    if (d > mdays[mo - 1] + (mo == 2 && leap(y))) return 0;
+    *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s;
+    return 1;
+}
+
+/* One record; 1 and its mark filled if it is a plain whole line, else 0. */
+static int scan_one(const char *p, Py_ssize_t n, int last, unsigned char *mark, Py_ssize_t *text_len) {
+    if (n > 0 && p[n - 1] == '\n') {
+        n--;
+    } else if (!last) {
+        return 0;  /* joined with the next one, the buffer would hold one line less */
+    }
+    if (n > INT32_MAX || n < PREFIX_LEN || memcmp(p, PREFIX, PREFIX_LEN) != 0) return 0;
+    /* The escaped text: anything but '"', '\\' and a newline, or '\\' and a
+     * character that is not a newline; it ends at the first quote not escaped. */
+    Py_ssize_t i = PREFIX_LEN, last_pair = -1;
+    for (;;) {
+        if (i >= n) return 0;
+        char c = p[i];
+        if (c == '"') break;
+        if (c == '\n') return 0;
+        if (c == '\\') {
+            if (i + 1 >= n || p[i + 1] == '\n') return 0;
+            last_pair = i;
+            i += 2;
+        } else {
+            i++;
+        }
+    }
+    /* The text ends with an escaped newline, right before the quote. */
+    if (last_pair != i - 2 || p[i - 1] != 'n') return 0;
+    Py_ssize_t text_end = i - 2;
+    i++;
+    if (n - i < STREAM_KEY_LEN + 7 || memcmp(p + i, STREAM_KEY, STREAM_KEY_LEN) != 0) return 0;
+    i += STREAM_KEY_LEN;
+    int stream;
+    if (memcmp(p + i, "stdout\"", 7) == 0) {
+        stream = 0;
+    } else if (memcmp(p + i, "stderr\"", 7) == 0) {
+        stream = 1;
+    } else {
+        return 0;
+    }
+    i += 7;
+    /* The time, read from the end: ...,"time":"YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z"} */
+    Py_ssize_t e = n;
+    if (e - i < TIME_KEY_LEN + SECOND_LEN + 3 || memcmp(p + e - 3, "Z\"}", 3) != 0) return 0;
+    e -= 3;
+    Py_ssize_t k = 0;
+    while (k < 10 && e - k - 1 >= i && p[e - k - 1] >= '0' && p[e - k - 1] <= '9') k++;
+    int frac_len = 0;
+    if (k >= 1 && k <= 9 && e - k - 1 >= i && p[e - k - 1] == '.') {
+        frac_len = (int)k;
+        e -= k + 1;
+    }
+    if (e - i < TIME_KEY_LEN + SECOND_LEN) return 0;
+    Py_ssize_t time_start = e - SECOND_LEN;
+    int64_t seconds;
+    if (!second_of(p + time_start, &seconds)) return 0;
+    Py_ssize_t key_start = time_start - TIME_KEY_LEN;
+    if (memcmp(p + key_start, TIME_KEY, TIME_KEY_LEN) != 0) return 0;
+    /* Between the stream and the time: nothing, or attrs (skipped). */
+    if (key_start != i) {
+        if (key_start - i < ATTRS_KEY_LEN + 1 || memcmp(p + i, ATTRS_KEY, ATTRS_KEY_LEN) != 0 ||
+            p[key_start - 1] != '}')
+            return 0;
+        if (memchr(p + i, '\n', (size_t)(key_start - i)) != NULL) return 0;
+    }
+    int ms = 0;
+    for (int j = 0; j < 3; j++) {
+        ms = ms * 10 + (j < frac_len ? p[time_start + SECOND_LEN + 1 + j] - '0' : 0);
+    }
+    put_i32(mark, (int32_t)text_end);
+    put_i32(mark + 4, (int32_t)time_start);
+    mark[8] = (unsigned char)stream;
+    mark[9] = (unsigned char)frac_len;
+    mark[10] = mark[11] = 0;
+    put_i64(mark + 12, seconds * 1000 + ms);
+    *text_len = text_end - PREFIX_LEN;
+    return 1;
+}
+
+static PyObject *scan_plain(PyObject *self, PyObject *batch) {
+    (void)self;
+    if (!PyList_Check(batch)) {
+        PyErr_SetString(PyExc_TypeError, "scan_plain: batch must be a list of bytes");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(batch);
+    if (count == 0) Py_RETURN_NONE;
+    PyObject *marks = PyBytes_FromStringAndSize(NULL, count * MARK_SIZE);
+    if (marks == NULL) return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(marks);
+    Py_ssize_t longest = 0;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *item = PyList_GET_ITEM(batch, r);
+        if (!PyBytes_Check(item)) {
+            Py_DECREF(marks);
+            PyErr_SetString(PyExc_TypeError, "scan_plain: batch must be a list of bytes");
+            return NULL;
+        }
+        Py_ssize_t text_len = 0;
+        if (!scan_one(PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item), r == count - 1,
+                      out + r * MARK_SIZE, &text_len)) {
+            Py_DECREF(marks);
+            Py_RETURN_NONE;
+        }
+        if (text_len > longest) longest = text_len;
+    }
+    return Py_BuildValue("(Nn)", marks, longest);
+}
+
+static int bytes_pair(PyObject *pair, const char *name, PyObject **a, PyObject **b) {
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+        !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+        PyErr_Format(PyExc_TypeError, "plain_values: %s must be a pair of bytes", name);
+        return 0;
+    }
+    *a = PyTuple_GET_ITEM(pair, 0);
+    *b = PyTuple_GET_ITEM(pair, 1);
+    return 1;
+}
+
+static PyObject *plain_values(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *batch, *marks_obj, *heads, *mids, *tail, *headers;
+    if (!PyArg_ParseTuple(args, "O!SOOSO:plain_values", &PyList_Type, &batch, &marks_obj,
+                          &heads, &mids, &tail, &headers))
+        return NULL;
+    PyObject *head[2], *mid[2];
+    if (!bytes_pair(heads, "heads", &head[0], &head[1]) || !bytes_pair(mids, "mids", &mid[0], &mid[1]))
+        return NULL;
+    if (!PyTuple_Check(headers) || PyTuple_GET_SIZE(headers) != 2) {
+        PyErr_SetString(PyExc_TypeError, "plain_values: headers must be a pair");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(batch);
+    if (PyBytes_GET_SIZE(marks_obj) != count * MARK_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "plain_values: marks do not match the batch");
+        return NULL;
+    }
+    const unsigned char *marks = (const unsigned char *)PyBytes_AS_STRING(marks_obj);
+    const char *tail_p = PyBytes_AS_STRING(tail);
+    Py_ssize_t tail_n = PyBytes_GET_SIZE(tail);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *item = PyList_GET_ITEM(batch, r);
+        const unsigned char *m = marks + r * MARK_SIZE;
+        Py_ssize_t text_end = get_i32(m), time_start = get_i32(m + 4);
+        int stream = m[8], frac_len = m[9];
+        if (!PyBytes_Check(item) || stream > 1 || frac_len > 9 || text_end < PREFIX_LEN ||
+            time_start < text_end || time_start + SECOND_LEN + (frac_len ? 1 + frac_len : 0) > PyBytes_GET_SIZE(item)) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_ValueError, "plain_values: marks do not match the batch");
+            return NULL;
+        }
+        const char *p = PyBytes_AS_STRING(item);
+        Py_ssize_t text_n = text_end - PREFIX_LEN;
+        Py_ssize_t hn = PyBytes_GET_SIZE(head[stream]), mn = PyBytes_GET_SIZE(mid[stream]);
+        Py_ssize_t size = hn + text_n + mn + SECOND_LEN + 11 + tail_n;
+        PyObject *value = PyBytes_FromStringAndSize(NULL, size);
+        if (value == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        char *v = PyBytes_AS_STRING(value);
+        memcpy(v, PyBytes_AS_STRING(head[stream]), (size_t)hn);
+        v += hn;
+        memcpy(v, p + PREFIX_LEN, (size_t)text_n);
+        v += text_n;
+        memcpy(v, PyBytes_AS_STRING(mid[stream]), (size_t)mn);
+        v += mn;
+        memcpy(v, p + time_start, SECOND_LEN);
+        v += SECOND_LEN;
+        *v++ = '.';
+        if (frac_len) memcpy(v, p + time_start + SECOND_LEN + 1, (size_t)frac_len);
+        memset(v + frac_len, '0', (size_t)(9 - frac_len));
+        v += 9;
+        *v++ = 'Z';
+        memcpy(v, tail_p, (size_t)tail_n);
+        PyObject *ms = PyLong_FromLongLong(get_i64(m + 12));
+        if (ms == NULL) {
+            Py_DECREF(value);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *h = PyTuple_GET_ITEM(headers, stream);
+        Py_INCREF(h);
+        PyObject *rec = PyTuple_New(3);
+        if (rec == NULL) {
+            Py_DECREF(value);
+            Py_DECREF(ms);
+            Py_DECREF(h);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(rec, 0, value);
+        PyTuple_SET_ITEM(rec, 1, h);
+        PyTuple_SET_ITEM(rec, 2, ms);
+        PyList_SET_ITEM(out, r, rec);
+    }
+    return out;
+}
+
+
+/* -- Kafka record batches (v2): the records of a batch, appended in one call ---- */
+
+static Py_ssize_t varint_size(int64_t v) {
+    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    Py_ssize_t n = 1;
+    while (u >= 0x80) {
+        u >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static char *put_varint(char *p, int64_t v) {
+    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    while (u >= 0x80) {
+        *p++ = (char)((u & 0x7f) | 0x80);
+        u >>= 7;
+    }
+    *p++ = (char)u;
+    return p;
+}
+
+/* Sizes of one record's parts; 0 and an exception if it is not an OutRecord. */
+static int record_parts(PyObject *rec, PyObject **value, PyObject **headers, int64_t *ts) {
+    if (!PyTuple_Check(rec) || PyTuple_GET_SIZE(rec) != 3) {
+        PyErr_SetString(PyExc_TypeError, "encode_records: a record is (value, headers, timestamp)");
+        return 0;
+    }
+    *value = PyTuple_GET_ITEM(rec, 0);
+    *headers = PyTuple_GET_ITEM(rec, 1);
+    if (!PyBytes_Check(*value) || !PyList_Check(*headers)) {
+        PyErr_SetString(PyExc_TypeError, "encode_records: value must be bytes, headers a list");
+        return 0;
+    }
+    *ts = PyLong_AsLongLong(PyTuple_GET_ITEM(rec, 2));
+    if (*ts == -1 && PyErr_Occurred()) return 0;
+    return 1;
+}
+
+static int header_parts(PyObject *h, const char **k, Py_ssize_t *kn, const char **v, Py_ssize_t *vn) {
+    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 2 || !PyUnicode_Check(PyTuple_GET_ITEM(h, 0))) {
+        PyErr_SetString(PyExc_TypeError, "encode_records: a header is (str, bytes or None)");
+        return 0;
+    }
+    *k = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(h, 0), kn);
+    if (*k == NULL) return 0;
+    PyObject *hv = PyTuple_GET_ITEM(h, 1);
+    if (hv == Py_None) {
+        *v = NULL;
+        *vn = -1;
+    } else if (PyBytes_Check(hv)) {
+        *v = PyBytes_AS_STRING(hv);
+        *vn = PyBytes_GET_SIZE(hv);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "encode_records: a header value is bytes or None");
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * encode_records(buf, records, start, key, first_ts, offset, batch_size, alone)
+ *     -> (end, max_ts, stop)
+ *
+ * Appends records[start:end] to buf (a bytearray holding a batch being built)
+ * in the v2 record layout, with offset deltas from `offset` on and timestamp
+ * deltas from first_ts. It stops before a record that would take buf to
+ * batch_size or past it (aiokafka's compiled builder's rule), unless the
+ * batch is empty (offset 0: the first record always goes in), and a record whose value is `alone` bytes or more only goes into
+ * an empty batch and nothing after it. stop is True when the batch must be
+ * closed (a record did not fit, or it holds such a record).
+ */
+static PyObject *encode_records(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *buf, *records, *key;
+    Py_ssize_t start, batch_size, alone;
+    long long first_ts, offset;
+    if (!PyArg_ParseTuple(args, "O!O!nOLLnn:encode_records", &PyByteArray_Type, &buf, &PyList_Type,
+                          &records, &start, &key, &first_ts, &offset, &batch_size, &alone))
+        return NULL;
+    const char *key_p = NULL;
+    Py_ssize_t key_n = -1;
+    if (key != Py_None) {
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "encode_records: key must be bytes or None");
+            return NULL;
+        }
+        key_p = PyBytes_AS_STRING(key);
+        key_n = PyBytes_GET_SIZE(key);
+    }
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    if (start < 0 || start > count) {
+        PyErr_SetString(PyExc_IndexError, "encode_records: start out of range");
+        return NULL;
+    }
+    int64_t max_ts = INT64_MIN;
+    int stop = 0;
+    Py_ssize_t r = start;
+    for (; r < count; r++) {
+        PyObject *value, *headers;
+        int64_t ts;
+        if (!record_parts(PyList_GET_ITEM(records, r), &value, &headers, &ts)) return NULL;
+        Py_ssize_t value_n = PyBytes_GET_SIZE(value);
+        if (offset > 0 && value_n >= alone) {
+            stop = 1;
+            break;
+        }
+        Py_ssize_t nh = PyList_GET_SIZE(headers);
+        Py_ssize_t body = 1 + varint_size(ts - first_ts) + varint_size(offset) + varint_size(key_n) +
+                          (key_n > 0 ? key_n : 0) + varint_size(value_n) + value_n + varint_size(nh);
+        for (Py_ssize_t j = 0; j < nh; j++) {
+            const char *k, *v;
+            Py_ssize_t kn, vn;
+            if (!header_parts(PyList_GET_ITEM(headers, j), &k, &kn, &v, &vn)) return NULL;
+            body += varint_size(kn) + kn + varint_size(vn) + (vn > 0 ? vn : 0);
+        }
+        Py_ssize_t required = body + varint_size(body);
+        Py_ssize_t have = PyByteArray_GET_SIZE(buf);
+        if (offset > 0 && required + have >= batch_size) {
+            stop = 1;
+            break;
+        }
+        if (PyByteArray_Resize(buf, have + required) < 0) return NULL;
+        char *p = PyByteArray_AS_STRING(buf) + have;
+        p = put_varint(p, body);
+        *p++ = 0; /* attributes */
+        p = put_varint(p, ts - first_ts);
+        p = put_varint(p, offset);
+        p = put_varint(p, key_n);
+        if (key_n > 0) {
+            memcpy(p, key_p, (size_t)key_n);
+            p += key_n;
+        }
+        p = put_varint(p, value_n);
+        memcpy(p, PyBytes_AS_STRING(value), (size_t)value_n);
+        p += value_n;
+        p = put_varint(p, nh);
+        for (Py_ssize_t j = 0; j < nh; j++) {
+            const char *k, *v;
+            Py_ssize_t kn, vn;
+            if (!header_parts(PyList_GET_ITEM(headers, j), &k, &kn, &v, &vn)) return NULL;
+            p = put_varint(p, kn);
+            memcpy(p, k, (size_t)kn);
+            p += kn;
+            p = put_varint(p, vn);
+            if (vn > 0) {
+                memcpy(p, v, (size_t)vn);
+                p += vn;
+            }
+        }
+        if (ts > max_ts) max_ts = ts;
+        offset++;
+        if (value_n >= alone) {
+            r++;
+            stop = 1;
+            break;
+        }
+    }
+    return Py_BuildValue("(nLO)", r, (long long)max_ts, stop ? Py_True : Py_False);
+}
+
+static PyMethodDef methods[] = {
+    {"scan_plain", scan_plain, METH_O, "Marks of a batch of plain whole lines, or None."},
+    {"plain_values", plain_values, METH_VARARGS, "The Kafka records of scanned plain lines."},
+    {"encode_records", encode_records, METH_VARARGS, "Append records to a v2 record batch."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "pylog._speedups",
+    "Compiled twins of pylog.speedups' reference functions.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }

@@ -1,0 +1,38 @@
+"""The compiled fast path for plain whole lines (``pylog._speedups``), if it was built.
+
+Shipping a plain line (the common case: a whole line on stdout or stderr) takes
+two steps per batch: ``store.records`` reads the stored records
+(:func:`~pylog.store.records.split_plain_run`) and ``shipper.schema`` makes
+their Kafka records (:meth:`~pylog.shipper.schema.ValueBuilder.plain_records`).
+Each step is written twice: in Python, beside the code that owns its format
+(the reference), and in C in ``_speedups.c`` (the one that runs). In Python,
+Python's regular-expression engine and a value template per line cost about
+2 us a line, as much as all the rest of a shipping process; in C both cost
+about 0.2 us.
+
+The package always builds the extension (``setup.py``; the plugin's rootfs
+gets it from a wheel built on the host), so :data:`COMPILED` is True wherever
+pylog is installed as documented; the Python twins keep a source checkout that
+was never built working, at their speed. ``tests/unit/test_speedups.py`` runs
+both on the same inputs and requires the same results, and fails when the
+extension is missing from the test environment.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+def _load() -> ModuleType | None:
+    try:
+        return importlib.import_module("pylog._speedups")
+    except ImportError:  # a checkout that was never built
+        return None
+
+
+#: ``pylog._speedups``, or None.
+compiled = _load()
+
+#: Whether the compiled twins are in use.
+COMPILED = compiled is not None

@@ -1,0 +1,183 @@
+"""The compiled fast path (pylog._speedups) against its Python twins, which specify it.
+
+Every input goes through both; they must agree exactly: the same marks (or the
+same None) from the scan, the same Kafka records from the values. Inputs are
+records as pylog stores them and the same records damaged in every way the
+state directory may hold them (cut, bytes flipped, dates that do not exist,
+odd escapes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pylog import speedups
+from pylog.models import Entry
+from pylog.shipper.schema import plain_values_reference
+from pylog.store.records import PLAIN_MARK, RecordEncoder, scan_plain_reference
+
+compiled: Any = speedups.compiled
+
+HEADERS = ([("stream", b"stdout")], [("stream", b"stderr")])
+PARTS: tuple[Any, ...] = (
+    (b'{"v":1,"message":"', b'{"v":1,"m":"'),
+    (b'","stream":"stdout","time":"', b'","s":"stderr","t":"'),
+    b'","container":{"id":"c"}}',
+    HEADERS,
+)
+
+
+def test_the_extension_is_built() -> None:
+    """The test environment is installed as documented, so the compiled twins run."""
+    assert speedups.COMPILED and compiled is not None
+
+
+def both(batch: list[bytes]) -> Any:
+    want = scan_plain_reference(batch)
+    got = compiled.scan_plain(batch)
+    assert got == want, batch
+    if want is not None:
+        marks = want[0]
+        assert compiled.plain_values(batch, marks, *PARTS) == plain_values_reference(
+            batch, marks, *PARTS
+        )
+    return want
+
+
+texts = st.one_of(
+    st.binary(max_size=80),
+    st.text(max_size=40).map(str.encode),
+    st.lists(
+        st.sampled_from([b"a", b"\\", b"n", b'"', b"\n", b"\t", b"<", b"\xff", b"\xe2\x82"]),
+        max_size=12,
+    ).map(b"".join),
+)
+times = st.one_of(
+    st.integers(min_value=-(2**62), max_value=2**62),
+    st.integers(min_value=0, max_value=10**6).map(lambda s: s * 10**9),  # no fraction
+    st.integers(min_value=0, max_value=10**9).map(lambda s: 1_700_000_000 * 10**9 + s * 10),
+)
+entries = st.builds(Entry, st.sampled_from(["stdout", "stderr"]), times, texts)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(entries, min_size=1, max_size=6), st.booleans())
+def test_stored_records_agree(batch: list[Entry], attrs: bool) -> None:
+    encoder = RecordEncoder({"path": "/x"} if attrs else None)
+    both([encoder.encode(e) for e in batch])
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries, st.data())
+def test_damaged_records_agree(entry: Entry, data: st.DataObject) -> None:
+    raw = bytearray(RecordEncoder().encode(entry))
+    for _ in range(data.draw(st.integers(1, 3))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert", "drop"]))
+        pos = data.draw(st.integers(0, max(0, len(raw) - 1)))
+        if kind == "flip" and raw:
+            raw[pos] = data.draw(st.sampled_from(b'"\\n\n0123456789.:-TZ}{x'))
+        elif kind == "cut":
+            del raw[pos:]
+        elif kind == "insert":
+            raw[pos:pos] = data.draw(st.sampled_from([b"\\", b'"', b"\n", b"0", b".", b"\\n"]))
+        elif raw:
+            del raw[pos]
+    ok = RecordEncoder().encode(Entry("stdout", 1, b"ok\n"))
+    both([bytes(raw)])
+    both([ok, bytes(raw)])
+    both([bytes(raw), ok])
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        "2024-02-29T23:59:59Z",
+        "2023-02-29T00:00:00Z",  # no such day
+        "2023-04-31T00:00:00Z",
+        "0000-01-01T00:00:00Z",  # no year 0
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:61Z",  # leap seconds, as strptime takes them
+        "2023-01-01T00:00:62Z",
+        "2023-01-01T24:00:00Z",
+        "2023-01-01T00:60:00Z",
+        "2023-13-01T00:00:00Z",
+        "2023-01-01T00:00:00.Z",
+        "2023-01-01T00:00:00.1234567890Z",
+        "2023-01-01T00:00:00.123456789Z",
+        "2023-01-01T00:00:00.5Z",
+        "2023-01-01 00:00:00Z",
+        "1969-12-31T23:59:59.999Z",
+        "1900-02-29T00:00:00Z",
+        "2000-02-29T00:00:00Z",
+    ],
+)
+def test_times_agree(time: str) -> None:
+    raw = b'{"log":"x\\n","stream":"stdout","time":"' + time.encode() + b'"}\n'
+    both([raw])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # a backslash, then n
+        b'{"log":"x\\\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"x\\\\\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"\\n","stream":"stderr","time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"x\\n","stream":"stdin","time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"x\\n","stream":"stdout","attrs":{},"time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"x\\n","stream":"stdout","attrs":{"a":"}"},"time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"x\\n","stream":"stdout","attrs":{"a":"b"}x,"time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"x\\n","stream":"stdout","attrs":{"a":"\n"},"time":"2023-01-01T00:00:00Z"}\n',
+        b'{"log":"x\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"}',
+        b'{"log":"x\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"}\n\n',
+        b'{"log":"x\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"} \n',
+        b'{"log":"x\\n"}\n',
+        b'{"log":"x\\n","stream":"stdout","time":"Z"}\n',
+        b"",
+        b"\n",
+    ],
+)
+def test_edge_records_agree(raw: bytes) -> None:
+    both([raw])
+    both([raw, raw])
+
+
+def test_a_record_without_its_newline_is_plain_only_at_the_end() -> None:
+    raw = b'{"log":"x\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"}'
+    assert both([raw + b"\n", raw]) is not None
+    assert both([raw, raw + b"\n"]) is None
+
+
+def test_values_and_marks_as_specified() -> None:
+    raw = b'{"log":"a\\"b\\n","stream":"stderr","time":"2023-11-14T22:13:20.5Z"}\n'
+    scanned = both([raw])
+    assert scanned is not None
+    marks, longest = scanned
+    assert longest == len(b'a\\"b')
+    text_end, time_start, stream, frac_len, ms = PLAIN_MARK.unpack(marks)
+    assert (raw[8:text_end], stream, frac_len) == (b'a\\"b', 1, 1)
+    assert raw[time_start : time_start + 19] == b"2023-11-14T22:13:20"
+    assert ms == 1_700_000_000_500
+    ((value, headers, ts),) = compiled.plain_values([raw], marks, *PARTS)
+    assert value == (
+        b'{"v":1,"m":"a\\"b","s":"stderr","t":"2023-11-14T22:13:20.500000000Z",'
+        b'"container":{"id":"c"}}'
+    )
+    assert headers is HEADERS[1] and ts == 1_700_000_000_500
+
+
+@pytest.mark.parametrize("impl", ["compiled", "reference"])
+def test_marks_that_do_not_fit_the_batch_are_refused(impl: str) -> None:
+    raw = b'{"log":"x\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"}\n'
+    scanned = scan_plain_reference([raw])
+    assert scanned is not None
+    fn = compiled.plain_values if impl == "compiled" else plain_values_reference
+    with pytest.raises(ValueError, match="marks do not match"):
+        fn([raw, raw], scanned[0], *PARTS)
+    if impl == "compiled":
+        bad = PLAIN_MARK.pack(10_000, 20_000, 0, 0, 0)
+        with pytest.raises(ValueError, match="marks do not match"):
+            fn([raw], bad, *PARTS)
