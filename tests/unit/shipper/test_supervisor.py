@@ -86,12 +86,14 @@ def _supervisor(owner: Owner, processes: int = 1, send_timeout: float = 10.0) ->
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie does not, nor one reaped while we look."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        # Reaped between the kill and the read: /proc answers ESRCH or ENOENT.
         return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[1][0] != "Z"
 
 
 def test_ship_grow_close_and_stop(owner: Owner) -> None:
