@@ -41,13 +41,14 @@ against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
    (:func:`_give_back_sequence`): the pump has no other batch of the partition
    inside aiokafka then (behaviour 2), so this undoes exactly that batch.
 
-Batches are built with aiokafka's batch API (``create_batch``, ``send_batch``),
-several times faster than a ``send()`` per record. Waiting costs no round
-trip: aiokafka sends one batch per partition per request anyway, and the next
-batch is handed over in the same loop turn as the delivery, already full of
-what gathered meanwhile. A batch per container instead served 200 containers
-on 4 partitions 4 batches per round trip, and their sends piled up in memory
-far faster than they left.
+Batches are pylog's own (:mod:`.recordbatch`: the bytes aiokafka's builder
+would make, filled with one call per send instead of one per record), handed
+to aiokafka's batch API (``send_batch``), several times faster than a
+``send()`` per record. Waiting costs no round trip: aiokafka sends one batch
+per partition per request anyway, and the next batch is handed over in the
+same loop turn as the delivery, already full of what gathered meanwhile. A
+batch per container instead served 200 containers on 4 partitions 4 batches
+per round trip, and their sends piled up in memory far faster than they left.
 
 Everything here runs on the one asyncio loop of its :class:`Batcher`'s owner
 (:class:`~pylog.shipper.producer.ClusterProducer`).
@@ -74,6 +75,7 @@ from aiokafka.structs import TopicPartition
 
 from .errors import DeliveryError, ProducerUnavailable
 from .producer_stats import ProducerStats
+from .recordbatch import RecordBatch
 from .schema import OutRecord
 
 #: The aiokafka versions whose behaviours (above) were checked; the contract
@@ -136,7 +138,7 @@ class _Batch:
 
     __slots__ = ("builder", "count", "done", "groups", "since")
 
-    def __init__(self, builder: Any, since: float, done: asyncio.Future[Any]) -> None:
+    def __init__(self, builder: RecordBatch, since: float, done: asyncio.Future[Any]) -> None:
         self.builder = builder
         self.count = 0
         self.groups: list[SendGroup] = []
@@ -160,70 +162,42 @@ class _PartitionQueue:
     which it sends again from its acknowledged position.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, partition: int) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        new_batch: Callable[[], RecordBatch],
+    ) -> None:
         self.producer = producer
         self.topic = topic
         self.partition = partition
+        self.new_batch = new_batch
         self.open: _Batch | None = None
         self.sealed: deque[_Batch] = deque()
         self.pump: asyncio.Future[None] | None = None
 
-    def add(self, group: SendGroup, key: bytes | None, record: OutRecord, at: float) -> _Batch:
-        value, headers, timestamp = record
-        big = len(value) >= LARGE_RECORD
-        batch = self.open
-        if batch is not None and (
-            big
-            or batch.builder.append(key=key, value=value, timestamp=timestamp, headers=headers)
-            is None
-        ):
-            self.sealed.append(batch)
-            batch = None
-        if batch is None:
-            loop = asyncio.get_running_loop()
-            batch = self.open = _Batch(self.producer.create_batch(), at, loop.create_future())
-            batch.builder.append(key=key, value=value, timestamp=timestamp, headers=headers)
-        batch.count += 1
-        if not batch.groups or batch.groups[-1] is not group:
-            batch.groups.append(group)
-        if big:
-            self.sealed.append(batch)
-            self.open = None
-        return batch
-
     def add_all(
         self, group: SendGroup, key: bytes | None, records: list[OutRecord], at: float
     ) -> list[tuple[_Batch, int]]:
-        """:meth:`add` for each record, in order; returns each batch they went into with
-        how many. The loop of the hot path: one call per send, not per record (the
-        per-record call cost more than aiokafka's own append)."""
+        """Append the records in order, as many to a batch as it takes (one call per
+        batch, see :mod:`.recordbatch`); returns each batch they went into with how
+        many. A batch that is full, or took a record of :data:`LARGE_RECORD` or more,
+        is sealed."""
         shares: list[tuple[_Batch, int]] = []
-        batch = self.open
-        n = 0
-        for record in records:
-            value, headers, timestamp = record
-            if len(value) >= LARGE_RECORD:
-                if batch is not None and n:
-                    shares.append(self._counted(batch, group, n))
-                    n = 0
-                shares.append((self.add(group, key, record, at), 1))
-                batch = self.open
-                continue
-            if batch is None or (
-                batch.builder.append(key=key, value=value, timestamp=timestamp, headers=headers)
-                is None
-            ):
-                if batch is not None:
-                    if n:
-                        shares.append(self._counted(batch, group, n))
-                        n = 0
-                    self.sealed.append(batch)
+        i = 0
+        while i < len(records):
+            batch = self.open
+            if batch is None:
                 loop = asyncio.get_running_loop()
-                batch = self.open = _Batch(self.producer.create_batch(), at, loop.create_future())
-                batch.builder.append(key=key, value=value, timestamp=timestamp, headers=headers)
-            n += 1
-        if batch is not None and n:
-            shares.append(self._counted(batch, group, n))
+                batch = self.open = _Batch(self.new_batch(), at, loop.create_future())
+            end = batch.builder.add(records, i, key)
+            if end > i:
+                shares.append(self._counted(batch, group, end - i))
+            if batch.builder.closed():
+                self.sealed.append(batch)
+                self.open = None
+            i = end
         return shares
 
     @staticmethod
@@ -260,9 +234,12 @@ class Batcher:
         linger_ms: int,
         stats: ProducerStats,
         health: HealthHook,
+        new_batch: Callable[[], RecordBatch],
         idempotent: bool = False,
     ) -> None:
         self.name = name
+        #: Makes an empty batch (the cluster's batch size and compression).
+        self.new_batch = new_batch
         #: Whether the producer numbers its batches (behaviour 3).
         self.idempotent = idempotent
         self.linger = linger_ms / 1000
@@ -331,7 +308,9 @@ class Batcher:
         queue = self._queues.get((topic, partition))
         if queue is None or queue.producer is not producer:
             # New, or the producer was replaced: the old queue's pump fails what it holds.
-            queue = self._queues[topic, partition] = _PartitionQueue(producer, topic, partition)
+            queue = self._queues[topic, partition] = _PartitionQueue(
+                producer, topic, partition, self.new_batch
+            )
         for it in items:
             # For each batch the item's records went into, how many.
             shares = queue.add_all(group, key, it.records, it.at)
@@ -373,6 +352,10 @@ class Batcher:
                     raise
                 self.stats.watch(fut, batch.count, batch.since, self.health)
                 fut.add_done_callback(functools.partial(_delivered, queue, batch, self.idempotent))
+                if queue.sealed:
+                    # Full already: compressed while this one is at the broker,
+                    # not on the way there after it.
+                    queue.sealed[0].builder.compress()
                 # Delivered or failed: a failure has failed the batches queued
                 # here by now (_delivered), so none of them is handed over.
                 await asyncio.wait([fut])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import ssl
 from typing import Any
@@ -30,11 +31,12 @@ from aiokafka.helpers import create_ssl_context
 
 from ..config import KafkaSettings
 from ..deadline import left
-from .batching import REJECTED, Batcher
+from .batching import LARGE_RECORD, REJECTED, Batcher
 from .batching import SendGroup as SendGroup
 from .batching import SendResult as SendResult
 from .errors import ProducerUnavailable
 from .producer_stats import ProducerStats
+from .recordbatch import RecordBatch
 from .schema import OutRecord
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ class ClusterProducer:
             cfg.linger_ms,
             self.stats,
             self._log_health_change,
+            functools.partial(RecordBatch, cfg.batch_size, cfg.compression, LARGE_RECORD),
             idempotent=cfg.idempotence,
         )
 

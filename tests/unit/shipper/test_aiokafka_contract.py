@@ -28,7 +28,8 @@ from aiokafka.protocol.metadata import MetadataResponse_v0
 from aiokafka.record import default_records
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import TopicPartition
-from pylog.shipper import batching, compression
+from pylog.shipper import batching, compression, recordbatch
+from pylog.shipper.recordbatch import RecordBatch
 
 TP = TopicPartition("t", 0)
 LZ4 = 3  # aiokafka's compression type code
@@ -41,7 +42,7 @@ RECHECK = (
 def test_installed_aiokafka_is_a_version_the_workarounds_name() -> None:
     installed = importlib.metadata.version("aiokafka")
     assert installed in batching.AIOKAFKA_VERSIONS, f"aiokafka {installed} is installed: {RECHECK}"
-    for module in (batching, compression):
+    for module in (batching, compression, recordbatch):
         assert f"aiokafka **{installed}**" in (module.__doc__ or ""), (
             f"{module.__name__}'s docstring does not name aiokafka {installed}: {RECHECK}"
         )
@@ -175,6 +176,45 @@ def test_drain_advances_the_sequence_and_giving_it_back_undoes_exactly_that() ->
     before, drained, given_back = asyncio.run(run())
     assert (before, drained) == (0, 5), f"drain no longer takes one number per record: {RECHECK}"
     assert given_back == 0
+
+
+def test_the_accumulator_sends_pylogs_record_batch_and_sets_its_producer_state() -> None:
+    """aiokafka takes a RecordBatch where its own builder goes (``send_batch`` ->
+    ``MessageBatch``): it counts its records, numbers it for idempotence through
+    ``_set_producer_state`` and sends what ``_build`` returns (recordbatch.py)."""
+
+    async def run() -> tuple[int, Any]:
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", enable_idempotence=True)
+        txn = producer._txn_manager
+        assert isinstance(txn, TransactionManager), f"no TransactionManager: {RECHECK}"
+        txn.set_pid_and_epoch(7, 3)
+        cluster = ClusterMetadata()
+        cluster.update_metadata(
+            MetadataResponse_v0(
+                brokers=[(0, "localhost", 9092)],
+                topics=[(0, TP.topic, [(0, TP.partition, 0, [0], [0])])],
+            )
+        )
+        acc = MessageAccumulator(cluster, 16384, 0, 30.0, linger_ms=0, txn_manager=txn)
+        batch = RecordBatch(16384, "lz4", 1 << 20)
+        records: list[Any] = [(b"%d" % i, [("stream", b"stdout")], 1000 + i) for i in range(5)]
+        assert batch.add(records, 0, b"key") == 5
+        await acc.add_batch(batch, TP, 5.0)
+        nodes, _ = acc.drain_by_nodes(ignore_nodes=set())
+        (sent,) = [b for batches in nodes.values() for b in batches.values()]
+        data = bytes(sent.get_data_buffer())
+        await producer.stop()
+        return sent.record_count, DefaultRecordBatch(bytearray(data))
+
+    count, built = asyncio.run(run())
+    assert count == 5, f"MessageBatch no longer counts through record_count(): {RECHECK}"
+    assert (built.producer_id, built.producer_epoch, built.base_sequence) == (7, 3, 0), (
+        f"the producer state no longer reaches the builder: {RECHECK}"
+    )
+    assert built.validate_crc()
+    assert [(r.key, r.value, r.timestamp) for r in built] == [
+        (b"key", b"%d" % i, 1000 + i) for i in range(5)
+    ]
 
 
 def test_lz4_encode_takes_a_level_and_defaults_to_high_compression() -> None:

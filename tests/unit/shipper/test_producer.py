@@ -24,19 +24,35 @@ ROUND_TRIP = 0.02
 
 
 class FakeBatch:
-    def __init__(self, limit: int) -> None:
+    """A RecordBatch that holds at most ``limit`` records and keeps them as they came
+    (a record of ``alone`` bytes or more alone, as RecordBatch does)."""
+
+    def __init__(self, limit: int, alone: int) -> None:
         self.limit = limit
-        self.closed = False
+        self.alone = alone
+        self._closed = False
         self.records: list[tuple[bytes | None, bytes]] = []
 
-    def append(self, *, key: bytes | None, value: bytes, timestamp: int, headers: Any) -> object:
-        if len(self.records) >= self.limit:
-            return None
-        self.records.append((key, value))
-        return object()
+    def add(self, records: list[OutRecord], start: int, key: bytes | None) -> int:
+        end = start
+        while end < len(records) and not self._closed:
+            big = len(records[end][0]) >= self.alone
+            if len(self.records) >= self.limit or (big and self.records):
+                self._closed = True
+                break
+            self.records.append((key, records[end][0]))
+            end += 1
+            self._closed = big
+        return end
+
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
-        self.closed = True
+        self._closed = True
+
+    def compress(self) -> None:
+        self._closed = True
 
 
 class FakeProducer:
@@ -63,9 +79,11 @@ class FakeProducer:
     async def partitions_for(self, topic: str) -> set[int]:
         return {0, 1}
 
-    def create_batch(self) -> FakeBatch:
-        batch = FakeBatch(limit=FakeProducer.batch_limit)
-        self.created.append(batch)
+    @staticmethod
+    def new_batch(batch_size: int, compression: str, alone: int) -> FakeBatch:
+        """Stands in for RecordBatch: a batch of the newest producer."""
+        batch = FakeBatch(FakeProducer.batch_limit, alone)
+        FakeProducer.made[-1].created.append(batch)
         return batch
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
@@ -90,6 +108,7 @@ class FakeProducer:
 @pytest.fixture(autouse=True)
 def fake_producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(producer_mod, "AIOKafkaProducer", FakeProducer)
+    monkeypatch.setattr(producer_mod, "RecordBatch", FakeProducer.new_batch)
     FakeProducer.made = []
     FakeProducer.fail_sends = False
     FakeProducer.fail_batches = set()

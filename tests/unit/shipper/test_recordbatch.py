@@ -1,0 +1,202 @@
+"""pylog's record batches against aiokafka's own builder: the same bytes, batch by batch.
+
+Both are filled with the same records, each batch as full as its rule allows,
+and built; the result must be byte-identical for every codec (gzip only up
+to its header's mtime, so there the decoded batches are compared), with and
+without idempotence's producer state. The compiled append and its Python twin
+run on every input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pylog.shipper import recordbatch
+from pylog.shipper.compression import use_fast_lz4
+from pylog.shipper.recordbatch import CODECS, RecordBatch, encode_records_reference
+from pylog.shipper.schema import OutRecord
+from pylog.speedups import compiled
+
+NO_LIMIT = 1 << 40
+
+
+@pytest.fixture(params=["compiled", "reference"])
+def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "reference":
+        monkeypatch.setattr(recordbatch, "_encode_records", encode_records_reference)
+    else:
+        assert compiled is not None, "pylog._speedups is not built"
+        monkeypatch.setattr(recordbatch, "_encode_records", compiled.encode_records)
+    yield request.param
+
+
+def aiokafka_batches(
+    records: list[OutRecord], key: bytes | None, size: int, codec: str, state: Any
+) -> list[bytes]:
+    use_fast_lz4()
+    out: list[bytes] = []
+    builder: Any = None
+    for value, headers, ts in records:
+        if (
+            builder is None
+            or builder.append(timestamp=ts, key=key, value=value, headers=headers) is None
+        ):
+            if builder is not None:
+                out.append(_built(builder, state))
+            builder = BatchBuilder(size, CODECS[codec])
+            assert builder.append(timestamp=ts, key=key, value=value, headers=headers) is not None
+    if builder is not None:
+        out.append(_built(builder, state))
+    return out
+
+
+def pylog_batches(
+    records: list[OutRecord],
+    key: bytes | None,
+    size: int,
+    codec: str,
+    state: Any,
+    chunk: int,
+    precompress: bool = False,
+) -> list[bytes]:
+    """Filled the way batching fills them: one add per send of ``chunk`` records;
+    with ``precompress``, each full batch compressed before the producer state is
+    set (as the pump does for the next batch)."""
+    out: list[bytes] = []
+    batch: RecordBatch | None = None
+    for i in range(0, len(records), chunk):
+        part = records[i : i + chunk]
+        j = 0
+        while j < len(part):
+            if batch is None or batch.closed():
+                if batch is not None:
+                    if precompress:
+                        batch.compress()
+                    out.append(_built(batch, state))
+                batch = RecordBatch(size, codec, NO_LIMIT)
+            j = batch.add(part, j, key)
+    if batch is not None:
+        out.append(_built(batch, state))
+    return out
+
+
+def _built(builder: Any, state: Any) -> bytes:
+    if state is not None:
+        builder._set_producer_state(*state)
+    return bytes(builder._build())
+
+
+def decoded(raw: bytes) -> tuple[Any, ...]:
+    batch = DefaultRecordBatch(bytearray(raw))
+    head = (
+        batch.base_offset,
+        batch.magic,
+        batch.attributes,
+        batch.last_offset_delta,
+        batch.first_timestamp,
+        batch.max_timestamp,
+        batch.producer_id,
+        batch.producer_epoch,
+        batch.base_sequence,
+        batch.validate_crc(),
+    )
+    recs = [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in batch]
+    return head, recs
+
+
+values = st.binary(max_size=300)
+headers = st.lists(
+    st.tuples(st.text(max_size=8), st.one_of(st.none(), st.binary(max_size=8))), max_size=3
+)
+stamps = st.integers(
+    min_value=0, max_value=2**42
+)  # aiokafka takes a first timestamp of -1 for none
+out_records = st.lists(st.tuples(values, headers, stamps), min_size=1, max_size=40)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    out_records,
+    st.one_of(st.none(), st.binary(max_size=70)),
+    st.integers(min_value=70, max_value=3000),
+    st.sampled_from(sorted(CODECS)),
+    st.one_of(
+        st.none(), st.tuples(st.integers(0, 2**40), st.integers(0, 100), st.integers(0, 2**30))
+    ),
+    st.integers(min_value=1, max_value=17),
+    st.booleans(),
+)
+def test_same_batches_as_aiokafka(
+    encoder: str,
+    records: list[OutRecord],
+    key: bytes | None,
+    size: int,
+    codec: str,
+    state: Any,
+    chunk: int,
+    precompress: bool,
+) -> None:
+    theirs = aiokafka_batches(records, key, size, codec, state)
+    ours = pylog_batches(records, key, size, codec, state, chunk, precompress)
+    if codec == "gzip":  # the gzip header holds the time it was made
+        assert [decoded(b) for b in ours] == [decoded(b) for b in theirs]
+    else:
+        assert ours == theirs
+    assert all(decoded(b)[0][-1] for b in ours)  # CRC
+
+
+def test_a_large_record_gets_a_batch_of_its_own(encoder: str) -> None:
+    recs: list[OutRecord] = [(b"a", [], 1), (b"B" * 100, [], 2), (b"c", [], 3), (b"D" * 100, [], 4)]
+    batch = RecordBatch(NO_LIMIT, "none", 100)
+    assert batch.add(recs, 0, None) == 1 and batch.closed()
+    batch = RecordBatch(NO_LIMIT, "none", 100)
+    assert batch.add(recs, 1, None) == 2 and batch.closed()
+    batch = RecordBatch(NO_LIMIT, "none", 100)
+    assert batch.add(recs, 2, None) == 3 and batch.closed()
+    batch = RecordBatch(NO_LIMIT, "none", 100)
+    assert batch.add(recs, 3, None) == 4 and batch.closed()
+    assert [r[3] for r in decoded(batch._build())[1]] == [b"D" * 100]
+    open_ = RecordBatch(NO_LIMIT, "none", 100)
+    assert open_.add(recs[:1], 0, None) == 1 and not open_.closed()
+
+
+def test_built_once_and_closed(encoder: str) -> None:
+    batch = RecordBatch(NO_LIMIT, "lz4", NO_LIMIT)
+    batch.add([(b"x" * 1000, [("k", b"v")], 5)], 0, b"key")
+    first = batch._build()
+    assert batch.closed() and batch._build() is first and batch.record_count() == 1
+    assert batch.add([(b"y", [], 6)], 0, None) == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [("not bytes", [], 1)],
+        [(b"v", (), 1)],
+        [(b"v", [("k", "not bytes")], 1)],
+        [(b"v", [(b"k", b"v")], 1)],
+        [(b"v", [], "1")],
+        [(b"v", [])],
+    ],
+)
+def test_bad_records_raise(bad: list[Any]) -> None:
+    assert compiled is not None
+    for fn in (compiled.encode_records, encode_records_reference):
+        with pytest.raises((TypeError, ValueError, AttributeError)):
+            fn(bytearray(61), bad, 0, None, 0, 0, NO_LIMIT, NO_LIMIT)
+
+
+def test_unknown_compression_is_refused() -> None:
+    make: Callable[[], RecordBatch] = lambda: RecordBatch(100, "brotli", 100)  # noqa: E731
+    with pytest.raises(ValueError, match="brotli"):
+        make()
