@@ -31,7 +31,12 @@ from ..speedups import compiled
 from ..timefmt import NS_PER_SECOND, format_rfc3339nano, parse_record_time, seconds_of_prefix
 
 
-def _go_replace(err: UnicodeError) -> tuple[str, int]:
+def _go_replace(err: UnicodeError) -> tuple[str | bytes, int]:
+    """U+FFFD for each byte that is not UTF-8 (decoding), or each lone surrogate
+    (encoding: a ``\\ud800`` escape decodes to one), as Go's JSON does. The
+    UTF-8 encoder takes a replacement that is not ASCII only as bytes."""
+    if isinstance(err, UnicodeEncodeError):
+        return "\ufffd".encode() * (err.end - err.start), err.end
     assert isinstance(err, UnicodeDecodeError)
     return "\ufffd" * (err.end - err.start), err.end
 
@@ -161,7 +166,8 @@ def decode_record(raw: bytes) -> Record:
         raise RecordError("not a json-file record: bad field types")
     attrs = obj.get("attrs")
     path = attrs.get("path") if isinstance(attrs, dict) else None
-    return Record(stream, time_ns, log.encode(), path if isinstance(path, str) else "")
+    line = log.encode("utf-8", "pylog-go-replace")
+    return Record(stream, time_ns, line, path if isinstance(path, str) else "")
 
 
 def record_time(raw: bytes) -> int:

@@ -156,3 +156,10 @@ def test_no_other_module_reads_the_stored_format() -> None:
         if '{"log":"' in p.read_text() or "_PLAIN_RECORD" in p.read_text()
     ]
     assert readers == ["store/records.py"]
+
+
+def test_a_lone_surrogate_escape_decodes_to_u_fffd() -> None:
+    """As Go's JSON decoder reads it; encoding the line used to raise (and end a
+    docker logs stream or a shipping task)."""
+    raw = b'{"log":"a\\ud800b\\udc00\\n","stream":"stdout","time":"2023-01-01T00:00:00Z"}\n'
+    assert decode_record(raw).log == "a\ufffdb\ufffd\n".encode()
