@@ -1,9 +1,11 @@
 /*
- * pylog._speedups: the shipper's fast path for plain whole lines, in C.
+ * pylog._speedups: the fast path for plain whole lines, in C: the shipper's
+ * and docker logs' (readback).
  *
- * Two functions, each the compiled twin of a pure-Python reference in
- * pylog/speedups.py (which also documents them); tests run both on the same
- * inputs and require the same results, so the Python one is the specification.
+ * Each function is the compiled twin of a pure-Python reference beside the
+ * code that owns its format (pylog/speedups.py says which); tests run both on
+ * the same inputs and require the same results, so the Python one is the
+ * specification.
  *
  *   scan_plain(batch: list[bytes]) -> (marks: bytes, longest: int) | None
  *       Read stored records (store.records' layout) and, when every one is a
@@ -21,6 +23,13 @@
  *   encode_records(buf, records, start, key, first_ts, offset, batch_size, alone)
  *       -> (end, max_ts, stop)
  *       Append Kafka records to a v2 record batch being built (shipper.recordbatch).
+ *
+ *   plain_frames(batch, marks) -> bytes | None
+ *       The ReadLogs body of those lines (readback): a framed protobuf LogEntry
+ *       per line (its stream, its time in ns, its text unescaped plus "\n"), or
+ *       None when a text holds what only a full JSON decode may judge (an
+ *       unknown escape, a lone surrogate, a raw control byte, bytes that are not
+ *       UTF-8) or a time is beyond a LogEntry's int64 of ns.
  *
  * Every read is bounds-checked against the record's own length: the input is
  * whatever is in the state directory.
@@ -463,10 +472,229 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
     return Py_BuildValue("(nLO)", r, (long long)max_ts, stop ? Py_True : Py_False);
 }
 
+/* -- plain_frames ------------------------------------------------------------ */
+
+static int hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static char *put_utf8(char *o, unsigned cp) {
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xC0 | (cp >> 6));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xE0 | (cp >> 12));
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *o++ = (char)(0xF0 | (cp >> 18));
+        *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *o++ = (char)(0x80 | (cp & 0x3F));
+    }
+    return o;
+}
+
+/* Length of the strict UTF-8 sequence at p (at most n bytes), 0 if invalid
+ * (overlong, a surrogate, above U+10FFFF, cut short). */
+static Py_ssize_t utf8_len(const unsigned char *p, Py_ssize_t n) {
+    unsigned char c = p[0];
+    Py_ssize_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c == 0xE0) { len = 3; lo = 0xA0; }
+    else if (c == 0xED) { len = 3; hi = 0x9F; }
+    else if (c >= 0xE1 && c <= 0xEF) len = 3;
+    else if (c == 0xF0) { len = 4; lo = 0x90; }
+    else if (c == 0xF4) { len = 4; hi = 0x8F; }
+    else if (c >= 0xF1 && c <= 0xF3) len = 4;
+    else return 0;
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (Py_ssize_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    return len;
+}
+
+/* Unescape a JSON string's text (no quotes) into o; the end, or NULL when
+ * Python's json.loads followed by str.encode() would refuse it. */
+static char *unescape(const char *p, Py_ssize_t n, char *o) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '\\') {
+            if (i + 1 >= n) return NULL;
+            char e = p[i + 1];
+            i += 2;
+            switch (e) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '/': *o++ = '/'; break;
+            case 'b': *o++ = '\b'; break;
+            case 'f': *o++ = '\f'; break;
+            case 'n': *o++ = '\n'; break;
+            case 'r': *o++ = '\r'; break;
+            case 't': *o++ = '\t'; break;
+            case 'u': {
+                unsigned cp, lo;
+                if (i + 4 > n || !hex4(p + i, &cp)) return NULL;
+                i += 4;
+                if (cp >= 0xDC00 && cp <= 0xDFFF) return NULL;  /* lone low surrogate */
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (i + 6 > n || p[i] != '\\' || p[i + 1] != 'u' || !hex4(p + i + 2, &lo) ||
+                        lo < 0xDC00 || lo > 0xDFFF)
+                        return NULL;  /* lone high surrogate */
+                    i += 6;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                }
+                o = put_utf8(o, cp);
+                break;
+            }
+            default:
+                return NULL;
+            }
+        } else if (c < 0x20) {
+            return NULL;  /* json.loads refuses raw control characters */
+        } else if (c < 0x80) {
+            *o++ = (char)c;
+            i++;
+        } else {
+            Py_ssize_t len = utf8_len((const unsigned char *)p + i, n - i);
+            if (len == 0) return NULL;
+            memcpy(o, p + i, (size_t)len);
+            o += len;
+            i += len;
+        }
+    }
+    return o;
+}
+
+static char *put_uvarint(char *o, uint64_t v) {
+    while (v >= 0x80) {
+        *o++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (char)v;
+    return o;
+}
+
+static Py_ssize_t uvarint_len(uint64_t v) {
+    Py_ssize_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static PyObject *plain_frames(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *batch, *marks_obj;
+    if (!PyArg_ParseTuple(args, "O!S:plain_frames", &PyList_Type, &batch, &marks_obj)) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(batch);
+    if (PyBytes_GET_SIZE(marks_obj) != count * MARK_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "plain_frames: marks do not match the batch");
+        return NULL;
+    }
+    const unsigned char *marks = (const unsigned char *)PyBytes_AS_STRING(marks_obj);
+    /* A frame is at most its text plus 35 bytes: length 4, source 8, time 11,
+     * line tag and length 1 + 10, the newline 1; unescaping never grows a text. */
+    Py_ssize_t cap = 0;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *item = PyList_GET_ITEM(batch, r);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "plain_frames: batch must be a list of bytes");
+            return NULL;
+        }
+        cap += PyBytes_GET_SIZE(item) + 35;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, cap);
+    if (out == NULL) return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *item = PyList_GET_ITEM(batch, r);
+        const unsigned char *m = marks + r * MARK_SIZE;
+        Py_ssize_t text_end = get_i32(m), time_start = get_i32(m + 4);
+        int stream = m[8], frac_len = m[9];
+        const char *p = PyBytes_AS_STRING(item);
+        int64_t seconds;
+        if (stream > 1 || frac_len > 9 || text_end < PREFIX_LEN || time_start < text_end ||
+            time_start + SECOND_LEN + (frac_len ? 1 + frac_len : 0) > PyBytes_GET_SIZE(item) ||
+            !second_of(p + time_start, &seconds)) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_ValueError, "plain_frames: marks do not match the batch");
+            return NULL;
+        }
+        int nanos = 0;
+        for (int j = 0; j < 9; j++) {
+            char d = j < frac_len ? p[time_start + SECOND_LEN + 1 + j] : '0';
+            if (d < '0' || d > '9') {
+                Py_DECREF(out);
+                PyErr_SetString(PyExc_ValueError, "plain_frames: marks do not match the batch");
+                return NULL;
+            }
+            nanos = nanos * 10 + (d - '0');
+        }
+        int64_t time_ns;
+        if (__builtin_mul_overflow(seconds, (int64_t)1000000000, &time_ns) ||
+            __builtin_add_overflow(time_ns, (int64_t)nanos, &time_ns)) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;  /* not an int64 of ns: a LogEntry cannot carry it */
+        }
+        /* The line first, where it will end up if its length takes one byte;
+         * moved once its length is known otherwise. */
+        char *frame = o;
+        Py_ssize_t head = 4 + 8 + (time_ns != 0 ? 1 + uvarint_len((uint64_t)time_ns) : 0) + 1;
+        char *line = frame + head + 1;
+        char *end = unescape(p + PREFIX_LEN, text_end - PREFIX_LEN, line);
+        if (end == NULL) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        *end++ = '\n';
+        Py_ssize_t line_n = end - line;
+        Py_ssize_t ln = uvarint_len((uint64_t)line_n);
+        if (ln > 1) {
+            memmove(line + ln - 1, line, (size_t)line_n);
+        }
+        Py_ssize_t body_n = head - 4 + ln + line_n;
+        char *q = frame;
+        *q++ = (char)((body_n >> 24) & 0xff);
+        *q++ = (char)((body_n >> 16) & 0xff);
+        *q++ = (char)((body_n >> 8) & 0xff);
+        *q++ = (char)(body_n & 0xff);
+        *q++ = 0x0a;
+        *q++ = 6;
+        memcpy(q, stream ? "stderr" : "stdout", 6);
+        q += 6;
+        if (time_ns != 0) {
+            *q++ = 0x10;
+            q = put_uvarint(q, (uint64_t)time_ns);
+        }
+        *q++ = 0x1a;
+        q = put_uvarint(q, (uint64_t)line_n);
+        o = q + line_n;
+    }
+    if (_PyBytes_Resize(&out, o - PyBytes_AS_STRING(out)) < 0) return NULL;
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan_plain", scan_plain, METH_O, "Marks of a batch of plain whole lines, or None."},
     {"plain_values", plain_values, METH_VARARGS, "The Kafka records of scanned plain lines."},
     {"encode_records", encode_records, METH_VARARGS, "Append records to a v2 record batch."},
+    {"plain_frames", plain_frames, METH_VARARGS, "The ReadLogs frames of scanned plain lines, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import framing
+from . import readback
 from .config import (
     SHUTDOWN_DEADLINE,
     Declaration,
@@ -44,7 +44,6 @@ from .snapshot import IngestCounters, Snapshot
 from .store import LogFile, Store
 from .store.attachments import Attachments
 from .store.reader import DAMAGE, ReadOptions, read_batches
-from .store.records import RecordError, decode_record
 from .store.scrub import repair
 
 log = logging.getLogger(__name__)
@@ -412,7 +411,7 @@ class LoggingService:
             def alive() -> bool:
                 return not stopped.is_set() and consumer_alive()
 
-            frames = self._frames(read_batches(logfile, read_opts, alive), info.short_id)
+            frames = readback.frames(read_batches(logfile, read_opts, alive), info.short_id)
         except BaseException:
             self._reader_slots.release()
             raise
@@ -435,23 +434,6 @@ class LoggingService:
         deadline = time.monotonic() + timeout
         for driver in stopping:
             driver.join(max(0.0, deadline - time.monotonic()))
-
-    @staticmethod
-    def _frames(batches: Iterator[list[bytes]], short_id: str) -> Iterator[bytes]:
-        bad = 0
-        for batch in batches:
-            out: list[bytes] = []
-            for raw in batch:
-                try:
-                    rec = decode_record(raw)
-                except RecordError:
-                    bad += 1
-                    continue
-                out.append(framing.encode_entry(rec.stream, rec.time_ns, rec.log))
-            if out:
-                yield b"".join(out)
-        if bad:
-            log.warning("container %s: skipped %d unreadable records", short_id, bad)
 
     def metrics(self) -> bytes:
         """The Prometheus text exposition, read from the live counters now."""

@@ -1,14 +1,26 @@
 """The compiled fast path for plain whole lines (``pylog._speedups``), if it was built.
 
 Shipping a plain line (the common case: a whole line on stdout or stderr) takes
-two steps per batch: ``store.records`` reads the stored records
-(:func:`~pylog.store.records.split_plain_run`) and ``shipper.schema`` makes
-their Kafka records (:meth:`~pylog.shipper.schema.ValueBuilder.plain_records`).
-Each step is written twice: in Python, beside the code that owns its format
-(the reference), and in C in ``_speedups.c`` (the one that runs). In Python,
-Python's regular-expression engine and a value template per line cost about
-2 us a line, as much as all the rest of a shipping process; in C both cost
-about 0.2 us.
+three steps per batch: ``store.records`` reads the stored records
+(:func:`~pylog.store.records.split_plain_run`), ``shipper.schema`` makes
+their Kafka records (:meth:`~pylog.shipper.schema.ValueBuilder.plain_records`)
+and ``shipper.recordbatch`` appends them to a Kafka record batch. Serving them
+to ``docker logs`` takes the first step and one more: ``readback`` turns them
+into framed LogEntry messages. Each step is written twice: in Python, beside
+the code that owns its format (the reference), and in C in ``_speedups.c``
+(the one that runs):
+
+=================  ==========================================================
+``scan_plain``     :func:`pylog.store.records.scan_plain_reference`
+``plain_values``   :func:`pylog.shipper.schema.plain_values_reference`
+``encode_records`` :func:`pylog.shipper.recordbatch.encode_records_reference`
+``plain_frames``   :func:`pylog.readback.plain_frames_reference`
+=================  ==========================================================
+
+In Python, Python's regular-expression engine and a value template per line
+cost about 2 us a line, as much as all the rest of a shipping process; in C
+both cost about 0.2 us. A JSON decode and a protobuf message per line made
+``docker logs`` of a million lines slower than json-file's.
 
 The package always builds the extension (``setup.py``; the plugin's rootfs
 gets it from a wheel built on the host), so :data:`COMPILED` is True wherever

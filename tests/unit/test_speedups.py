@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pylog import speedups
 from pylog.models import Entry
+from pylog.readback import plain_frames_reference
 from pylog.shipper.schema import plain_values_reference
 from pylog.store.records import PLAIN_MARK, RecordEncoder, scan_plain_reference
 
@@ -44,6 +45,7 @@ def both(batch: list[bytes]) -> Any:
         assert compiled.plain_values(batch, marks, *PARTS) == plain_values_reference(
             batch, marks, *PARTS
         )
+        assert compiled.plain_frames(batch, marks) == plain_frames_reference(batch, marks)
     return want
 
 
@@ -175,9 +177,14 @@ def test_marks_that_do_not_fit_the_batch_are_refused(impl: str) -> None:
     scanned = scan_plain_reference([raw])
     assert scanned is not None
     fn = compiled.plain_values if impl == "compiled" else plain_values_reference
+    frames = compiled.plain_frames if impl == "compiled" else plain_frames_reference
     with pytest.raises(ValueError, match="marks do not match"):
         fn([raw, raw], scanned[0], *PARTS)
+    with pytest.raises(ValueError, match="marks do not match"):
+        frames([raw, raw], scanned[0])
     if impl == "compiled":
         bad = PLAIN_MARK.pack(10_000, 20_000, 0, 0, 0)
         with pytest.raises(ValueError, match="marks do not match"):
             fn([raw], bad, *PARTS)
+        with pytest.raises(ValueError, match="marks do not match"):
+            frames([raw], bad)
