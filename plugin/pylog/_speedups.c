@@ -24,6 +24,13 @@
  *       -> (end, max_ts, stop)
  *       Append Kafka records to a v2 record batch being built (shipper.recordbatch).
  *
+ *   encode_lines(lines, times, sources, tails) -> bytes | None
+ *       Ingest's records (store.records.RecordEncoder): for each whole line,
+ *       {"log":"<line, JSON-escaped as Python's json does, each byte that is
+ *       not UTF-8 as U+FFFD>" + tails[stream] + time (RFC 3339, Go's trimmed
+ *       fraction) + "Z\"}\n"; None for a time that is not an int64 or a
+ *       source that is neither stdout nor stderr.
+ *
  *   plain_frames(batch, marks) -> bytes | None
  *       The ReadLogs body of those lines (readback): a framed protobuf LogEntry
  *       per line (its stream, its time in ns, its text unescaped plus "\n"), or
@@ -220,7 +227,7 @@ static PyObject *scan_plain(PyObject *self, PyObject *batch) {
 static int bytes_pair(PyObject *pair, const char *name, PyObject **a, PyObject **b) {
     if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
         !PyBytes_Check(PyTuple_GET_ITEM(pair, 0)) || !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
-        PyErr_Format(PyExc_TypeError, "plain_values: %s must be a pair of bytes", name);
+        PyErr_Format(PyExc_TypeError, "%s must be a pair of bytes", name);
         return 0;
     }
     *a = PyTuple_GET_ITEM(pair, 0);
@@ -690,10 +697,239 @@ static PyObject *plain_frames(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* -- encode_lines -------------------------------------------------------------- */
+
+static const char HEX[] = "0123456789abcdef";
+
+/* What a byte of a line becomes: 0 itself, 1 a two-byte escape, 2 \u00XX,
+ * 3 the start (or not) of a UTF-8 sequence. Filled once (init_classes). */
+static unsigned char BYTE_CLASS[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 256; c++) {
+        BYTE_CLASS[c] = c >= 0x80 ? 3 : c < 0x20 ? 2 : 0;
+    }
+    BYTE_CLASS['"'] = BYTE_CLASS['\\'] = 1;
+    BYTE_CLASS['\n'] = BYTE_CLASS['\r'] = BYTE_CLASS['\t'] = BYTE_CLASS['\b'] = BYTE_CLASS['\f'] = 1;
+}
+
+/* Bytes of a line once escaped as json.dumps(ensure_ascii=False) escapes its
+ * text, the text decoded with U+FFFD for each byte that is not UTF-8. */
+static Py_ssize_t escaped_len(const unsigned char *p, Py_ssize_t n) {
+    Py_ssize_t out = 0, i = 0;
+    while (i < n) {
+        switch (BYTE_CLASS[p[i]]) {
+        case 0: out++; i++; break;
+        case 1: out += 2; i++; break;
+        case 2: out += 6; i++; break;
+        default: {
+            Py_ssize_t len = utf8_len(p + i, n - i);
+            if (len == 0) {
+                out += 3;  /* U+FFFD */
+                i++;
+            } else {
+                out += len;
+                i += len;
+            }
+        }
+        }
+    }
+    return out;
+}
+
+static char *put_escaped(char *o, const unsigned char *p, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_ssize_t run = i;
+        while (run < n && BYTE_CLASS[p[run]] == 0) run++;
+        if (run > i) {
+            memcpy(o, p + i, (size_t)(run - i));
+            o += run - i;
+            i = run;
+            if (i >= n) break;
+        }
+        unsigned char c = p[i];
+        switch (BYTE_CLASS[c]) {
+        case 1:
+            *o++ = '\\';
+            *o++ = c == '"' ? '"' : c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\r' ? 'r'
+                 : c == '\t' ? 't' : c == '\b' ? 'b' : 'f';
+            i++;
+            break;
+        case 2:
+            memcpy(o, "\\u00", 4);
+            o[4] = HEX[c >> 4];
+            o[5] = HEX[c & 0xF];
+            o += 6;
+            i++;
+            break;
+        default: {
+            Py_ssize_t len = utf8_len(p + i, n - i);
+            if (len == 0) {
+                memcpy(o, "\xef\xbf\xbd", 3);  /* U+FFFD */
+                o += 3;
+                i++;
+            } else {
+                memcpy(o, p + i, (size_t)len);
+                o += len;
+                i += len;
+            }
+        }
+        }
+    }
+    return o;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS" of epoch seconds (an int64 of ns keeps the year in
+ * 1677-2262, so four digits). */
+static void put_second(char *o, int64_t seconds) {
+    int64_t days = seconds / 86400, rem = seconds % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    /* civil_from_days (Howard Hinnant's algorithm) */
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    int h = (int)(rem / 3600), mi = (int)(rem / 60 % 60), s = (int)(rem % 60);
+    o[0] = (char)('0' + y / 1000 % 10);
+    o[1] = (char)('0' + y / 100 % 10);
+    o[2] = (char)('0' + y / 10 % 10);
+    o[3] = (char)('0' + y % 10);
+    o[4] = '-';
+    o[5] = (char)('0' + m / 10);
+    o[6] = (char)('0' + m % 10);
+    o[7] = '-';
+    o[8] = (char)('0' + d / 10);
+    o[9] = (char)('0' + d % 10);
+    o[10] = 'T';
+    o[11] = (char)('0' + h / 10);
+    o[12] = (char)('0' + h % 10);
+    o[13] = ':';
+    o[14] = (char)('0' + mi / 10);
+    o[15] = (char)('0' + mi % 10);
+    o[16] = ':';
+    o[17] = (char)('0' + s / 10);
+    o[18] = (char)('0' + s % 10);
+}
+
+/* 0 stdout, 1 stderr, -1 neither. */
+static int source_of(PyObject *sources, Py_ssize_t i) {
+    PyObject *src = PyUnicode_Check(sources) ? sources : PyList_GET_ITEM(sources, i);
+    if (!PyUnicode_Check(src)) return -1;
+    if (PyUnicode_CompareWithASCIIString(src, "stdout") == 0) return 0;
+    if (PyUnicode_CompareWithASCIIString(src, "stderr") == 0) return 1;
+    return -1;
+}
+
+static PyObject *encode_lines(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *lines, *times, *sources, *tails;
+    if (!PyArg_ParseTuple(args, "O!O!OO:encode_lines", &PyList_Type, &lines, &PyList_Type, &times,
+                          &sources, &tails))
+        return NULL;
+    PyObject *tail[2];
+    if (!bytes_pair(tails, "tails", &tail[0], &tail[1])) return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(lines);
+    if (PyList_GET_SIZE(times) != count ||
+        !(PyUnicode_Check(sources) || (PyList_Check(sources) && PyList_GET_SIZE(sources) == count))) {
+        PyErr_SetString(PyExc_ValueError, "encode_lines: lines, times and sources do not match");
+        return NULL;
+    }
+    /* First pass: check everything, keep each time and stream, size the output. */
+    int64_t *ns_of = PyMem_Malloc(sizeof(int64_t) * (size_t)(count ? count : 1));
+    unsigned char *src_of = PyMem_Malloc((size_t)(count ? count : 1));
+    if (ns_of == NULL || src_of == NULL) {
+        PyMem_Free(ns_of);
+        PyMem_Free(src_of);
+        return PyErr_NoMemory();
+    }
+    int one_src = PyUnicode_Check(sources) ? source_of(sources, 0) : -2;
+    Py_ssize_t size = 0;
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(line)) {
+            PyErr_SetString(PyExc_TypeError, "encode_lines: lines must be bytes");
+            goto done;
+        }
+        int src = one_src != -2 ? one_src : source_of(sources, i);
+        PyObject *t = PyList_GET_ITEM(times, i);
+        int overflow = 0;
+        long long v = PyLong_Check(t) ? PyLong_AsLongLongAndOverflow(t, &overflow) : 0;
+        if (src < 0 || !PyLong_Check(t) || overflow) {
+            result = Py_None;  /* left to the caller */
+            Py_INCREF(result);
+            goto done;
+        }
+        ns_of[i] = (int64_t)v;
+        src_of[i] = (unsigned char)src;
+        size += PREFIX_LEN + escaped_len((const unsigned char *)PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)) +
+                PyBytes_GET_SIZE(tail[src]) + SECOND_LEN + 10 + 4;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) goto done;
+    char *o = PyBytes_AS_STRING(out);
+    int64_t last_second = 0;
+    int have_second = 0;
+    char second[SECOND_LEN];
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *line = PyList_GET_ITEM(lines, i);
+        int src = src_of[i];
+        int64_t ns = ns_of[i];
+        int64_t sec = ns / 1000000000LL, frac = ns % 1000000000LL;
+        if (frac < 0) {
+            frac += 1000000000LL;
+            sec--;
+        }
+        if (!have_second || sec != last_second) {
+            put_second(second, sec);
+            last_second = sec;
+            have_second = 1;
+        }
+        memcpy(o, PREFIX, PREFIX_LEN);
+        o += PREFIX_LEN;
+        o = put_escaped(o, (const unsigned char *)PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
+        memcpy(o, PyBytes_AS_STRING(tail[src]), (size_t)PyBytes_GET_SIZE(tail[src]));
+        o += PyBytes_GET_SIZE(tail[src]);
+        memcpy(o, second, SECOND_LEN);
+        o += SECOND_LEN;
+        if (frac != 0) {
+            char digits9[9];
+            int64_t f = frac;
+            for (int k = 8; k >= 0; k--) {
+                digits9[k] = (char)('0' + f % 10);
+                f /= 10;
+            }
+            int keep = 9;
+            while (digits9[keep - 1] == '0') keep--;
+            *o++ = '.';
+            memcpy(o, digits9, (size_t)keep);
+            o += keep;
+        }
+        memcpy(o, "Z\"}\n", 4);
+        o += 4;
+    }
+    if (_PyBytes_Resize(&out, o - PyBytes_AS_STRING(out)) == 0) result = out;
+done:
+    PyMem_Free(ns_of);
+    PyMem_Free(src_of);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_plain", scan_plain, METH_O, "Marks of a batch of plain whole lines, or None."},
     {"plain_values", plain_values, METH_VARARGS, "The Kafka records of scanned plain lines."},
     {"encode_records", encode_records, METH_VARARGS, "Append records to a v2 record batch."},
+    {"encode_lines", encode_lines, METH_VARARGS, "Ingest's records of whole lines, or None."},
     {"plain_frames", plain_frames, METH_VARARGS, "The ReadLogs frames of scanned plain lines, or None."},
     {NULL, NULL, 0, NULL},
 };
@@ -704,4 +940,7 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    init_classes();
+    return PyModule_Create(&module);
+}

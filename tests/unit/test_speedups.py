@@ -18,7 +18,12 @@ from pylog import speedups
 from pylog.models import Entry
 from pylog.readback import plain_frames_reference
 from pylog.shipper.schema import plain_values_reference
-from pylog.store.records import PLAIN_MARK, RecordEncoder, scan_plain_reference
+from pylog.store.records import (
+    PLAIN_MARK,
+    RecordEncoder,
+    encode_lines_reference,
+    scan_plain_reference,
+)
 
 compiled: Any = speedups.compiled
 
@@ -188,3 +193,73 @@ def test_marks_that_do_not_fit_the_batch_are_refused(impl: str) -> None:
             fn([raw], bad, *PARTS)
         with pytest.raises(ValueError, match="marks do not match"):
             frames([raw], bad)
+
+
+line_bytes = st.one_of(
+    st.binary(max_size=60),
+    st.text(max_size=30).map(str.encode),
+    st.lists(
+        st.sampled_from(
+            [
+                b"a",
+                b'"',
+                b"\\",
+                b"\n",
+                b"\r",
+                b"\t",
+                b"\b",
+                b"\f",
+                b"\x00",
+                b"\x1f",
+                b"\x7f",
+                b"<&>",
+                b"\xe2\x80\xa8",
+                b"\xff",
+                b"\xc0\x80",
+                b"\xed\xa0\x80",
+                b"\xf0\x9f\x98",
+                b"\xf4\x90\x80\x80",
+                "\u00e9".encode(),
+            ]
+        ),
+        max_size=10,
+    ).map(b"".join),
+)
+int64_times = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=0, max_value=10**9).map(lambda s: 1_700_000_000 * 10**9 + s * 10),
+    st.sampled_from([0, -1, 10**9, -(10**9), 2**63 - 1, -(2**63)]),
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), int64_times, line_bytes), max_size=8),
+    st.booleans(),
+    st.booleans(),
+)
+def test_ingest_records_agree(
+    rows: list[tuple[str, int, bytes]], one_source: bool, attrs: bool
+) -> None:
+    """encode_lines against its twin, and both against RecordEncoder.encode per line."""
+    encoder = RecordEncoder({"tag": 'x"y', "path": "/p"} if attrs else None)
+    lines = [line for _, _, line in rows]
+    times = [t for _, t, _ in rows]
+    sources: str | list[str] = [s for s, _, _ in rows]
+    if one_source:
+        sources = "stderr"
+        rows = [("stderr", t, line) for _, t, line in rows]
+    tails = encoder._whole_tails
+    want = encode_lines_reference(lines, times, sources, tails)
+    assert compiled.encode_lines(lines, times, sources, tails) == want
+    assert want == b"".join(encoder.encode(Entry(s, t, line)) for s, t, line in rows)
+
+
+@pytest.mark.parametrize("impl", ["compiled", "reference"])
+def test_encode_lines_leaves_what_it_cannot_hold_to_the_caller(impl: str) -> None:
+    fn = compiled.encode_lines if impl == "compiled" else encode_lines_reference
+    tails = RecordEncoder()._whole_tails
+    assert fn([b"a"], [2**63], "stdout", tails) is None
+    assert fn([b"a"], [-(2**63) - 1], "stdout", tails) is None
+    assert fn([b"a", b"b"], [1, 2], ["stdout", "journal"], tails) is None
+    assert fn([], [], "stdout", tails) == b""
