@@ -24,6 +24,11 @@
  *       -> (end, max_ts, stop)
  *       Append Kafka records to a v2 record batch being built (shipper.recordbatch).
  *
+ *   decode_whole(buf, max_frame, final) -> (lines, times, sources, used) | None
+ *       Ingest's frames (framing.FrameDecoder): the whole frames at the start of
+ *       buf when each is a whole line as dockerd writes it, else None (the
+ *       caller's careful path counts what is wrong).
+ *
  *   encode_lines(lines, times, sources, tails) -> bytes | None
  *       Ingest's records (store.records.RecordEncoder): for each whole line,
  *       {"log":"<line, JSON-escaped as Python's json does, each byte that is
@@ -925,10 +930,140 @@ done:
     return result;
 }
 
+/* -- decode_whole ------------------------------------------------------------ */
+
+/* The varint at p[*i..end); 0 if cut or above 64 bits. */
+static int get_varint(const unsigned char *p, Py_ssize_t *i, Py_ssize_t end, uint64_t *out) {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+        if (*i >= end) return 0;
+        unsigned char b = p[(*i)++];
+        if (shift == 63 && (b & 0x7F) > 1) return 0;
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* One frame's body p[i..end) if it is a whole line: source 0/1, time, line. */
+static int whole_line(const unsigned char *p, Py_ssize_t i, Py_ssize_t end, int *src, int64_t *time_ns,
+                      Py_ssize_t *line_at, Py_ssize_t *line_n) {
+    int seen = 0;
+    *src = -1;
+    *time_ns = 0;
+    *line_at = 0;
+    *line_n = 0;
+    while (i < end) {
+        unsigned char tag = p[i++];
+        int bit;
+        switch (tag) {
+        case 0x0A: bit = 1; break;
+        case 0x10: bit = 2; break;
+        case 0x1A: bit = 4; break;
+        case 0x20: bit = 8; break;
+        default: return 0;
+        }
+        if (seen & bit) return 0;
+        seen |= bit;
+        uint64_t v;
+        if (!get_varint(p, &i, end, &v)) return 0;
+        if (tag == 0x10) {
+            *time_ns = (int64_t)v;
+        } else if (tag == 0x20) {
+            if (v != 0) return 0;
+        } else {
+            if (v > (uint64_t)(end - i)) return 0;
+            if (tag == 0x1A) {
+                *line_at = i;
+                *line_n = (Py_ssize_t)v;
+            } else if (v == 6 && memcmp(p + i, "stdout", 6) == 0) {
+                *src = 0;
+            } else if (v == 6 && memcmp(p + i, "stderr", 6) == 0) {
+                *src = 1;
+            } else {
+                return 0;
+            }
+            i += (Py_ssize_t)v;
+        }
+    }
+    return *src >= 0;
+}
+
+static PyObject *decode_whole(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    Py_ssize_t max_frame;
+    int final;
+    if (!PyArg_ParseTuple(args, "y*np:decode_whole", &view, &max_frame, &final)) return NULL;
+    const unsigned char *p = view.buf;
+    Py_ssize_t end = view.len, pos = 0;
+    PyObject *lines = PyList_New(0), *times = PyList_New(0), *srcs = PyList_New(0);
+    PyObject *result = NULL;
+    int n_out = 0, n_err = 0;
+    if (lines == NULL || times == NULL || srcs == NULL) goto done;
+    while (end - pos >= 4) {
+        uint64_t length = ((uint64_t)p[pos] << 24) | ((uint64_t)p[pos + 1] << 16) |
+                          ((uint64_t)p[pos + 2] << 8) | (uint64_t)p[pos + 3];
+        if (length > (uint64_t)max_frame) goto refuse;
+        if ((Py_ssize_t)length > end - pos - 4) break;
+        Py_ssize_t stop = pos + 4 + (Py_ssize_t)length;
+        int src;
+        int64_t t;
+        Py_ssize_t line_at, line_n;
+        if (!whole_line(p, pos + 4, stop, &src, &t, &line_at, &line_n)) goto refuse;
+        PyObject *line = PyBytes_FromStringAndSize((const char *)p + line_at, line_n);
+        if (line == NULL) goto done;
+        int bad = PyList_Append(lines, line);
+        Py_DECREF(line);
+        if (bad) goto done;
+        PyObject *tv = PyLong_FromLongLong(t);
+        if (tv == NULL) goto done;
+        bad = PyList_Append(times, tv);
+        Py_DECREF(tv);
+        if (bad) goto done;
+        PyObject *sv = PyUnicode_InternFromString(src ? "stderr" : "stdout");
+        if (sv == NULL) goto done;
+        bad = PyList_Append(srcs, sv);
+        Py_DECREF(sv);
+        if (bad) goto done;
+        if (src) n_err++; else n_out++;
+        pos = stop;
+    }
+    if (final && pos < end) goto refuse;
+    {
+        Py_ssize_t count = PyList_GET_SIZE(lines);
+        PyObject *sources;
+        if (count > 0 && n_err == count) {
+            sources = PyUnicode_InternFromString("stderr");
+        } else if (n_out == count) {
+            sources = PyUnicode_InternFromString("stdout");
+        } else {
+            sources = srcs;
+            Py_INCREF(sources);
+        }
+        if (sources == NULL) goto done;
+        result = Py_BuildValue("(OONn)", lines, times, sources, pos);
+    }
+    goto done;
+refuse:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    Py_XDECREF(lines);
+    Py_XDECREF(times);
+    Py_XDECREF(srcs);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_plain", scan_plain, METH_O, "Marks of a batch of plain whole lines, or None."},
     {"plain_values", plain_values, METH_VARARGS, "The Kafka records of scanned plain lines."},
     {"encode_records", encode_records, METH_VARARGS, "Append records to a v2 record batch."},
+    {"decode_whole", decode_whole, METH_VARARGS, "Ingest's whole-line frames, or None."},
     {"encode_lines", encode_lines, METH_VARARGS, "Ingest's records of whole lines, or None."},
     {"plain_frames", plain_frames, METH_VARARGS, "The ReadLogs frames of scanned plain lines, or None."},
     {NULL, NULL, 0, NULL},

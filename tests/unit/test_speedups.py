@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pylog import speedups
+from pylog.framing import FrameDecoder, decode_whole_reference
 from pylog.models import Entry
 from pylog.readback import plain_frames_reference
 from pylog.shipper.schema import plain_values_reference
@@ -24,6 +25,7 @@ from pylog.store.records import (
     encode_lines_reference,
     scan_plain_reference,
 )
+from pylog.wire.entry_pb2 import LogEntry, PartialLogEntryMetadata
 
 compiled: Any = speedups.compiled
 
@@ -263,3 +265,84 @@ def test_encode_lines_leaves_what_it_cannot_hold_to_the_caller(impl: str) -> Non
     assert fn([b"a"], [-(2**63) - 1], "stdout", tails) is None
     assert fn([b"a", b"b"], [1, 2], ["stdout", "journal"], tails) is None
     assert fn([], [], "stdout", tails) == b""
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+log_entries = st.builds(
+    lambda source, time_ns, line, partial, last: LogEntry(
+        source=source,
+        time_nano=time_ns,
+        line=line,
+        partial=partial,
+        partial_log_metadata=PartialLogEntryMetadata(last=last, id="i", ordinal=1)
+        if last
+        else None,
+    ),
+    st.sampled_from(["stdout", "stderr", "stdout", "", "journal"]),
+    int64_times,
+    st.binary(max_size=40),
+    st.sampled_from([False, False, False, True]),
+    st.sampled_from([False, False, False, True]),
+)
+
+
+def _decode_agrees(buf: bytes, max_frame: int, final: bool) -> None:
+    want = decode_whole_reference(buf, max_frame, final)
+    assert compiled.decode_whole(buf, max_frame, final) == want, buf
+    if want is None:
+        return
+    # What the twins accept, protobuf's parse (the careful path) reads alike.
+    entries, used = FrameDecoder(max_frame)._decode_frames(buf, final)
+    lines, times, sources, want_used = want
+    assert used == want_used
+    assert [(e.source, e.time_ns, e.line, e.complete) for e in entries] == [
+        (sources if isinstance(sources, str) else sources[i], t, line, True)
+        for i, (line, t) in enumerate(zip(lines, times, strict=True))
+    ]
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(log_entries, max_size=6), st.integers(0, 8), st.booleans(), st.data())
+def test_ingest_frames_agree(
+    entries: list[Any], cut: int, final: bool, data: st.DataObject
+) -> None:
+    buf = b"".join(_frame(e.SerializeToString()) for e in entries)
+    _decode_agrees(buf, 1 << 20, final)
+    _decode_agrees(buf[: max(0, len(buf) - cut)], 1 << 20, final)
+    _decode_agrees(buf, 16, final)
+    damaged = bytearray(buf)
+    for _ in range(data.draw(st.integers(1, 3))):
+        if damaged:
+            pos = data.draw(st.integers(0, len(damaged) - 1))
+            damaged[pos] = data.draw(st.integers(0, 255))
+    _decode_agrees(bytes(damaged), 1 << 20, final)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x0a\x06stdout\x10\x01\x1a\x01a",  # as dockerd writes it
+        b"\x1a\x01a\x10\x01\x0a\x06stderr",  # any order
+        b"\x0a\x06stdout",  # empty line, time 0
+        b"\x0a\x06stdout\x20\x00",  # partial false, written out
+        b"\x0a\x06stdout\x10" + b"\xff" * 9 + b"\x01",  # time -1 (ten bytes)
+        b"\x0a\x06stdout\x10" + b"\xff" * 9 + b"\x02",  # above 64 bits: refused
+        b"\x0a\x06stdout\x10" + b"\xff" * 10,  # cut varint
+        b"\x0a\x06stdout\x0a\x06stdout",  # a field twice
+        b"\x0a\x06stdout\x20\x01",  # partial
+        b"\x0a\x06stdout\x2a\x00",  # metadata
+        b"\x0a\x06stdout\x38\x01",  # an unknown field
+        b"\x0a\x06stdin_",
+        b"\x0a\x07stdout_",
+        b"\x1a\x05abc",  # a length past the end
+        b"",
+    ],
+)
+def test_frame_edges_agree(body: bytes) -> None:
+    for final in (False, True):
+        _decode_agrees(_frame(body), 1 << 20, final)
+        _decode_agrees(_frame(body) * 2, 1 << 20, final)
+        _decode_agrees(_frame(body) + b"\x00\x00", 1 << 20, final)
