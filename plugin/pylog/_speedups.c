@@ -707,10 +707,18 @@ static PyObject *plain_frames(PyObject *self, PyObject *args) {
 static const char HEX[] = "0123456789abcdef";
 
 /* What a byte of a line becomes: 0 itself, 1 a two-byte escape, 2 \u00XX,
- * 3 the start (or not) of a UTF-8 sequence. Filled once (init_classes). */
+ * 3 the start (or not) of a UTF-8 sequence. Filled once (init_tables). */
 static unsigned char BYTE_CLASS[256];
 
-static void init_classes(void) {
+/* "000" to "999", three bytes each (init_tables). */
+static char DIGITS3[3000];
+
+static void init_tables(void) {
+    for (int v = 0; v < 1000; v++) {
+        DIGITS3[3 * v] = (char)('0' + v / 100);
+        DIGITS3[3 * v + 1] = (char)('0' + v / 10 % 10);
+        DIGITS3[3 * v + 2] = (char)('0' + v % 10);
+    }
     for (int c = 0; c < 256; c++) {
         BYTE_CLASS[c] = c >= 0x80 ? 3 : c < 0x20 ? 2 : 0;
     }
@@ -718,30 +726,8 @@ static void init_classes(void) {
     BYTE_CLASS['\n'] = BYTE_CLASS['\r'] = BYTE_CLASS['\t'] = BYTE_CLASS['\b'] = BYTE_CLASS['\f'] = 1;
 }
 
-/* Bytes of a line once escaped as json.dumps(ensure_ascii=False) escapes its
- * text, the text decoded with U+FFFD for each byte that is not UTF-8. */
-static Py_ssize_t escaped_len(const unsigned char *p, Py_ssize_t n) {
-    Py_ssize_t out = 0, i = 0;
-    while (i < n) {
-        switch (BYTE_CLASS[p[i]]) {
-        case 0: out++; i++; break;
-        case 1: out += 2; i++; break;
-        case 2: out += 6; i++; break;
-        default: {
-            Py_ssize_t len = utf8_len(p + i, n - i);
-            if (len == 0) {
-                out += 3;  /* U+FFFD */
-                i++;
-            } else {
-                out += len;
-                i += len;
-            }
-        }
-        }
-    }
-    return out;
-}
-
+/* A line escaped as json.dumps(ensure_ascii=False) escapes its text, the text
+ * decoded with U+FFFD for each byte that is not UTF-8. */
 static char *put_escaped(char *o, const unsigned char *p, Py_ssize_t n) {
     Py_ssize_t i = 0;
     while (i < n) {
@@ -877,8 +863,9 @@ static PyObject *encode_lines(PyObject *self, PyObject *args) {
         }
         ns_of[i] = (int64_t)v;
         src_of[i] = (unsigned char)src;
-        size += PREFIX_LEN + escaped_len((const unsigned char *)PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)) +
-                PyBytes_GET_SIZE(tail[src]) + SECOND_LEN + 10 + 4;
+        /* At most 6 bytes a byte (\u00XX); the pages never written are never
+         * touched, and the object is cut to size at the end. */
+        size += PREFIX_LEN + 6 * PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(tail[src]) + SECOND_LEN + 10 + 4;
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, size);
     if (out == NULL) goto done;
@@ -909,11 +896,10 @@ static PyObject *encode_lines(PyObject *self, PyObject *args) {
         o += SECOND_LEN;
         if (frac != 0) {
             char digits9[9];
-            int64_t f = frac;
-            for (int k = 8; k >= 0; k--) {
-                digits9[k] = (char)('0' + f % 10);
-                f /= 10;
-            }
+            int32_t f = (int32_t)frac, hi = f / 1000000, mid = f / 1000 % 1000;
+            memcpy(digits9, DIGITS3 + 3 * hi, 3);
+            memcpy(digits9 + 3, DIGITS3 + 3 * mid, 3);
+            memcpy(digits9 + 6, DIGITS3 + 3 * (f % 1000), 3);
             int keep = 9;
             while (digits9[keep - 1] == '0') keep--;
             *o++ = '.';
@@ -931,6 +917,9 @@ done:
 }
 
 /* -- decode_whole ------------------------------------------------------------ */
+
+/* "stdout" and "stderr", made once (PyInit__speedups). */
+static PyObject *S_STDOUT, *S_STDERR;
 
 /* The varint at p[*i..end); 0 if cut or above 64 bits. */
 static int get_varint(const unsigned char *p, Py_ssize_t *i, Py_ssize_t end, uint64_t *out) {
@@ -1024,11 +1013,7 @@ static PyObject *decode_whole(PyObject *self, PyObject *args) {
         bad = PyList_Append(times, tv);
         Py_DECREF(tv);
         if (bad) goto done;
-        PyObject *sv = PyUnicode_InternFromString(src ? "stderr" : "stdout");
-        if (sv == NULL) goto done;
-        bad = PyList_Append(srcs, sv);
-        Py_DECREF(sv);
-        if (bad) goto done;
+        if (PyList_Append(srcs, src ? S_STDERR : S_STDOUT)) goto done;
         if (src) n_err++; else n_out++;
         pos = stop;
     }
@@ -1037,14 +1022,13 @@ static PyObject *decode_whole(PyObject *self, PyObject *args) {
         Py_ssize_t count = PyList_GET_SIZE(lines);
         PyObject *sources;
         if (count > 0 && n_err == count) {
-            sources = PyUnicode_InternFromString("stderr");
+            sources = S_STDERR;
         } else if (n_out == count) {
-            sources = PyUnicode_InternFromString("stdout");
+            sources = S_STDOUT;
         } else {
             sources = srcs;
-            Py_INCREF(sources);
         }
-        if (sources == NULL) goto done;
+        Py_INCREF(sources);
         result = Py_BuildValue("(OONn)", lines, times, sources, pos);
     }
     goto done;
@@ -1076,6 +1060,9 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {
-    init_classes();
+    init_tables();
+    S_STDOUT = PyUnicode_InternFromString("stdout");
+    S_STDERR = PyUnicode_InternFromString("stderr");
+    if (S_STDOUT == NULL || S_STDERR == NULL) return NULL;
     return PyModule_Create(&module);
 }
