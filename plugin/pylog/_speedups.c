@@ -36,6 +36,12 @@
  *       fraction) + "Z\"}\n"; None for a time that is not an int64 or a
  *       source that is neither stdout nor stderr.
  *
+ *   whole_records(buf, max_frame, final, tails) -> (records, count, line_bytes, used) | None
+ *       decode_whole and encode_lines in one pass, with no object per line:
+ *       the records of the whole frames at the start of buf, how many, the
+ *       bytes of their lines, and the bytes the frames took; None whenever
+ *       decode_whole would return None.
+ *
  *   plain_frames(batch, marks) -> bytes | None
  *       The ReadLogs body of those lines (readback): a framed protobuf LogEntry
  *       per line (its stream, its time in ns, its text unescaped plus "\n"), or
@@ -728,10 +734,30 @@ static void init_tables(void) {
 
 /* A line escaped as json.dumps(ensure_ascii=False) escapes its text, the text
  * decoded with U+FFFD for each byte that is not UTF-8. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether any of eight bytes is a zero byte. */
+static inline uint64_t has_zero8(uint64_t v) { return (v - ONES) & ~v & HIGHS; }
+
+/* Whether any of eight bytes is below 0x20, a '"', a '\\' or 0x80 and above:
+ * may be one BYTE_CLASS does not copy as it is. */
+static inline int needs_escape8(uint64_t w) {
+    return ((w & HIGHS) | ((w - ONES * 0x20) & ~w & HIGHS) | has_zero8(w ^ (ONES * '"')) |
+            has_zero8(w ^ (ONES * '\\'))) != 0;
+}
+
 static char *put_escaped(char *o, const unsigned char *p, Py_ssize_t n) {
     Py_ssize_t i = 0;
     while (i < n) {
         Py_ssize_t run = i;
+        /* Eight bytes at a time while none of them needs escaping. */
+        while (n - run >= 8) {
+            uint64_t w;
+            memcpy(&w, p + run, 8);
+            if (needs_escape8(w)) break;
+            run += 8;
+        }
         while (run < n && BYTE_CLASS[p[run]] == 0) run++;
         if (run > i) {
             memcpy(o, p + i, (size_t)(run - i));
@@ -812,6 +838,42 @@ static void put_second(char *o, int64_t seconds) {
     o[18] = (char)('0' + s % 10);
 }
 
+/* One record: {"log":"<escaped line>" + tail + time + Z"}\n; o advanced. */
+static char *put_record(char *o, const unsigned char *line, Py_ssize_t line_n, PyObject *tail, int64_t ns,
+                        int64_t *last_second, int *have_second, char *second) {
+    int64_t sec = ns / 1000000000LL, frac = ns % 1000000000LL;
+    if (frac < 0) {
+        frac += 1000000000LL;
+        sec--;
+    }
+    if (!*have_second || sec != *last_second) {
+        put_second(second, sec);
+        *last_second = sec;
+        *have_second = 1;
+    }
+    memcpy(o, PREFIX, PREFIX_LEN);
+    o += PREFIX_LEN;
+    o = put_escaped(o, line, line_n);
+    memcpy(o, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail));
+    o += PyBytes_GET_SIZE(tail);
+    memcpy(o, second, SECOND_LEN);
+    o += SECOND_LEN;
+    if (frac != 0) {
+        char digits9[9];
+        int32_t f = (int32_t)frac, hi = f / 1000000, mid = f / 1000 % 1000;
+        memcpy(digits9, DIGITS3 + 3 * hi, 3);
+        memcpy(digits9 + 3, DIGITS3 + 3 * mid, 3);
+        memcpy(digits9 + 6, DIGITS3 + 3 * (f % 1000), 3);
+        int keep = 9;
+        while (digits9[keep - 1] == '0') keep--;
+        *o++ = '.';
+        memcpy(o, digits9, (size_t)keep);
+        o += keep;
+    }
+    memcpy(o, "Z\"}\n", 4);
+    return o + 4;
+}
+
 /* 0 stdout, 1 stderr, -1 neither. */
 static int source_of(PyObject *sources, Py_ssize_t i) {
     PyObject *src = PyUnicode_Check(sources) ? sources : PyList_GET_ITEM(sources, i);
@@ -875,39 +937,8 @@ static PyObject *encode_lines(PyObject *self, PyObject *args) {
     char second[SECOND_LEN];
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *line = PyList_GET_ITEM(lines, i);
-        int src = src_of[i];
-        int64_t ns = ns_of[i];
-        int64_t sec = ns / 1000000000LL, frac = ns % 1000000000LL;
-        if (frac < 0) {
-            frac += 1000000000LL;
-            sec--;
-        }
-        if (!have_second || sec != last_second) {
-            put_second(second, sec);
-            last_second = sec;
-            have_second = 1;
-        }
-        memcpy(o, PREFIX, PREFIX_LEN);
-        o += PREFIX_LEN;
-        o = put_escaped(o, (const unsigned char *)PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line));
-        memcpy(o, PyBytes_AS_STRING(tail[src]), (size_t)PyBytes_GET_SIZE(tail[src]));
-        o += PyBytes_GET_SIZE(tail[src]);
-        memcpy(o, second, SECOND_LEN);
-        o += SECOND_LEN;
-        if (frac != 0) {
-            char digits9[9];
-            int32_t f = (int32_t)frac, hi = f / 1000000, mid = f / 1000 % 1000;
-            memcpy(digits9, DIGITS3 + 3 * hi, 3);
-            memcpy(digits9 + 3, DIGITS3 + 3 * mid, 3);
-            memcpy(digits9 + 6, DIGITS3 + 3 * (f % 1000), 3);
-            int keep = 9;
-            while (digits9[keep - 1] == '0') keep--;
-            *o++ = '.';
-            memcpy(o, digits9, (size_t)keep);
-            o += keep;
-        }
-        memcpy(o, "Z\"}\n", 4);
-        o += 4;
+        o = put_record(o, (const unsigned char *)PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line), tail[src_of[i]],
+                       ns_of[i], &last_second, &have_second, second);
     }
     if (_PyBytes_Resize(&out, o - PyBytes_AS_STRING(out)) == 0) result = out;
 done:
@@ -1043,10 +1074,68 @@ done:
     return result;
 }
 
+/* -- whole_records ----------------------------------------------------------- */
+
+static PyObject *whole_records(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    Py_ssize_t max_frame;
+    int final;
+    PyObject *tails;
+    if (!PyArg_ParseTuple(args, "y*npO:whole_records", &view, &max_frame, &final, &tails)) return NULL;
+    PyObject *tail[2];
+    PyObject *result = NULL;
+    if (!bytes_pair(tails, "tails", &tail[0], &tail[1])) goto release;
+    const unsigned char *p = view.buf;
+    Py_ssize_t end = view.len, pos = 0, size = 0, count = 0, line_bytes = 0;
+    int src;
+    int64_t t;
+    Py_ssize_t line_at, line_n;
+    /* First pass: the frames, checked, and the most their records can take. */
+    while (end - pos >= 4) {
+        uint64_t length = ((uint64_t)p[pos] << 24) | ((uint64_t)p[pos + 1] << 16) |
+                          ((uint64_t)p[pos + 2] << 8) | (uint64_t)p[pos + 3];
+        if (length > (uint64_t)max_frame) goto refuse;
+        if ((Py_ssize_t)length > end - pos - 4) break;
+        Py_ssize_t stop = pos + 4 + (Py_ssize_t)length;
+        if (!whole_line(p, pos + 4, stop, &src, &t, &line_at, &line_n)) goto refuse;
+        size += PREFIX_LEN + 6 * line_n + PyBytes_GET_SIZE(tail[src]) + SECOND_LEN + 10 + 4;
+        line_bytes += line_n;
+        count++;
+        pos = stop;
+    }
+    if (final && pos < end) goto refuse;
+    Py_ssize_t used = pos;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) goto release;
+    char *o = PyBytes_AS_STRING(out);
+    int64_t last_second = 0;
+    int have_second = 0;
+    char second[SECOND_LEN];
+    for (pos = 0; pos < used;) {
+        Py_ssize_t length = (Py_ssize_t)(((uint32_t)p[pos] << 24) | ((uint32_t)p[pos + 1] << 16) |
+                                         ((uint32_t)p[pos + 2] << 8) | (uint32_t)p[pos + 3]);
+        Py_ssize_t stop = pos + 4 + length;
+        (void)whole_line(p, pos + 4, stop, &src, &t, &line_at, &line_n);
+        o = put_record(o, p + line_at, line_n, tail[src], t, &last_second, &have_second, second);
+        pos = stop;
+    }
+    if (_PyBytes_Resize(&out, o - PyBytes_AS_STRING(out)) < 0) goto release;
+    result = Py_BuildValue("(Nnnn)", out, count, line_bytes, used);
+    goto release;
+refuse:
+    result = Py_None;
+    Py_INCREF(result);
+release:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_plain", scan_plain, METH_O, "Marks of a batch of plain whole lines, or None."},
     {"plain_values", plain_values, METH_VARARGS, "The Kafka records of scanned plain lines."},
     {"encode_records", encode_records, METH_VARARGS, "Append records to a v2 record batch."},
+    {"whole_records", whole_records, METH_VARARGS, "Ingest's records of whole-line frames, or None."},
     {"decode_whole", decode_whole, METH_VARARGS, "Ingest's whole-line frames, or None."},
     {"encode_lines", encode_lines, METH_VARARGS, "Ingest's records of whole lines, or None."},
     {"plain_frames", plain_frames, METH_VARARGS, "The ReadLogs frames of scanned plain lines, or None."},

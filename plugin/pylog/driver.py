@@ -14,14 +14,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import LogOptions
-from .framing import FrameDecoder, FrameErrors
+from .framing import FrameDecoder, FrameErrors, decode_whole_reference
 from .ingest import FifoReader
 from .models import ContainerInfo
+from .speedups import compiled
 from .store import LogFile, StoreError
 from .store.reader import ReadOptions, read_records
-from .store.records import RecordEncoder
+from .store.records import RecordEncoder, encode_lines_reference
 
 log = logging.getLogger(__name__)
+
+#: The records of a read's whole frames, how many, the bytes of their lines, and
+#: the bytes the frames took (:func:`whole_records_reference`).
+WholeRecords = tuple[bytes, int, int, int]
+
+
+def whole_records_reference(
+    buf: bytes, max_frame: int, final: bool, tails: tuple[bytes, bytes]
+) -> WholeRecords | None:
+    """Frames straight to records: :func:`~.framing.decode_whole_reference`, then
+    :func:`~.store.records.encode_lines_reference` (``tails``:
+    :attr:`RecordEncoder.whole_tails`); None where the first is None. The Python
+    twin (the specification) of ``_speedups.whole_records``, which keeps no
+    object per line."""
+    whole = decode_whole_reference(buf, max_frame, final)
+    if whole is None:
+        return None
+    lines, times, sources, used = whole
+    records = encode_lines_reference(lines, times, sources, tails)
+    if records is None:  # cannot be: decoded times are int64, sources stdout or stderr
+        return None
+    return records, len(lines), sum(map(len, lines)), used
+
+
+#: Without the extension, reads take the decode and encode steps.
+_whole_records = compiled.whole_records if compiled is not None else None
 
 
 @dataclass
@@ -89,22 +116,38 @@ class ContainerDriver:
 
     def _on_data(self, data: bytes, final: bool) -> tuple[int, int]:
         """Store the whole frames at the start of ``data``; returns the bytes they
-        took and the length of the cut frame after them (see ingest.DataHandler)."""
-        batch, used = self._decoder.decode(data, final=final)
-        wanted = self._decoder.wanted(data, used)
+        took and the length of the cut frame after them (see ingest.DataHandler).
+
+        Whole lines as dockerd writes them (nearly every read) go from frames to
+        records in one C call (:func:`whole_records_reference`); anything else is
+        decoded (counting each problem) and then encoded."""
+        decoder = self._decoder
+        if _whole_records is not None and decoder.in_step:
+            whole: WholeRecords | None = _whole_records(
+                data, decoder.max_frame, final, self._encoder.whole_tails
+            )
+            if whole is not None:
+                records, count, line_bytes, used = whole
+                if count:
+                    self._keep(records, count, line_bytes)
+                return used, decoder.wanted(data, used)
+        batch, used = decoder.decode(data, final=final)
+        wanted = decoder.wanted(data, used)
         self._report_frame_errors()
-        if not batch.lines:
-            return used, wanted
-        records = self._encoder.encode_batch(batch)
-        count = len(batch.lines)
+        if batch.lines:
+            records = self._encoder.encode_batch(batch)
+            self._keep(records, len(batch.lines), sum(map(len, batch.lines)))
+        return used, wanted
+
+    def _keep(self, records: bytes, count: int, line_bytes: int) -> None:
+        """Count and store the records of ``count`` lines received."""
+        stats = self.stats
+        stats.lines_received += count
+        stats.bytes_received += line_bytes
         if self._check_replay:
             self._check_replay = False
             records, count = self._without_replay(records, count)
-        stats = self.stats
-        stats.lines_received += len(batch.lines)
-        stats.bytes_received += sum(map(len, batch.lines))
         self._store(records, count)
-        return used, wanted
 
     def _without_replay(self, records: bytes, count: int) -> tuple[bytes, int]:
         """Drop the head of ``records`` that the log already ends with.

@@ -89,6 +89,11 @@ class FrameDecoder:
         self.errors = FrameErrors()
         self._resync = resync
 
+    @property
+    def in_step(self) -> bool:
+        """Whether the next byte is a frame's first (not resynchronising)."""
+        return not self._resync
+
     def decode(self, buf: bytes, *, final: bool = False) -> tuple[EntryBatch, int]:
         """Decode the whole frames at the start of ``buf``; returns them and the bytes used.
 

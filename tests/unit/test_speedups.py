@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pylog import speedups
+from pylog.driver import whole_records_reference
 from pylog.framing import FrameDecoder, decode_whole_reference
 from pylog.models import Entry
 from pylog.readback import plain_frames_reference
@@ -251,7 +252,7 @@ def test_ingest_records_agree(
     if one_source:
         sources = "stderr"
         rows = [("stderr", t, line) for _, t, line in rows]
-    tails = encoder._whole_tails
+    tails = encoder.whole_tails
     want = encode_lines_reference(lines, times, sources, tails)
     assert compiled.encode_lines(lines, times, sources, tails) == want
     assert want == b"".join(encoder.encode(Entry(s, t, line)) for s, t, line in rows)
@@ -260,7 +261,7 @@ def test_ingest_records_agree(
 @pytest.mark.parametrize("impl", ["compiled", "reference"])
 def test_encode_lines_leaves_what_it_cannot_hold_to_the_caller(impl: str) -> None:
     fn = compiled.encode_lines if impl == "compiled" else encode_lines_reference
-    tails = RecordEncoder()._whole_tails
+    tails = RecordEncoder().whole_tails
     assert fn([b"a"], [2**63], "stdout", tails) is None
     assert fn([b"a"], [-(2**63) - 1], "stdout", tails) is None
     assert fn([b"a", b"b"], [1, 2], ["stdout", "journal"], tails) is None
@@ -292,6 +293,10 @@ log_entries = st.builds(
 def _decode_agrees(buf: bytes, max_frame: int, final: bool) -> None:
     want = decode_whole_reference(buf, max_frame, final)
     assert compiled.decode_whole(buf, max_frame, final) == want, buf
+    for tails in (RecordEncoder().whole_tails, RecordEncoder({"tag": "t"}).whole_tails):
+        fused = whole_records_reference(buf, max_frame, final, tails)
+        assert compiled.whole_records(buf, max_frame, final, tails) == fused
+        assert (fused is None) == (want is None)
     if want is None:
         return
     # What the twins accept, protobuf's parse (the careful path) reads alike.
@@ -346,3 +351,17 @@ def test_frame_edges_agree(body: bytes) -> None:
         _decode_agrees(_frame(body), 1 << 20, final)
         _decode_agrees(_frame(body) * 2, 1 << 20, final)
         _decode_agrees(_frame(body) + b"\x00\x00", 1 << 20, final)
+
+
+@pytest.mark.parametrize(
+    "special", [b'"', b"\\", b"\x00", b"\x1f", b"\x7f", b"\x80", b"\xff", b"\xc3\xa9"]
+)
+def test_escapes_are_found_at_every_place_in_a_word(special: bytes) -> None:
+    """The C escaper skips eight plain bytes at a time: a byte to escape is
+    found wherever it sits in those eight, and in the bytes after them."""
+    tails = RecordEncoder().whole_tails
+    lines = [b"a" * k + special + b"b" * (19 - k) for k in range(20)]
+    times = list(range(len(lines)))
+    assert compiled.encode_lines(lines, times, "stdout", tails) == encode_lines_reference(
+        lines, times, "stdout", tails
+    )

@@ -72,7 +72,7 @@ class RecordEncoder:
             for complete in (True, False)
         }
         #: The tails of whole lines, stdout's and stderr's (:func:`encode_lines_reference`).
-        self._whole_tails = (self._tails["stdout", True], self._tails["stderr", True])
+        self.whole_tails = (self._tails["stdout", True], self._tails["stderr", True])
         # No second is cached yet. (Not -1: that is a real second, the one
         # before the epoch, whose records would then be written without a date.)
         self._last_second: int | None = None
@@ -109,7 +109,7 @@ class RecordEncoder:
             return b""
         source = batch.sources
         if not batch.incomplete and _encode_lines is not None:
-            records: bytes | None = _encode_lines(lines, times, source, self._whole_tails)
+            records: bytes | None = _encode_lines(lines, times, source, self.whole_tails)
             if records is not None:
                 return records
         elif isinstance(source, str) and not batch.incomplete:
