@@ -1,7 +1,10 @@
 """The compiled fast path for lines and records (``pylog._speedups``), if it was built.
 
-Storing lines from a FIFO takes one step per batch: ``store.records`` makes
-their json-file records (:meth:`~pylog.store.records.RecordEncoder.encode_batch`).
+Storing lines from a FIFO takes two steps per read: ``framing`` decodes the
+frames and ``store.records`` makes their json-file records; for whole lines
+``driver`` does both in one call (``whole_records``), and the steps alone serve
+the rest (``decode_whole``, and ``encode_lines`` in
+:meth:`~pylog.store.records.RecordEncoder.encode_batch`).
 Shipping a plain line (the common case: a whole line on stdout or stderr) takes
 three steps per batch: ``store.records`` reads the stored records
 (:func:`~pylog.store.records.split_plain_run`), ``shipper.schema`` makes
@@ -13,6 +16,8 @@ the code that owns its format (the reference), and in C in ``_speedups.c``
 (the one that runs):
 
 =================  ==========================================================
+``whole_records``  :func:`pylog.driver.whole_records_reference`
+``decode_whole``   :func:`pylog.framing.decode_whole_reference`
 ``encode_lines``   :func:`pylog.store.records.encode_lines_reference`
 ``scan_plain``     :func:`pylog.store.records.scan_plain_reference`
 ``plain_values``   :func:`pylog.shipper.schema.plain_values_reference`
