@@ -747,6 +747,39 @@ static inline int needs_escape8(uint64_t w) {
             has_zero8(w ^ (ONES * '\\'))) != 0;
 }
 
+/* The bytes put_escaped writes for p[0..n): sized exactly, so that a read's
+ * records never take more memory than they fill. */
+static Py_ssize_t escaped_len(const unsigned char *p, Py_ssize_t n) {
+    Py_ssize_t out = 0, i = 0;
+    while (i < n) {
+        if (n - i >= 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (!needs_escape8(w)) {
+                out += 8;
+                i += 8;
+                continue;
+            }
+        }
+        switch (BYTE_CLASS[p[i]]) {
+        case 0: out++; i++; break;
+        case 1: out += 2; i++; break;
+        case 2: out += 6; i++; break;
+        default: {
+            Py_ssize_t len = utf8_len(p + i, n - i);
+            if (len == 0) {
+                out += 3; /* U+FFFD */
+                i++;
+            } else {
+                out += len;
+                i += len;
+            }
+        }
+        }
+    }
+    return out;
+}
+
 static char *put_escaped(char *o, const unsigned char *p, Py_ssize_t n) {
     Py_ssize_t i = 0;
     while (i < n) {
@@ -925,9 +958,8 @@ static PyObject *encode_lines(PyObject *self, PyObject *args) {
         }
         ns_of[i] = (int64_t)v;
         src_of[i] = (unsigned char)src;
-        /* At most 6 bytes a byte (\u00XX); the pages never written are never
-         * touched, and the object is cut to size at the end. */
-        size += PREFIX_LEN + 6 * PyBytes_GET_SIZE(line) + PyBytes_GET_SIZE(tail[src]) + SECOND_LEN + 10 + 4;
+        size += PREFIX_LEN + escaped_len((const unsigned char *)PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)) +
+                PyBytes_GET_SIZE(tail[src]) + SECOND_LEN + 10 + 4;
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, size);
     if (out == NULL) goto done;
@@ -1099,7 +1131,7 @@ static PyObject *whole_records(PyObject *self, PyObject *args) {
         if ((Py_ssize_t)length > end - pos - 4) break;
         Py_ssize_t stop = pos + 4 + (Py_ssize_t)length;
         if (!whole_line(p, pos + 4, stop, &src, &t, &line_at, &line_n)) goto refuse;
-        size += PREFIX_LEN + 6 * line_n + PyBytes_GET_SIZE(tail[src]) + SECOND_LEN + 10 + 4;
+        size += PREFIX_LEN + escaped_len(p + line_at, line_n) + PyBytes_GET_SIZE(tail[src]) + SECOND_LEN + 10 + 4;
         line_bytes += line_n;
         count++;
         pos = stop;
