@@ -24,11 +24,6 @@
  *       -> (end, max_ts, stop)
  *       Append Kafka records to a v2 record batch being built (shipper.recordbatch).
  *
- *   decode_whole(buf, max_frame, final) -> (lines, times, sources, used) | None
- *       Ingest's frames (framing.FrameDecoder): the whole frames at the start of
- *       buf when each is a whole line as dockerd writes it, else None (the
- *       caller's careful path counts what is wrong).
- *
  *   encode_lines(lines, times, sources, tails) -> bytes | None
  *       Ingest's records (store.records.RecordEncoder): for each whole line,
  *       {"log":"<line, JSON-escaped as Python's json does, each byte that is
@@ -37,10 +32,11 @@
  *       source that is neither stdout nor stderr.
  *
  *   whole_records(buf, max_frame, final, tails) -> (records, count, line_bytes, used) | None
- *       decode_whole and encode_lines in one pass, with no object per line:
- *       the records of the whole frames at the start of buf, how many, the
- *       bytes of their lines, and the bytes the frames took; None whenever
- *       decode_whole would return None.
+ *       Ingest's frames straight to records, with no object per line: when
+ *       every whole frame at the start of buf is a whole line as dockerd writes
+ *       it (framing.decode_whole_reference), their records as encode_lines makes
+ *       them, how many, the bytes of their lines, and the bytes the frames took;
+ *       else None (the driver's careful path counts what is wrong).
  *
  *   plain_frames(batch, marks) -> bytes | None
  *       The ReadLogs body of those lines (readback): a framed protobuf LogEntry
@@ -329,27 +325,33 @@ static PyObject *plain_values(PyObject *self, PyObject *args) {
 }
 
 
-/* -- Kafka record batches (v2): the records of a batch, appended in one call ---- */
+/* Unsigned LEB128 varints (protobuf's; Kafka's are zigzag on top, below). */
+static char *put_uvarint(char *o, uint64_t v) {
+    while (v >= 0x80) {
+        *o++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *o++ = (char)v;
+    return o;
+}
 
-static Py_ssize_t varint_size(int64_t v) {
-    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+static Py_ssize_t uvarint_len(uint64_t v) {
     Py_ssize_t n = 1;
-    while (u >= 0x80) {
-        u >>= 7;
+    while (v >= 0x80) {
+        v >>= 7;
         n++;
     }
     return n;
 }
 
-static char *put_varint(char *p, int64_t v) {
-    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    while (u >= 0x80) {
-        *p++ = (char)((u & 0x7f) | 0x80);
-        u >>= 7;
-    }
-    *p++ = (char)u;
-    return p;
-}
+/* -- Kafka record batches (v2): the records of a batch, appended in one call ---- */
+
+/* Kafka's varints are zigzag: a signed value folded onto the unsigned ones. */
+static uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+
+static Py_ssize_t varint_size(int64_t v) { return uvarint_len(zigzag(v)); }
+
+static char *put_varint(char *p, int64_t v) { return put_uvarint(p, zigzag(v)); }
 
 /* Sizes of one record's parts; 0 and an exception if it is not an OutRecord. */
 static int record_parts(PyObject *rec, PyObject **value, PyObject **headers, int64_t *ts) {
@@ -598,24 +600,6 @@ static char *unescape(const char *p, Py_ssize_t n, char *o) {
     return o;
 }
 
-static char *put_uvarint(char *o, uint64_t v) {
-    while (v >= 0x80) {
-        *o++ = (char)(v | 0x80);
-        v >>= 7;
-    }
-    *o++ = (char)v;
-    return o;
-}
-
-static Py_ssize_t uvarint_len(uint64_t v) {
-    Py_ssize_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
 static PyObject *plain_frames(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *batch, *marks_obj;
@@ -830,6 +814,12 @@ static char *put_escaped(char *o, const unsigned char *p, Py_ssize_t n) {
     return o;
 }
 
+/* Two decimal digits of 0 <= v < 100. */
+static void put2(char *o, int v) {
+    o[0] = (char)('0' + v / 10);
+    o[1] = (char)('0' + v % 10);
+}
+
 /* "YYYY-MM-DDTHH:MM:SS" of epoch seconds (an int64 of ns keeps the year in
  * 1677-2262, so four digits). */
 static void put_second(char *o, int64_t seconds) {
@@ -850,25 +840,18 @@ static void put_second(char *o, int64_t seconds) {
     int64_t m = mp < 10 ? mp + 3 : mp - 9;
     y += m <= 2;
     int h = (int)(rem / 3600), mi = (int)(rem / 60 % 60), s = (int)(rem % 60);
-    o[0] = (char)('0' + y / 1000 % 10);
-    o[1] = (char)('0' + y / 100 % 10);
-    o[2] = (char)('0' + y / 10 % 10);
-    o[3] = (char)('0' + y % 10);
+    put2(o, (int)(y / 100));
+    put2(o + 2, (int)(y % 100));
     o[4] = '-';
-    o[5] = (char)('0' + m / 10);
-    o[6] = (char)('0' + m % 10);
+    put2(o + 5, (int)m);
     o[7] = '-';
-    o[8] = (char)('0' + d / 10);
-    o[9] = (char)('0' + d % 10);
+    put2(o + 8, (int)d);
     o[10] = 'T';
-    o[11] = (char)('0' + h / 10);
-    o[12] = (char)('0' + h % 10);
+    put2(o + 11, h);
     o[13] = ':';
-    o[14] = (char)('0' + mi / 10);
-    o[15] = (char)('0' + mi % 10);
+    put2(o + 14, mi);
     o[16] = ':';
-    o[17] = (char)('0' + s / 10);
-    o[18] = (char)('0' + s % 10);
+    put2(o + 17, s);
 }
 
 /* One record: {"log":"<escaped line>" + tail + time + Z"}\n; o advanced. */
@@ -979,10 +962,12 @@ done:
     return result;
 }
 
-/* -- decode_whole ------------------------------------------------------------ */
+/* -- whole_records: ingest's frames straight to records ------------------------ */
 
-/* "stdout" and "stderr", made once (PyInit__speedups). */
-static PyObject *S_STDOUT, *S_STDERR;
+/* A frame's length: its first four bytes, big-endian. */
+static uint64_t frame_length(const unsigned char *p) {
+    return ((uint64_t)p[0] << 24) | ((uint64_t)p[1] << 16) | ((uint64_t)p[2] << 8) | (uint64_t)p[3];
+}
 
 /* The varint at p[*i..end); 0 if cut or above 64 bits. */
 static int get_varint(const unsigned char *p, Py_ssize_t *i, Py_ssize_t end, uint64_t *out) {
@@ -1044,70 +1029,6 @@ static int whole_line(const unsigned char *p, Py_ssize_t i, Py_ssize_t end, int 
     return *src >= 0;
 }
 
-static PyObject *decode_whole(PyObject *self, PyObject *args) {
-    (void)self;
-    Py_buffer view;
-    Py_ssize_t max_frame;
-    int final;
-    if (!PyArg_ParseTuple(args, "y*np:decode_whole", &view, &max_frame, &final)) return NULL;
-    const unsigned char *p = view.buf;
-    Py_ssize_t end = view.len, pos = 0;
-    PyObject *lines = PyList_New(0), *times = PyList_New(0), *srcs = PyList_New(0);
-    PyObject *result = NULL;
-    int n_out = 0, n_err = 0;
-    if (lines == NULL || times == NULL || srcs == NULL) goto done;
-    while (end - pos >= 4) {
-        uint64_t length = ((uint64_t)p[pos] << 24) | ((uint64_t)p[pos + 1] << 16) |
-                          ((uint64_t)p[pos + 2] << 8) | (uint64_t)p[pos + 3];
-        if (length > (uint64_t)max_frame) goto refuse;
-        if ((Py_ssize_t)length > end - pos - 4) break;
-        Py_ssize_t stop = pos + 4 + (Py_ssize_t)length;
-        int src;
-        int64_t t;
-        Py_ssize_t line_at, line_n;
-        if (!whole_line(p, pos + 4, stop, &src, &t, &line_at, &line_n)) goto refuse;
-        PyObject *line = PyBytes_FromStringAndSize((const char *)p + line_at, line_n);
-        if (line == NULL) goto done;
-        int bad = PyList_Append(lines, line);
-        Py_DECREF(line);
-        if (bad) goto done;
-        PyObject *tv = PyLong_FromLongLong(t);
-        if (tv == NULL) goto done;
-        bad = PyList_Append(times, tv);
-        Py_DECREF(tv);
-        if (bad) goto done;
-        if (PyList_Append(srcs, src ? S_STDERR : S_STDOUT)) goto done;
-        if (src) n_err++; else n_out++;
-        pos = stop;
-    }
-    if (final && pos < end) goto refuse;
-    {
-        Py_ssize_t count = PyList_GET_SIZE(lines);
-        PyObject *sources;
-        if (count > 0 && n_err == count) {
-            sources = S_STDERR;
-        } else if (n_out == count) {
-            sources = S_STDOUT;
-        } else {
-            sources = srcs;
-        }
-        Py_INCREF(sources);
-        result = Py_BuildValue("(OONn)", lines, times, sources, pos);
-    }
-    goto done;
-refuse:
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    Py_XDECREF(lines);
-    Py_XDECREF(times);
-    Py_XDECREF(srcs);
-    PyBuffer_Release(&view);
-    return result;
-}
-
-/* -- whole_records ----------------------------------------------------------- */
-
 static PyObject *whole_records(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer view;
@@ -1125,8 +1046,7 @@ static PyObject *whole_records(PyObject *self, PyObject *args) {
     Py_ssize_t line_at, line_n;
     /* First pass: the frames, checked, and the most their records can take. */
     while (end - pos >= 4) {
-        uint64_t length = ((uint64_t)p[pos] << 24) | ((uint64_t)p[pos + 1] << 16) |
-                          ((uint64_t)p[pos + 2] << 8) | (uint64_t)p[pos + 3];
+        uint64_t length = frame_length(p + pos);
         if (length > (uint64_t)max_frame) goto refuse;
         if ((Py_ssize_t)length > end - pos - 4) break;
         Py_ssize_t stop = pos + 4 + (Py_ssize_t)length;
@@ -1145,9 +1065,7 @@ static PyObject *whole_records(PyObject *self, PyObject *args) {
     int have_second = 0;
     char second[SECOND_LEN];
     for (pos = 0; pos < used;) {
-        Py_ssize_t length = (Py_ssize_t)(((uint32_t)p[pos] << 24) | ((uint32_t)p[pos + 1] << 16) |
-                                         ((uint32_t)p[pos + 2] << 8) | (uint32_t)p[pos + 3]);
-        Py_ssize_t stop = pos + 4 + length;
+        Py_ssize_t stop = pos + 4 + (Py_ssize_t)frame_length(p + pos);
         (void)whole_line(p, pos + 4, stop, &src, &t, &line_at, &line_n);
         o = put_record(o, p + line_at, line_n, tail[src], t, &last_second, &have_second, second);
         pos = stop;
@@ -1168,7 +1086,6 @@ static PyMethodDef methods[] = {
     {"plain_values", plain_values, METH_VARARGS, "The Kafka records of scanned plain lines."},
     {"encode_records", encode_records, METH_VARARGS, "Append records to a v2 record batch."},
     {"whole_records", whole_records, METH_VARARGS, "Ingest's records of whole-line frames, or None."},
-    {"decode_whole", decode_whole, METH_VARARGS, "Ingest's whole-line frames, or None."},
     {"encode_lines", encode_lines, METH_VARARGS, "Ingest's records of whole lines, or None."},
     {"plain_frames", plain_frames, METH_VARARGS, "The ReadLogs frames of scanned plain lines, or None."},
     {NULL, NULL, 0, NULL},
@@ -1182,8 +1099,5 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__speedups(void) {
     init_tables();
-    S_STDOUT = PyUnicode_InternFromString("stdout");
-    S_STDERR = PyUnicode_InternFromString("stderr");
-    if (S_STDOUT == NULL || S_STDERR == NULL) return NULL;
     return PyModule_Create(&module);
 }

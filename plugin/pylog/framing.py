@@ -19,7 +19,6 @@ from typing import cast
 from google.protobuf.message import DecodeError
 
 from .models import STDERR, STDOUT, Entry, EntryBatch
-from .speedups import compiled
 from .wire.entry_pb2 import LogEntry, LogEntryBatch, LogEntryColumns
 
 _LEN = struct.Struct(">I")
@@ -104,10 +103,6 @@ class FrameDecoder:
         frame is then given up, counted, and decoding resynchronises after it.
         """
         if not self._resync:
-            whole = _decode_whole(buf, self.max_frame, final) if _decode_whole else None
-            if whole is not None:
-                lines, times, sources, used = whole
-                return EntryBatch(lines, times, sources, frozenset()), used
             fast = self._decode_columns(buf, final)
             if fast is None:
                 fast = self._decode_run(buf, final)
@@ -421,9 +416,9 @@ def decode_whole_reference(buf: bytes, max_frame: int, final: bool) -> WholeLine
     once, ``partial`` false if present), with a length within ``max_frame``, and
     ``final`` leaves no cut frame at the end; else None, and
     :class:`FrameDecoder` takes them its careful way (which counts every
-    problem). The Python twin (the specification) of
-    ``_speedups.decode_whole``, which :meth:`FrameDecoder.decode` tries first;
-    what it returns is what protobuf's parse of the same frames gives."""
+    problem). The parse half of ``driver.whole_records_reference`` (and so of
+    ``_speedups.whole_records``); what it returns is what protobuf's parse of
+    the same frames gives."""
     lines: list[bytes] = []
     times: list[int] = []
     sources: list[str] = []
@@ -450,10 +445,6 @@ def decode_whole_reference(buf: bytes, max_frame: int, final: bool) -> WholeLine
     if sources.count(STDOUT) == len(sources):
         return lines, times, STDOUT, pos
     return lines, times, sources, pos
-
-
-#: Without the extension the twin is not used: the columns parse is faster in Python.
-_decode_whole = compiled.decode_whole if compiled is not None else None
 
 
 def encode_entry(source: str, time_ns: int, line: bytes) -> bytes:

@@ -2,9 +2,10 @@
 
 Storing lines from a FIFO takes two steps per read: ``framing`` decodes the
 frames and ``store.records`` makes their json-file records; for whole lines
-``driver`` does both in one call (``whole_records``), and the steps alone serve
-the rest (``decode_whole``, and ``encode_lines`` in
-:meth:`~pylog.store.records.RecordEncoder.encode_batch`).
+``driver`` does both in one call (``whole_records``: the parse of
+:func:`~pylog.framing.decode_whole_reference`, then ``encode_lines``), and
+``encode_lines`` alone serves the rest that are whole lines
+(:meth:`~pylog.store.records.RecordEncoder.encode_batch`).
 Shipping a plain line (the common case: a whole line on stdout or stderr) takes
 three steps per batch: ``store.records`` reads the stored records
 (:func:`~pylog.store.records.split_plain_run`), ``shipper.schema`` makes
@@ -17,7 +18,6 @@ the code that owns its format (the reference), and in C in ``_speedups.c``
 
 =================  ==========================================================
 ``whole_records``  :func:`pylog.driver.whole_records_reference`
-``decode_whole``   :func:`pylog.framing.decode_whole_reference`
 ``encode_lines``   :func:`pylog.store.records.encode_lines_reference`
 ``scan_plain``     :func:`pylog.store.records.scan_plain_reference`
 ``plain_values``   :func:`pylog.shipper.schema.plain_values_reference`

@@ -292,10 +292,9 @@ log_entries = st.builds(
 
 def _decode_agrees(buf: bytes, max_frame: int, final: bool) -> None:
     want = decode_whole_reference(buf, max_frame, final)
-    assert compiled.decode_whole(buf, max_frame, final) == want, buf
     for tails in (RecordEncoder().whole_tails, RecordEncoder({"tag": "t"}).whole_tails):
         fused = whole_records_reference(buf, max_frame, final, tails)
-        assert compiled.whole_records(buf, max_frame, final, tails) == fused
+        assert compiled.whole_records(buf, max_frame, final, tails) == fused, buf
         assert (fused is None) == (want is None)
     if want is None:
         return
