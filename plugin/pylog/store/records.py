@@ -56,6 +56,15 @@ def _is_plain(data: bytes) -> bool:
     return data.isascii() and len(data.translate(None, _ESCAPED_BYTES)) == len(data)
 
 
+def _escaped(line: bytes) -> bytes:
+    """A line as the text of a JSON string (no quotes): as it is when nothing in
+    it needs escaping, else decoded (U+FFFD per byte that is not UTF-8) and
+    escaped as Python's JSON encoder does."""
+    if _is_plain(line):
+        return line
+    return _dumps(line.decode("utf-8", "pylog-go-replace"))[1:-1].encode()
+
+
 class RecordEncoder:
     """Turns entries into record lines; ``attrs`` (labels, env, tag) are fixed per container."""
 
@@ -89,12 +98,7 @@ class RecordEncoder:
 
     def encode(self, entry: Entry) -> bytes:
         source, time_ns, line, complete = entry
-        if _is_plain(line):
-            body = line
-        else:
-            text = line.decode("utf-8", "pylog-go-replace")
-            body = _dumps(text)[1:-1].encode()
-        return b'{"log":"' + body + self._tails[source, complete] + self._time(time_ns)
+        return b'{"log":"' + _escaped(line) + self._tails[source, complete] + self._time(time_ns)
 
     def encode_batch(self, batch: EntryBatch) -> bytes:
         """The records of ``batch``, concatenated (each ends with ``\\n``).
@@ -152,12 +156,10 @@ def encode_lines_reference(
         source = sources if isinstance(sources, str) else sources[i]
         if source not in ("stdout", "stderr") or not -(2**63) <= time_ns < 2**63:
             return None
-        if _is_plain(line):
-            body = line
-        else:
-            body = _dumps(line.decode("utf-8", "pylog-go-replace"))[1:-1].encode()
         tail = tails[source == "stderr"]
-        out.append(b'{"log":"' + body + tail + format_rfc3339nano(time_ns).encode() + b'"}\n')
+        out.append(
+            b'{"log":"' + _escaped(line) + tail + format_rfc3339nano(time_ns).encode() + b'"}\n'
+        )
     return b"".join(out)
 
 
