@@ -144,24 +144,33 @@ def test_accumulator_takes_the_whole_wait_off_the_timeout_at_every_wake_up() -> 
 # ---------------------------------------------------------------- batching, behaviour 3
 
 
+def _idempotent_accumulator(
+    epoch: int,
+) -> tuple[AIOKafkaProducer, TransactionManager, MessageAccumulator]:
+    """A real idempotent producer, never started (its TransactionManager is made
+    here, with producer id 7 and ``epoch``), and an accumulator for TP that uses
+    it. Call from a running loop."""
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", enable_idempotence=True)
+    txn = producer._txn_manager
+    assert isinstance(txn, TransactionManager), f"no TransactionManager: {RECHECK}"
+    txn.set_pid_and_epoch(7, epoch)
+    cluster = ClusterMetadata()
+    cluster.update_metadata(
+        MetadataResponse_v0(
+            brokers=[(0, "localhost", 9092)],
+            topics=[(0, TP.topic, [(0, TP.partition, 0, [0], [0])])],
+        )
+    )
+    acc = MessageAccumulator(cluster, 16384, 0, 30.0, linger_ms=0, txn_manager=txn)
+    return producer, txn, acc
+
+
 def test_drain_advances_the_sequence_and_giving_it_back_undoes_exactly_that() -> None:
     """Draining a batch of an idempotent producer takes the partition's sequence numbers
     (one per record) from the TransactionManager, which pylog's give-back rewinds."""
 
     async def run() -> tuple[int, int, int]:
-        # A real idempotent producer, never started: its TransactionManager is made here.
-        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", enable_idempotence=True)
-        txn = producer._txn_manager
-        assert isinstance(txn, TransactionManager), f"no TransactionManager: {RECHECK}"
-        txn.set_pid_and_epoch(7, 0)
-        cluster = ClusterMetadata()
-        cluster.update_metadata(
-            MetadataResponse_v0(
-                brokers=[(0, "localhost", 9092)],
-                topics=[(0, TP.topic, [(0, TP.partition, 0, [0], [0])])],
-            )
-        )
-        acc = MessageAccumulator(cluster, 16384, 0, 30.0, linger_ms=0, txn_manager=txn)
+        producer, txn, acc = _idempotent_accumulator(epoch=0)
         builder = acc.create_builder()
         for i in range(5):
             assert builder.append(timestamp=None, key=None, value=b"%d" % i) is not None
@@ -184,18 +193,7 @@ def test_the_accumulator_sends_pylogs_record_batch_and_sets_its_producer_state()
     ``_set_producer_state`` and sends what ``_build`` returns (recordbatch.py)."""
 
     async def run() -> tuple[int, Any]:
-        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1", enable_idempotence=True)
-        txn = producer._txn_manager
-        assert isinstance(txn, TransactionManager), f"no TransactionManager: {RECHECK}"
-        txn.set_pid_and_epoch(7, 3)
-        cluster = ClusterMetadata()
-        cluster.update_metadata(
-            MetadataResponse_v0(
-                brokers=[(0, "localhost", 9092)],
-                topics=[(0, TP.topic, [(0, TP.partition, 0, [0], [0])])],
-            )
-        )
-        acc = MessageAccumulator(cluster, 16384, 0, 30.0, linger_ms=0, txn_manager=txn)
+        producer, _, acc = _idempotent_accumulator(epoch=3)
         batch = RecordBatch(16384, "lz4", 1 << 20)
         records: list[Any] = [(b"%d" % i, [("stream", b"stdout")], 1000 + i) for i in range(5)]
         assert batch.add(records, 0, b"key") == 5
