@@ -30,7 +30,9 @@ In a shipping process (:mod:`.worker`):
     (a :class:`~.producer.SendGroup`), its counters;
   - one :class:`~.producer.ClusterProducer` per cluster configuration, shared
     by the tasks shipping there, with its own tasks (a pump per partition, a
-    watchdog) and counters; the worker's registry holds them;
+    watchdog) and counters; each pump owns its partition's batches, those
+    being filled and the (at most two) inside aiokafka; the worker's registry
+    holds them;
   - the reporter: sends the counters every ``REPORT_INTERVAL`` and trims idle
     memory.
 * The :class:`~.worker.Worker` owns the registries (tasks, producers, lines
@@ -43,8 +45,9 @@ Modules, one job each:
 ``assemble``       stored records -> whole lines (chunks joined, multiline merged)
 ``routing``        brokers, topic and key of a container, and their precedence
 ``producer``       producer settings; one producer per cluster configuration
-``batching``       per-partition batches shared by all containers: works around two
-                   aiokafka behaviours, named there and pinned by contract tests
+``batching``       per-partition batches shared by all containers, one in flight and
+                   one queued per partition: works around three aiokafka
+                   behaviours, named there and pinned by contract tests
 ``compression``    LZ4 at the fast level for aiokafka's batches (pinned likewise)
 ``producer_stats`` a producer's counters for ``/metrics``
 ``position``       the acknowledged position on the host mount

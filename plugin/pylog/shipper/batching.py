@@ -25,9 +25,21 @@ against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
    good, the second one's lines reached the topic before the failed ones were
    sent again: a hole, filled later or never (Kafka 4.4 appended it, refusing
    the first with InvalidTimestamp, with the idempotent producer on or off).
-   So the pump hands a partition's next batch over only once the one before
-   is delivered; when one fails, the batches behind it and the groups with
-   records in them fail unsent (:meth:`_PartitionQueue.fail_all`).
+   Yet a queued batch is what keeps the broker busy: without one, every batch
+   waits a whole turn of the client (delivery, pump, hand-over, drain) after
+   the one before. So the pump keeps at most :data:`PIPELINE` batches of a
+   partition inside aiokafka, one in flight and one queued, and when one fails,
+   the batch queued behind it is taken back out of the accumulator's queue
+   (``MessageAccumulator._batches[tp]``) before the sender can drain it
+   (:func:`_withdraw`). That is safe because aiokafka fails a batch (sets its
+   ``MessageBatch.future``) before the request task that carried it ends, and the
+   sender drains only after that task's end wakes it: the done callback on the
+   failed batch's own future (:func:`_delivered`) always runs first. Found
+   through the accumulator's queue, that future is the one thing of aiokafka
+   the pump holds on to (:func:`_queued_batch`); where it is not found, the pump
+   falls back to one batch at a time. The batches behind a failure, withdrawn
+   or not handed over yet, fail unsent, and so do the groups with records in
+   them (:meth:`_PartitionQueue.fail_all`).
 
 3. **A batch the broker rejects for good keeps its sequence numbers.** With
    idempotence, ``MessageAccumulator.drain_by_nodes`` gives each batch the
@@ -38,16 +50,17 @@ against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
    new sequence, so every later batch of the partition failed with
    OutOfOrderSequenceNumber and the container sent the same lines again forever.
    After such a rejection the sequence is put back by the batch's record count
-   (:func:`_give_back_sequence`): the pump has no other batch of the partition
-   inside aiokafka then (behaviour 2), so this undoes exactly that batch.
+   (:func:`_give_back_sequence`), before the batch queued behind it is drained
+   and numbered (behaviour 2: the same callback), so this undoes exactly that
+   batch.
 
 Batches are pylog's own (:mod:`.recordbatch`: the bytes aiokafka's builder
 would make, filled with one call per send instead of one per record), handed
 to aiokafka's batch API (``send_batch``), several times faster than a
-``send()`` per record. Waiting costs no round trip: aiokafka sends one batch
-per partition per request anyway, and the next batch is handed over in the
-same loop turn as the delivery, already full of what gathered meanwhile. A
-batch per container instead served 200 containers on 4 partitions 4 batches
+``send()`` per record. aiokafka sends one batch per partition per request
+anyway; the batch queued behind the one in flight is compressed while that one
+is at the broker, and the next is taken when it goes out, full of what gathered
+meanwhile. A batch per container instead served 200 containers on 4 partitions 4 batches
 per round trip, and their sends piled up in memory far faster than they left.
 
 Everything here runs on the one asyncio loop of its :class:`Batcher`'s owner
@@ -73,7 +86,7 @@ from aiokafka.errors import (
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
-from .errors import DeliveryError, ProducerUnavailable
+from .errors import BatchWithdrawn, DeliveryError, ProducerUnavailable
 from .producer_stats import ProducerStats
 from .recordbatch import RecordBatch
 from .schema import OutRecord
@@ -81,6 +94,10 @@ from .schema import OutRecord
 #: The aiokafka versions whose behaviours (above) were checked; the contract
 #: tests fail on any other, so that someone re-checks them on an upgrade.
 AIOKAFKA_VERSIONS = ("0.14.0",)
+
+#: Batches of a partition inside aiokafka at once: one in flight, one queued behind
+#: it (behaviour 2).
+PIPELINE = 2
 
 #: A record at least this large gets a batch of its own, so that if the broker
 #: refuses it as too large, no other record is refused with it.
@@ -149,17 +166,32 @@ class _Batch:
         """aiokafka's delivery outcome, once the batch was handed over."""
 
 
+class _Inside:
+    """A batch handed to aiokafka and not delivered yet."""
+
+    __slots__ = ("batch", "delivered", "queued")
+
+    def __init__(self, batch: _Batch, queued: Any, delivered: asyncio.Future[Any]) -> None:
+        self.batch = batch
+        self.queued = queued
+        """aiokafka's ``MessageBatch`` for it (None if it was not found: see
+        :func:`_queued_batch`)."""
+        self.delivered = delivered
+        """What ``send_batch`` returned (a shield over ``queued.future``)."""
+
+
 class _PartitionQueue:
-    """One partition's batches of one aiokafka producer: the one being filled, those full.
+    """One partition's batches of one aiokafka producer: the one being filled, those
+    full, those inside aiokafka.
 
     Records go into the open batch in the order they come; a full batch (or a
     record of :data:`LARGE_RECORD` or more, which gets a batch of its own) is
     sealed and waits for the partition's pump (:meth:`Batcher._pump`).
 
-    When a batch fails, every batch after it that is not handed over yet fails
-    too, and so does every group with records in them (:meth:`fail_all`): a
-    group's later records must not reach Kafka before the ones that failed,
-    which it sends again from its acknowledged position.
+    When a batch fails, every batch after it that is not sent yet fails too,
+    and so does every group with records in them (:func:`_withdraw`,
+    :meth:`fail_all`): a group's later records must not reach Kafka before the
+    ones that failed, which it sends again from its acknowledged position.
     """
 
     def __init__(
@@ -175,6 +207,8 @@ class _PartitionQueue:
         self.new_batch = new_batch
         self.open: _Batch | None = None
         self.sealed: deque[_Batch] = deque()
+        self.inside: deque[_Inside] = deque()
+        """Handed to aiokafka, oldest first (at most :data:`PIPELINE`)."""
         self.pump: asyncio.Future[None] | None = None
 
     def add_all(
@@ -323,25 +357,34 @@ class Batcher:
             queue.pump = asyncio.ensure_future(self._pump(queue))
 
     async def _pump(self, queue: _PartitionQueue) -> None:
-        """Hand a partition's batches to aiokafka in order, each once the one before
-        is delivered (behaviours 1 and 2 in the module docstring).
+        """Hand a partition's batches to aiokafka in order, each once the one two
+        before it is delivered (behaviours 1 and 2 in the module docstring).
 
-        The pump is the partition's only ``send_batch`` caller, and at most one
-        batch of the partition is inside aiokafka at any time, so a failed
-        batch can never be overtaken. A batch that lingered long enough while
-        it waited is closed before the hand-over, so aiokafka does not linger
-        on it again.
+        The pump is the partition's only ``send_batch`` caller, so aiokafka
+        holds at most :data:`PIPELINE` batches of the partition: one in flight,
+        and one queued behind it that :func:`_withdraw` takes back if the one in
+        flight fails. The queued one is closed and compressed at once (nothing
+        is added to a batch handed over), while the broker works on the other.
         """
         loop = asyncio.get_running_loop()
         try:
-            while (batch := queue.take()) is not None:
-                if loop.time() - batch.since >= self.linger:
+            while True:
+                batch = queue.take()
+                if batch is None:
+                    if not queue.inside:
+                        break
+                    # Nothing to hand over: the next one is what gathers meanwhile.
+                    await self._delivery(queue.inside[-1])
+                    continue
+                if queue.inside:
+                    batch.builder.compress()  # it waits behind the one in flight
+                elif loop.time() - batch.since >= self.linger:
                     batch.builder.close()  # it has lingered (waiting for the one before)
                 try:
                     fut: asyncio.Future[Any] = await queue.producer.send_batch(
                         batch.builder, queue.topic, partition=queue.partition
                     )
-                except (TimeoutError, KafkaError) as exc:
+                except (TimeoutError, KafkaError, BatchWithdrawn) as exc:
                     self.stats.error(exc)
                     self.health(exc)
                     _fail_batch(batch, exc)
@@ -350,19 +393,25 @@ class Batcher:
                 except BaseException as exc:
                     _fail_batch(batch, exc)
                     raise
+                # No await since send_batch queued it: the sender has not taken it.
+                queued = _queued_batch(queue, batch)
+                entry = _Inside(batch, queued, fut)
+                queue.inside.append(entry)
                 self.stats.watch(fut, batch.count, batch.since, self.health)
-                fut.add_done_callback(functools.partial(_delivered, queue, batch, self.idempotent))
-                if queue.sealed:
-                    # Full already: compressed while this one is at the broker,
-                    # not on the way there after it.
-                    queue.sealed[0].builder.compress()
-                # Delivered or failed: a failure has failed the batches queued
-                # here by now (_delivered), so none of them is handed over.
-                await asyncio.wait([fut])
-                await asyncio.sleep(0)  # let _delivered run first
+                done = queued.future if queued is not None else fut
+                done.add_done_callback(functools.partial(_delivered, queue, entry, self.idempotent))
+                if queued is None or len(queue.inside) >= PIPELINE:
+                    # Delivered or failed: a failure has failed (and withdrawn) the
+                    # batches after it by now (_delivered), so none is handed over.
+                    await self._delivery(queue.inside[0])
         finally:
             queue.pump = None
             queue.fail_all(asyncio.CancelledError())  # if it ended early (cancelled)
+
+    @staticmethod
+    async def _delivery(entry: _Inside) -> None:
+        await asyncio.wait([entry.delivered])
+        await asyncio.sleep(0)  # let every _delivered run first
 
     async def _settle(
         self,
@@ -388,14 +437,20 @@ class Batcher:
 
 def _delivered(
     queue: _PartitionQueue,
-    batch: _Batch,
+    entry: _Inside,
     idempotent: bool,
     fut: asyncio.Future[Any],
 ) -> None:
-    """A handed-over batch is done: pass its outcome on; a failure fails the batches
-    of the partition not handed over yet (see :class:`_PartitionQueue`); a batch
-    the broker rejects for good is counted and dropped, and with idempotence its
-    sequence numbers are given back (behaviour 3)."""
+    """A handed-over batch is done: pass its outcome on. A failure fails the batches
+    of the partition not sent yet, withdrawing the one queued inside aiokafka
+    (behaviour 2); a batch the broker rejects for good is counted and dropped, and
+    with idempotence its sequence numbers are given back (behaviour 3).
+
+    Runs as the done callback of aiokafka's own future for the batch, so before
+    the sender can drain the batch queued behind it."""
+    if entry in queue.inside:
+        queue.inside.remove(entry)
+    batch = entry.batch
     if batch.done.done():
         return
     if fut.cancelled():
@@ -410,7 +465,44 @@ def _delivered(
             _give_back_sequence(queue.producer, queue.topic, queue.partition, batch.count)
     else:
         _fail_batch(batch, exc)
+        _withdraw(queue)
         queue.fail_all(exc)
+
+
+def _queued_batch(queue: _PartitionQueue, batch: _Batch) -> Any:
+    """aiokafka's ``MessageBatch`` for a batch ``send_batch`` has just queued: the
+    last of its partition's queue in the accumulator, holding our builder. None if
+    it is not there (aiokafka changed: the pump then sends one batch at a time)."""
+    waiting = _accumulator_queues(queue.producer).get(TopicPartition(queue.topic, queue.partition))
+    if waiting and getattr(waiting[-1], "_builder", None) is batch.builder:
+        return waiting[-1]
+    return None
+
+
+def _accumulator_queues(producer: AIOKafkaProducer) -> dict[TopicPartition, Any]:
+    """``MessageAccumulator._batches``: the batches queued per partition, not sent."""
+    queues = getattr(getattr(producer, "_message_accumulator", None), "_batches", None)
+    return queues if isinstance(queues, dict) else {}
+
+
+def _withdraw(queue: _PartitionQueue) -> None:
+    """Take the batches still queued inside aiokafka back out, unsent, and fail them
+    (and the groups with records in them): the one before them failed."""
+    tp = TopicPartition(queue.topic, queue.partition)
+    waiting = _accumulator_queues(queue.producer)
+    while queue.inside:
+        entry = queue.inside.popleft()
+        exc = BatchWithdrawn("not sent: the batch before it failed")
+        _fail_batch(entry.batch, exc)
+        queued = entry.queued
+        in_queue = waiting.get(tp)
+        if queued is None or queued.future.done() or in_queue is None or queued not in in_queue:
+            continue  # done already, or (aiokafka changed) on its way: left to its outcome
+        in_queue.remove(queued)
+        if not in_queue:
+            del waiting[tp]  # drain_by_nodes reads the first of every queue it finds
+        # Its future and drain waiter (stop's flush, a send_batch waiting) learn it.
+        queued.failure(exception=exc)
 
 
 def _give_back_sequence(producer: AIOKafkaProducer, topic: str, partition: int, count: int) -> None:

@@ -30,7 +30,7 @@ from aiokafka.errors import (
     RequestTimedOutError,
 )
 
-from .errors import ProducerUnavailable
+from .errors import BatchWithdrawn, ProducerUnavailable
 
 #: Upper bounds (seconds) of the delivery latency buckets: linger (20 ms) up to the
 #: producer's request timeout (60 s), after which a batch fails instead.
@@ -50,8 +50,10 @@ def error_kind(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, KafkaConnectionError | NodeNotReadyError):
         return "connection"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"  # a batch of a producer replaced after a failure
+    if isinstance(exc, asyncio.CancelledError | BatchWithdrawn):
+        # A batch of a producer replaced after a failure, or one taken back unsent
+        # because the batch before it failed.
+        return "cancelled"
     if isinstance(exc, KafkaError):
         return "broker"
     return "other"

@@ -1,18 +1,24 @@
-"""ClusterProducer against a fake aiokafka producer: how sends become batches.
+"""ClusterProducer against fake aiokafka producers: how sends become batches.
 
-The fake keeps aiokafka's rule that matters here: one batch per partition is
+The fakes keep aiokafka's rule that matters here: one batch per partition is
 queued while the one before it is in flight, so a partition takes one batch
-per broker round trip.
+per broker round trip. :class:`FakeProducer` has no accumulator queue to take a
+batch back from, so the pump sends one batch at a time to it (its fallback);
+:class:`QueueingProducer` has one, shaped like aiokafka's, so the pump keeps a
+batch queued behind the one in flight. ``tests/kafka/test_aiokafka_contract.py``
+checks that shape and order against aiokafka and a real broker.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import TopicPartition
 from pylog.config import KafkaSettings
 from pylog.shipper import batching
 from pylog.shipper import producer as producer_mod
@@ -105,6 +111,70 @@ class FakeProducer:
         return delivered
 
 
+class FakeMessageBatch:
+    """What the pump reads of aiokafka's MessageBatch: its builder and its future."""
+
+    def __init__(self, builder: FakeBatch) -> None:
+        self._builder = builder
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def failure(self, exception: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exception)
+
+
+class FakeAccumulator:
+    def __init__(self) -> None:
+        self._batches: dict[TopicPartition, deque[FakeMessageBatch]] = {}
+
+
+class QueueingProducer(FakeProducer):
+    """Queues batches like aiokafka's accumulator (one per partition behind the one
+    in flight) and drains like its sender: the next queued batch of a partition
+    goes out once the one in flight is done, a loop turn after that one's own
+    future called back. ``sent`` is what went out (reached the broker)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._message_accumulator = FakeAccumulator()
+        self.in_flight: dict[TopicPartition, FakeMessageBatch] = {}
+        self.most_inside = 0
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        tp = TopicPartition(topic, partition)
+        queue = self._message_accumulator._batches
+        while queue.get(tp):
+            await asyncio.sleep(ROUND_TRIP / 10)  # a batch is queued: wait for its drain
+        mb = FakeMessageBatch(batch)
+        queue.setdefault(tp, deque()).append(mb)
+        inside = len(queue[tp]) + (tp in self.in_flight)
+        self.most_inside = max(self.most_inside, inside)
+        if tp not in self.in_flight:
+            asyncio.get_running_loop().call_soon(self._drain, tp)
+        return asyncio.shield(mb.future)
+
+    def _drain(self, tp: TopicPartition) -> None:
+        queue = self._message_accumulator._batches
+        if tp in self.in_flight or not queue.get(tp):
+            return
+        mb = queue[tp].popleft()
+        if not queue[tp]:
+            del queue[tp]
+        self.in_flight[tp] = mb
+        self.sent.append((tp.partition, mb._builder))
+        asyncio.get_running_loop().call_later(ROUND_TRIP, self._done, tp, mb)
+
+    def _done(self, tp: TopicPartition, mb: FakeMessageBatch) -> None:
+        if self.created.index(mb._builder) in FakeProducer.fail_deliveries:
+            mb.failure(KafkaConnectionError())
+        elif not mb.future.done():
+            mb.future.set_result(None)
+        del self.in_flight[tp]
+        loop = asyncio.get_running_loop()
+        # The request task ends, its end wakes the sender, which drains.
+        loop.call_soon(loop.call_soon, self._drain, tp)
+
+
 @pytest.fixture(autouse=True)
 def fake_producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(producer_mod, "AIOKafkaProducer", FakeProducer)
@@ -158,10 +228,11 @@ def test_containers_on_a_partition_share_its_batches() -> None:
         assert [v for _, v in got] == [f"{n}:{i}".encode() for i in range(lines)]
 
 
-def test_no_batch_is_handed_over_behind_one_not_yet_delivered() -> None:
-    """A partition's batch is handed to aiokafka only once the one before is
-    delivered: if that one fails, the later ones fail here, unsent, instead of
-    reaching Kafka ahead of the failed lines sent again."""
+def test_without_a_queue_to_withdraw_from_no_batch_is_handed_over_behind_another() -> None:
+    """Where the pump cannot find aiokafka's queue (aiokafka changed), a partition's
+    batch is handed to aiokafka only once the one before is delivered: if that one
+    fails, the later ones fail here, unsent, instead of reaching Kafka ahead of the
+    failed lines sent again."""
     cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
     FakeProducer.fail_deliveries = {0}
 
@@ -227,3 +298,48 @@ def test_after_a_failed_batch_the_later_ones_are_not_sent() -> None:
     assert a.failed and b.failed
     (fake,) = FakeProducer.made
     assert [b.records for _, b in fake.sent] == [[(b"k", b"a0")]]
+
+
+def test_a_partition_keeps_one_batch_queued_behind_the_one_in_flight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker is never left waiting for the client's turn: while a batch is in
+    flight the next one is queued inside aiokafka, never more than that, and the
+    batches go out in order."""
+    monkeypatch.setattr(producer_mod, "AIOKafkaProducer", QueueingProducer)
+    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+
+    async def run() -> None:
+        await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(550)])
+
+    asyncio.run(run())
+    (fake,) = FakeProducer.made
+    assert isinstance(fake, QueueingProducer)
+    assert fake.most_inside == batching.PIPELINE == 2
+    assert [v for _, b in fake.sent for _, v in b.records] == [f"{i}".encode() for i in range(550)]
+
+
+def test_a_failed_batch_withdraws_the_one_queued_behind_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first batch fails at the broker while the second waits queued inside
+    aiokafka: the second is taken back out before the sender drains it, and it
+    and the rest fail unsent, so nothing reaches Kafka ahead of the failed lines."""
+    monkeypatch.setattr(producer_mod, "AIOKafkaProducer", QueueingProducer)
+    FakeProducer.fail_deliveries = {0}
+    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    group = SendGroup()
+
+    async def run() -> None:
+        with pytest.raises(DeliveryError):
+            await cp.send(group, "t", b"k", [rec(f"{i}") for i in range(350)])
+        await asyncio.sleep(3 * ROUND_TRIP)
+
+    asyncio.run(run())
+    (fake,) = FakeProducer.made
+    assert isinstance(fake, QueueingProducer)
+    assert fake.most_inside == 2  # the second batch was queued
+    assert [fake.created.index(b) for _, b in fake.sent] == [0]
+    assert fake._message_accumulator._batches == {}
+    assert group.failed
+    assert cp.stats.errors["cancelled"] == 1  # the withdrawn batch
