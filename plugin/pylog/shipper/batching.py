@@ -60,8 +60,9 @@ to aiokafka's batch API (``send_batch``), several times faster than a
 ``send()`` per record. aiokafka sends one batch per partition per request
 anyway; the batch queued behind the one in flight is compressed while that one
 is at the broker, and the next is taken when it goes out, full of what gathered
-meanwhile. A batch per container instead served 200 containers on 4 partitions 4 batches
-per round trip, and their sends piled up in memory far faster than they left.
+meanwhile. A batch per container instead served 200 containers on 4 partitions
+4 batches per round trip, and their sends piled up in memory far faster than
+they left.
 
 Everything here runs on the one asyncio loop of its :class:`Batcher`'s owner
 (:class:`~pylog.shipper.producer.ClusterProducer`).
