@@ -31,8 +31,11 @@ In a shipping process (:mod:`.worker`):
   - one :class:`~.producer.ClusterProducer` per cluster configuration, shared
     by the tasks shipping there, with its own tasks (a pump per partition, a
     watchdog) and counters; each pump owns its partition's batches, those
-    being filled and the (at most two) inside aiokafka; the worker's registry
-    holds them;
+    being filled and those sent: with idempotence its
+    :class:`~.pipeline.PartitionSender` (the producer ID's sequence numbers of
+    the partition, up to five requests in flight, each a task of its own, and
+    the batches to send again), else the (at most two) inside aiokafka; the
+    worker's registry holds the producers;
   - the reporter: sends the counters every ``REPORT_INTERVAL`` and trims idle
     memory.
 * The :class:`~.worker.Worker` owns the registries (tasks, producers, lines
@@ -45,9 +48,11 @@ Modules, one job each:
 ``assemble``       stored records -> whole lines (chunks joined, multiline merged)
 ``routing``        brokers, topic and key of a container, and their precedence
 ``producer``       producer settings; one producer per cluster configuration
-``batching``       per-partition batches shared by all containers, one in flight and
-                   one queued per partition: works around three aiokafka
-                   behaviours, named there and pinned by contract tests
+``batching``       per-partition batches shared by all containers and their pumps;
+                   without idempotence through aiokafka's sender, working around
+                   two of its behaviours (named there, pinned by contract tests)
+``pipeline``       with idempotence, a partition's batches as pylog's own produce
+                   requests, several in flight, in order, numbered by pylog
 ``compression``    LZ4 at the fast level for aiokafka's batches (pinned likewise)
 ``producer_stats`` a producer's counters for ``/metrics``
 ``position``       the acknowledged position on the host mount

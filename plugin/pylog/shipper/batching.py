@@ -1,9 +1,22 @@
-"""Per-partition batches shared by every container, on top of aiokafka's batch API.
+"""Per-partition batches shared by every container, and how they reach the broker.
 
-This layer exists only because of three behaviours of aiokafka; it is written
-against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
+Records of every container on a partition gather in shared batches (pylog's
+own, :mod:`.recordbatch`), one partition's pump (:meth:`Batcher._pump_requests`
+or :meth:`Batcher._pump`) sends them in order. Two ways out:
+
+* **With idempotence (the default)**: as pylog's own produce requests on the
+  producer's client, up to five of a partition in flight, numbered by pylog
+  (:mod:`.pipeline`, which says why and how that keeps order and loses nothing).
+  aiokafka's sender, which keeps one request per broker in flight, is not used.
+* **Without it**: through aiokafka's sender (``send_batch``), one batch in
+  flight and one queued per partition, with the workarounds below. Without
+  sequence numbers, a batch behind one that failed cannot be kept from
+  overtaking it at the broker, so no more than one can be out at a time.
+
+The aiokafka path exists only because of two behaviours of aiokafka; it is
+written against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
 ``tests/unit/shipper/test_aiokafka_contract.py`` and
-``tests/kafka/test_aiokafka_contract.py`` fail when any of them changes.
+``tests/kafka/test_aiokafka_contract.py`` fail when either changes.
 
 1. **One queued batch per partition, and a shrinking wait for the others.**
    ``MessageAccumulator.add_batch`` (what ``AIOKafkaProducer.send_batch`` calls)
@@ -41,28 +54,12 @@ against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
    or not handed over yet, fail unsent, and so do the groups with records in
    them (:meth:`_PartitionQueue.fail_all`).
 
-3. **A batch the broker rejects for good keeps its sequence numbers.** With
-   idempotence, ``MessageAccumulator.drain_by_nodes`` gives each batch the
-   partition's next sequence number and advances it by the batch's record count
-   (``TransactionManager.increment_sequence_number``) when the batch is sent.
-   The broker appends nothing of a batch it rejects as too large, so it expects
-   that same sequence number next; aiokafka neither gives it back nor starts a
-   new sequence, so every later batch of the partition failed with
-   OutOfOrderSequenceNumber and the container sent the same lines again forever.
-   After such a rejection the sequence is put back by the batch's record count
-   (:func:`_give_back_sequence`), before the batch queued behind it is drained
-   and numbered (behaviour 2: the same callback), so this undoes exactly that
-   batch.
-
 Batches are pylog's own (:mod:`.recordbatch`: the bytes aiokafka's builder
-would make, filled with one call per send instead of one per record), handed
-to aiokafka's batch API (``send_batch``), several times faster than a
-``send()`` per record. aiokafka sends one batch per partition per request
-anyway; the batch queued behind the one in flight is compressed while that one
-is at the broker, and the next is taken when it goes out, full of what gathered
-meanwhile. A batch per container instead served 200 containers on 4 partitions
-4 batches per round trip, and their sends piled up in memory far faster than
-they left.
+would make, filled with one call per send instead of one per record), several
+times faster than a ``send()`` per record. A batch is shared by the containers
+on its partition: a batch per container instead served 200 containers on 4
+partitions 4 batches per round trip, and their sends piled up in memory far
+faster than they left.
 
 Everything here runs on the one asyncio loop of its :class:`Batcher`'s owner
 (:class:`~pylog.shipper.producer.ClusterProducer`).
@@ -78,16 +75,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    InvalidTopicError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-)
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from .errors import BatchWithdrawn, DeliveryError, ProducerUnavailable
+from .pipeline import (
+    MAX_IN_FLIGHT,
+    PartitionSender,
+    client_produce,
+    init_producer_id,
+)
+from .pipeline import REJECTED as REJECTED
 from .producer_stats import ProducerStats
 from .recordbatch import RecordBatch
 from .schema import OutRecord
@@ -104,8 +103,8 @@ PIPELINE = 2
 #: refuses it as too large, no other record is refused with it.
 LARGE_RECORD = 256 * 1024
 
-#: Errors that sending again cannot fix: the records are dropped and counted.
-REJECTED = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
+#: How long getting a producer ID for pylog's own produce requests may take.
+PRODUCER_ID_TIMEOUT = 10.0
 
 _PARTITIONER = DefaultPartitioner()
 
@@ -210,7 +209,11 @@ class _PartitionQueue:
         self.sealed: deque[_Batch] = deque()
         self.inside: deque[_Inside] = deque()
         """Handed to aiokafka, oldest first (at most :data:`PIPELINE`)."""
+        self.sender: PartitionSender[_Batch] | None = None
+        """With idempotence: pylog's own produce requests (instead of ``inside``)."""
         self.pump: asyncio.Future[None] | None = None
+        self.wake: asyncio.Future[None] | None = None
+        """Set when a batch is sealed, for a pump waiting on its requests."""
 
     def add_all(
         self, group: SendGroup, key: bytes | None, records: list[OutRecord], at: float
@@ -232,6 +235,8 @@ class _PartitionQueue:
             if batch.builder.closed():
                 self.sealed.append(batch)
                 self.open = None
+                if self.wake is not None and not self.wake.done():
+                    self.wake.set_result(None)
             i = end
         return shares
 
@@ -271,12 +276,19 @@ class Batcher:
         health: HealthHook,
         new_batch: Callable[[], RecordBatch],
         idempotent: bool = False,
+        request_timeout_ms: int = 30_000,
+        in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.name = name
         #: Makes an empty batch (the cluster's batch size and compression).
         self.new_batch = new_batch
-        #: Whether the producer numbers its batches (behaviour 3).
+        #: Whether batches go as pylog's own numbered produce requests (:mod:`.pipeline`).
         self.idempotent = idempotent
+        self.request_timeout_ms = request_timeout_ms
+        #: Requests in flight per partition on that path.
+        self.in_flight = in_flight
+        #: The producer ID of the current producer (:func:`init_producer_id`), shared.
+        self._producer_id: tuple[AIOKafkaProducer, asyncio.Future[tuple[int, int]]] | None = None
         self.linger = linger_ms / 1000
         self.stats = stats
         self.health = health
@@ -322,9 +334,12 @@ class Batcher:
                 _settle_error(it.done, DeliveryError("an earlier batch failed"))
             return
         generation = -1
+        producer_id = (-1, -1)
         try:
             producer, generation = await connect()
             partitions = sorted(await producer.partitions_for(topic))
+            if self.idempotent:
+                producer_id = await self._producer_id_of(producer)
         except (ProducerUnavailable, TimeoutError, KafkaError) as exc:
             group.failed = True
             self.stats.error(exc)
@@ -343,9 +358,13 @@ class Batcher:
         queue = self._queues.get((topic, partition))
         if queue is None or queue.producer is not producer:
             # New, or the producer was replaced: the old queue's pump fails what it holds.
+            if queue is not None and queue.sender is not None and queue.pump is not None:
+                queue.pump.cancel()  # its requests carry the old producer ID
             queue = self._queues[topic, partition] = _PartitionQueue(
                 producer, topic, partition, self.new_batch
             )
+            if self.idempotent:
+                queue.sender = self._sender(queue, producer_id)
         for it in items:
             # For each batch the item's records went into, how many.
             shares = queue.add_all(group, key, it.records, it.at)
@@ -355,7 +374,93 @@ class Batcher:
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
         if queue.pump is None:
-            queue.pump = asyncio.ensure_future(self._pump(queue))
+            pump = self._pump if queue.sender is None else self._pump_requests
+            queue.pump = asyncio.ensure_future(pump(queue))
+
+    async def _producer_id_of(self, producer: AIOKafkaProducer) -> tuple[int, int]:
+        """The producer ID and epoch of pylog's produce requests on ``producer``: one
+        per producer, asked for once (concurrent callers share the request)."""
+        if self._producer_id is None or self._producer_id[0] is not producer:
+            asking = asyncio.ensure_future(init_producer_id(producer.client, PRODUCER_ID_TIMEOUT))
+            self._producer_id = (producer, asking)
+        fut = self._producer_id[1]
+        try:
+            return await asyncio.shield(fut)
+        except (TimeoutError, KafkaError):
+            if self._producer_id is not None and self._producer_id[1] is fut:
+                self._producer_id = None  # the next send asks again
+            raise
+
+    def _sender(
+        self, queue: _PartitionQueue, producer_id: tuple[int, int]
+    ) -> PartitionSender[_Batch]:
+        return PartitionSender(
+            client_produce(queue.producer.client, self.request_timeout_ms),
+            queue.topic,
+            queue.partition,
+            producer_id,
+            functools.partial(_outcome, queue),
+            self._failed_round,
+            depth=self.in_flight,
+        )
+
+    def _failed_round(self, exc: BaseException) -> None:
+        self.stats.error(exc)
+        self.health(exc)
+
+    async def _pump_requests(self, queue: _PartitionQueue) -> None:
+        """Send a partition's batches as pylog's own produce requests, several in
+        flight (:mod:`.pipeline`). A sealed batch goes as soon as there is room; the
+        batch being filled goes when nothing is in flight, or once it has lingered."""
+        sender = queue.sender
+        assert sender is not None
+        loop = asyncio.get_running_loop()
+
+        def take() -> _Batch | None:
+            if queue.sealed:
+                batch = queue.sealed.popleft()
+            else:
+                opened = queue.open
+                if opened is None or opened.count == 0:
+                    return None
+                if sender.in_flight() and loop.time() - opened.since < self.linger:
+                    return None  # it fills while the others are at the broker
+                queue.open = None
+                opened.builder.close()
+                batch = opened
+            self.stats.watch(batch.done, batch.count, batch.since, self.health)
+            return batch
+
+        try:
+            while True:
+                sender.fill(take)
+                if sender.idle():
+                    break  # nothing to send: the next send starts a pump again
+                timeout = None
+                if queue.open is not None and not queue.sealed:
+                    timeout = max(0.0, queue.open.since + self.linger - loop.time())
+                queue.wake = loop.create_future()
+                await sender.step(queue.wake, timeout)
+        finally:
+            queue.pump = None
+            queue.wake = None
+            sender.close(asyncio.CancelledError())
+            queue.fail_all(asyncio.CancelledError())  # if it ended early (cancelled)
+
+    def forget(self, producer: AIOKafkaProducer) -> None:
+        """``producer`` is being replaced or closed: stop the pumps sending through
+        it (what they hold fails; the shipping tasks send it again)."""
+        for queue in self._queues.values():
+            if queue.producer is producer and queue.pump is not None:
+                queue.pump.cancel()
+
+    async def drain(self, producer: AIOKafkaProducer, timeout: float) -> None:
+        """Give the pumps sending through ``producer`` up to ``timeout`` s to deliver
+        what they hold (the shutdown's flush), then stop them."""
+        pumps = [q.pump for q in self._queues.values() if q.producer is producer and q.pump]
+        if pumps and timeout > 0:
+            await asyncio.wait(pumps, timeout=timeout)
+        self.forget(producer)
 
     async def _pump(self, queue: _PartitionQueue) -> None:
         """Hand a partition's batches to aiokafka in order, each once the one two
@@ -400,7 +505,7 @@ class Batcher:
                 queue.inside.append(entry)
                 self.stats.watch(fut, batch.count, batch.since, self.health)
                 done = queued.future if queued is not None else fut
-                done.add_done_callback(functools.partial(_delivered, queue, entry, self.idempotent))
+                done.add_done_callback(functools.partial(_delivered, queue, entry))
                 if queued is None or len(queue.inside) >= PIPELINE:
                     # Delivered or failed: a failure has failed (and withdrawn) the
                     # batches after it by now (_delivered), so none is handed over.
@@ -436,16 +541,26 @@ class Batcher:
             done.set_result(SendResult(rejected))
 
 
-def _delivered(
-    queue: _PartitionQueue,
-    entry: _Inside,
-    idempotent: bool,
-    fut: asyncio.Future[Any],
-) -> None:
-    """A handed-over batch is done: pass its outcome on. A failure fails the batches
-    of the partition not sent yet, withdrawing the one queued inside aiokafka
-    (behaviour 2); a batch the broker rejects for good is counted and dropped, and
-    with idempotence its sequence numbers are given back (behaviour 3).
+def _outcome(queue: _PartitionQueue, batch: _Batch, exc: BaseException | None) -> None:
+    """A batch sent by pylog's own requests is done (:mod:`.pipeline`): pass its
+    outcome on. A batch the broker rejects for good is counted and dropped; any
+    other failure fails the partition's batches not handed over yet."""
+    if batch.done.done():
+        return
+    if exc is None:
+        batch.done.set_result(None)
+    elif isinstance(exc, REJECTED):
+        batch.done.set_exception(exc)  # these records only: counted, not sent again
+    else:
+        _fail_batch(batch, exc)
+        queue.fail_all(exc)
+
+
+def _delivered(queue: _PartitionQueue, entry: _Inside, fut: asyncio.Future[Any]) -> None:
+    """A batch handed to aiokafka is done: pass its outcome on. A failure fails the
+    batches of the partition not sent yet, withdrawing the one queued inside
+    aiokafka (behaviour 2); a batch the broker rejects for good is counted and
+    dropped.
 
     Runs as the done callback of aiokafka's own future for the batch, so before
     the sender can drain the batch queued behind it."""
@@ -462,8 +577,6 @@ def _delivered(
         batch.done.set_result(fut.result())
     elif isinstance(exc, REJECTED):
         batch.done.set_exception(exc)  # these records only: counted, not sent again
-        if idempotent:
-            _give_back_sequence(queue.producer, queue.topic, queue.partition, batch.count)
     else:
         _fail_batch(batch, exc)
         _withdraw(queue)
@@ -504,15 +617,6 @@ def _withdraw(queue: _PartitionQueue) -> None:
             del waiting[tp]  # drain_by_nodes reads the first of every queue it finds
         # Its future and drain waiter (stop's flush, a send_batch waiting) learn it.
         queued.failure(exception=exc)
-
-
-def _give_back_sequence(producer: AIOKafkaProducer, topic: str, partition: int, count: int) -> None:
-    """Put the partition's next sequence number back by ``count`` (behaviour 3)."""
-    txn = producer._txn_manager
-    if txn is None:
-        return
-    tp = TopicPartition(topic, partition)
-    txn._sequence_numbers[tp] = max(0, txn.sequence_number(tp) - count)
 
 
 def _fail_batch(batch: _Batch, exc: BaseException) -> None:

@@ -8,11 +8,13 @@ plugin-wide producer settings) is shared by every container that ships there
 A producer is started lazily on first use; if the brokers cannot be reached
 the send fails with :class:`ProducerUnavailable` and the next one tries again.
 After delivery failures a shipper calls :meth:`ClusterProducer.reset`: the
-aiokafka producer is replaced by a fresh one (a new idempotent producer ID, so
-no sequence-number state from before an outage can wedge it).
+aiokafka producer (its client and connections) is replaced by a fresh one, with
+a new producer ID for pylog's numbered requests, so no sequence-number state
+from before the failure can wedge it.
 
-How sends become aiokafka batches (shared per partition, one partition's at a
-time inside aiokafka) is :mod:`.batching`'s job; this module keeps the settings
+How sends become batches shared per partition, and how those reach the broker
+(pylog's own requests with idempotence, aiokafka's sender without), is
+:mod:`.batching`'s and :mod:`.pipeline`'s job; this module keeps the settings
 and each producer's life: start, reset, health logging, close.
 """
 
@@ -64,7 +66,9 @@ def producer_kwargs(cfg: KafkaSettings) -> dict[str, Any]:
         "bootstrap_servers": list(cfg.brokers),
         "client_id": cfg.client_id,
         "acks": "all" if cfg.acks == "all" else int(cfg.acks),
-        "enable_idempotence": cfg.idempotence,
+        # With idempotence pylog sends its own numbered requests (pipeline.py) on this
+        # producer's client; aiokafka's sender only ever sends without it.
+        "enable_idempotence": False,
         "compression_type": None if cfg.compression == "none" else cfg.compression,
         "linger_ms": cfg.linger_ms,
         "max_batch_size": cfg.batch_size,
@@ -116,6 +120,7 @@ class ClusterProducer:
             self._log_health_change,
             functools.partial(RecordBatch, cfg.batch_size, cfg.compression, LARGE_RECORD),
             idempotent=cfg.idempotence,
+            request_timeout_ms=cfg.request_timeout_ms,
         )
 
     def describe(self) -> str:
@@ -184,6 +189,7 @@ class ClusterProducer:
         if self._producer is None or generation != self.generation:
             return
         old, self._producer = self._producer, None
+        self._batcher.forget(old)
         task = asyncio.get_running_loop().create_task(_stop_quietly(old))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -195,6 +201,7 @@ class ClusterProducer:
             self._watchdog.cancel()
         producer, self._producer = self._producer, None
         if producer is not None:
+            await self._batcher.drain(producer, left(deadline, CANCEL_RESERVE))
             await _stop_quietly(producer, left(deadline, CANCEL_RESERVE))
         for task in list(self._closing):
             with contextlib.suppress(Exception):

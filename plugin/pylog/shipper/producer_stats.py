@@ -106,8 +106,9 @@ class ProducerStats:
     def in_flight(self, now: float) -> tuple[int, float]:
         """Batches handed over and not resolved yet, and the age of the oldest (0: none).
 
-        With the idempotent producer (the default) aiokafka retries a batch until
-        the broker takes it, so a broker outage shows here, not as errors.
+        With the idempotent producer (the default) a batch is sent again until the
+        broker takes it (:mod:`.pipeline`), so a broker outage shows here, not as
+        errors.
         """
         for _ in range(5):
             try:

@@ -225,25 +225,41 @@ class RecordBatch:
         if self._built is None:
             self.compress()
             buf = self._buffer
-            producer_id, producer_epoch, base_sequence = self._producer
-            HEADER.pack_into(
-                buf,
-                0,
-                0,
-                len(buf) - AFTER_LENGTH,
-                NO_PARTITION_LEADER_EPOCH,
-                MAGIC,
-                0,
-                self._attributes,
-                max(0, self._count - 1),
-                self._first_ts,
-                self._max_ts,
-                producer_id,
-                producer_epoch,
-                base_sequence,
-                self._count,
-            )
-            struct.pack_into(">I", buf, CRC_OFFSET, calc_crc32c(bytes(buf[ATTRIBUTES_OFFSET:])))
-            self._built = bytes(buf)
             self._buffer = bytearray()
+            self._built = self._pack(buf)
         return self._built
+
+    def stamp(self, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
+        """The batch's bytes for this producer ID, epoch and first sequence number
+        (``pipeline.PartitionSender``: built once, the header written again when the
+        numbers change, as after a batch before it was rejected)."""
+        state = (producer_id, producer_epoch, base_sequence)
+        if self._built is None or state != self._producer:
+            self._producer = state
+            if self._built is None:
+                return self._build()
+            self._built = self._pack(bytearray(self._built))
+        return self._built
+
+    def _pack(self, buf: bytearray) -> bytes:
+        """Write the header (and its CRC) into ``buf``, which holds the compressed records."""
+        producer_id, producer_epoch, base_sequence = self._producer
+        HEADER.pack_into(
+            buf,
+            0,
+            0,
+            len(buf) - AFTER_LENGTH,
+            NO_PARTITION_LEADER_EPOCH,
+            MAGIC,
+            0,
+            self._attributes,
+            max(0, self._count - 1),
+            self._first_ts,
+            self._max_ts,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            self._count,
+        )
+        struct.pack_into(">I", buf, CRC_OFFSET, calc_crc32c(bytes(buf[ATTRIBUTES_OFFSET:])))
+        return bytes(buf)

@@ -141,7 +141,7 @@ def test_accumulator_takes_the_whole_wait_off_the_timeout_at_every_wake_up() -> 
 # ---------------------------------------------------------------- LZ4 level patch
 
 
-# ---------------------------------------------------------------- batching, behaviour 3
+# ---------------------------------------------------------------- pylog's record batch in aiokafka
 
 
 def _idempotent_accumulator(
@@ -163,28 +163,6 @@ def _idempotent_accumulator(
     )
     acc = MessageAccumulator(cluster, 16384, 0, 30.0, linger_ms=0, txn_manager=txn)
     return producer, txn, acc
-
-
-def test_drain_advances_the_sequence_and_giving_it_back_undoes_exactly_that() -> None:
-    """Draining a batch of an idempotent producer takes the partition's sequence numbers
-    (one per record) from the TransactionManager, which pylog's give-back rewinds."""
-
-    async def run() -> tuple[int, int, int]:
-        producer, txn, acc = _idempotent_accumulator(epoch=0)
-        builder = acc.create_builder()
-        for i in range(5):
-            assert builder.append(timestamp=None, key=None, value=b"%d" % i) is not None
-        await acc.add_batch(builder, TP, 5.0)
-        before = txn.sequence_number(TP)
-        acc.drain_by_nodes(ignore_nodes=set())
-        drained = txn.sequence_number(TP)
-        batching._give_back_sequence(producer, TP.topic, TP.partition, 5)
-        await producer.stop()  # never started: only closes its client
-        return before, drained, txn.sequence_number(TP)
-
-    before, drained, given_back = asyncio.run(run())
-    assert (before, drained) == (0, 5), f"drain no longer takes one number per record: {RECHECK}"
-    assert given_back == 0
 
 
 def test_the_accumulator_sends_pylogs_record_batch_and_sets_its_producer_state() -> None:

@@ -1,4 +1,5 @@
-"""ClusterProducer against fake aiokafka producers: how sends become batches.
+"""ClusterProducer against fake aiokafka producers: how sends become batches, and
+how they go through aiokafka's sender (the path without idempotence).
 
 The fakes keep aiokafka's rule that matters here: one batch per partition is
 queued while the one before it is in flight, so a partition takes one batch
@@ -27,6 +28,9 @@ from pylog.shipper.producer import ClusterProducer, SendGroup
 from pylog.shipper.schema import OutRecord
 
 ROUND_TRIP = 0.02
+#: Without idempotence, batches go through aiokafka's sender (with it, through
+#: pylog's own requests: test_pipeline.py).
+PLAIN = KafkaSettings(brokers=("fake:9092",), idempotence=False)
 
 
 class FakeBatch:
@@ -196,7 +200,7 @@ def test_containers_on_a_partition_share_its_batches() -> None:
     partition go out together, one batch per round trip, not one batch per
     container per round trip (which piled up their sends in memory)."""
     containers, lines = 200, 10
-    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    cp = ClusterProducer(PLAIN)
 
     async def container(n: int, group: SendGroup) -> list[Any]:
         sends = []
@@ -233,7 +237,7 @@ def test_without_a_queue_to_withdraw_from_no_batch_is_handed_over_behind_another
     batch is handed to aiokafka only once the one before is delivered: if that one
     fails, the later ones fail here, unsent, instead of reaching Kafka ahead of the
     failed lines sent again."""
-    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    cp = ClusterProducer(PLAIN)
     FakeProducer.fail_deliveries = {0}
 
     async def run() -> None:
@@ -248,7 +252,7 @@ def test_without_a_queue_to_withdraw_from_no_batch_is_handed_over_behind_another
 
 
 def test_a_large_record_gets_a_batch_of_its_own() -> None:
-    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    cp = ClusterProducer(PLAIN)
     big = "x" * batching.LARGE_RECORD
 
     async def run() -> None:
@@ -260,7 +264,7 @@ def test_a_large_record_gets_a_batch_of_its_own() -> None:
 
 
 def test_a_failed_hand_over_fails_the_sends_in_it_and_later_ones() -> None:
-    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    cp = ClusterProducer(PLAIN)
     group = SendGroup()
 
     async def run() -> tuple[object, object]:
@@ -284,7 +288,7 @@ def test_after_a_failed_batch_the_later_ones_are_not_sent() -> None:
     so that no line reaches Kafka before one sent earlier that failed."""
     FakeProducer.batch_limit = 1
     FakeProducer.fail_batches = {1}
-    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    cp = ClusterProducer(PLAIN)
     a, b = SendGroup(), SendGroup()
 
     async def run() -> list[Any]:
@@ -307,7 +311,7 @@ def test_a_partition_keeps_one_batch_queued_behind_the_one_in_flight(
     flight the next one is queued inside aiokafka, never more than that, and the
     batches go out in order."""
     monkeypatch.setattr(producer_mod, "AIOKafkaProducer", QueueingProducer)
-    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    cp = ClusterProducer(PLAIN)
 
     async def run() -> None:
         await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(550)])
@@ -327,7 +331,7 @@ def test_a_failed_batch_withdraws_the_one_queued_behind_it(
     and the rest fail unsent, so nothing reaches Kafka ahead of the failed lines."""
     monkeypatch.setattr(producer_mod, "AIOKafkaProducer", QueueingProducer)
     FakeProducer.fail_deliveries = {0}
-    cp = ClusterProducer(KafkaSettings(brokers=("fake:9092",)))
+    cp = ClusterProducer(PLAIN)
     group = SendGroup()
 
     async def run() -> None:
