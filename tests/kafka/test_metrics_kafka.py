@@ -162,9 +162,9 @@ def test_containers_sharing_a_partition_wait_their_turn(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     """Eight containers, one single-partition topic, small batches: every batch
-    waits for aiokafka's one queued batch of that partition, and none of them
-    times out (aiokafka 0.14 shortens a waiter's timeout on each wake-up, which
-    failed batches within seconds), so nothing is retried or shipped twice."""
+    waits its turn at the partition's pump, and none of them times out (waiting
+    in aiokafka's accumulator, they failed within seconds: aiokafka 0.14 shortens
+    a waiter's timeout on each wake-up), so nothing is retried or shipped twice."""
     topic = new_topic("turns")
     svc = LoggingService(
         make_settings(

@@ -52,7 +52,7 @@ async def _facts(
         await producer.partitions_for(topic)
         client = producer.client
         producer_id, epoch = await init_producer_id(client, 10)
-        produce = client_produce(client, 30_000)
+        produce = client_produce(client, -1, 30_000)
         batches = [_batch(i * PER_BATCH) for i in range(MAX_IN_FLIGHT)]
         sends = [
             asyncio.ensure_future(produce(topic, 0, b.stamp(producer_id, epoch, i * PER_BATCH)))

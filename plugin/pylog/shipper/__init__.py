@@ -31,11 +31,10 @@ In a shipping process (:mod:`.worker`):
   - one :class:`~.producer.ClusterProducer` per cluster configuration, shared
     by the tasks shipping there, with its own tasks (a pump per partition, a
     watchdog) and counters; each pump owns its partition's batches, those
-    being filled and those sent: with idempotence its
+    being filled and those sent, through its
     :class:`~.pipeline.PartitionSender` (the producer ID's sequence numbers of
-    the partition, up to five requests in flight, each a task of its own, and
-    the batches to send again), else the (at most two) inside aiokafka; the
-    worker's registry holds the producers;
+    the partition, its requests in flight, each a task of its own, and the
+    batches to send again); the worker's registry holds the producers;
   - the reporter: sends the counters every ``REPORT_INTERVAL`` and trims idle
     memory.
 * The :class:`~.worker.Worker` owns the registries (tasks, producers, lines
@@ -48,12 +47,12 @@ Modules, one job each:
 ``assemble``       stored records -> whole lines (chunks joined, multiline merged)
 ``routing``        brokers, topic and key of a container, and their precedence
 ``producer``       producer settings; one producer per cluster configuration
-``batching``       per-partition batches shared by all containers and their pumps;
-                   without idempotence through aiokafka's sender, working around
-                   two of its behaviours (named there, pinned by contract tests)
-``pipeline``       with idempotence, a partition's batches as pylog's own produce
-                   requests, several in flight, in order, numbered by pylog
-``compression``    LZ4 at the fast level for aiokafka's batches (pinned likewise)
+``batching``       per-partition batches shared by all containers, and their pumps
+``recordbatch``    one Kafka record batch, built by pylog
+``pipeline``       a partition's batches as pylog's own produce requests on aiokafka's
+                   client: with idempotence numbered by pylog, up to five in flight,
+                   in order (aiokafka's sender keeps one per broker)
+``compression``    the LZ4 level of pylog's batches (and why)
 ``producer_stats`` a producer's counters for ``/metrics``
 ``position``       the acknowledged position on the host mount
 ``backoff``        the wait between retries (capped, doubling, with jitter)

@@ -1,65 +1,21 @@
-"""Per-partition batches shared by every container, and how they reach the broker.
+"""Per-partition batches shared by every container, and their pumps.
 
 Records of every container on a partition gather in shared batches (pylog's
-own, :mod:`.recordbatch`), one partition's pump (:meth:`Batcher._pump_requests`
-or :meth:`Batcher._pump`) sends them in order. Two ways out:
-
-* **With idempotence (the default)**: as pylog's own produce requests on the
-  producer's client, up to five of a partition in flight, numbered by pylog
-  (:mod:`.pipeline`, which says why and how that keeps order and loses nothing).
-  aiokafka's sender, which keeps one request per broker in flight, is not used.
-* **Without it**: through aiokafka's sender (``send_batch``), one batch in
-  flight and one queued per partition, with the workarounds below. Without
-  sequence numbers, a batch behind one that failed cannot be kept from
-  overtaking it at the broker, so no more than one can be out at a time.
-
-The aiokafka path exists only because of two behaviours of aiokafka; it is
-written against aiokafka **0.14.0** (:data:`AIOKAFKA_VERSIONS`), and
-``tests/unit/shipper/test_aiokafka_contract.py`` and
-``tests/kafka/test_aiokafka_contract.py`` fail when either changes.
-
-1. **One queued batch per partition, and a shrinking wait for the others.**
-   ``MessageAccumulator.add_batch`` (what ``AIOKafkaProducer.send_batch`` calls)
-   queues a batch only when no batch of its partition is queued; other callers
-   wait for that one to be taken by the sender (``MessageBatch.wait_drain``).
-   It notes the start time once and then, on every wake-up, takes *all* the
-   time waited so far off the remaining timeout again (``timeout -=
-   time.monotonic() - start``). With several callers on one partition, those
-   that lost a few rounds got ``KafkaTimeoutError`` after seconds, not after
-   the request timeout. Here each partition has a single caller, its pump
-   (:meth:`Batcher._pump`); the records of every container on the partition
-   gather in one shared batch meanwhile.
-
-2. **The next queued batch goes out even when the one before it failed.**
-   ``Sender._send_produce_req`` unmutes a partition once its in-flight batch is
-   done, delivered or failed, and the next ``MessageAccumulator.drain_by_nodes``
-   sends the partition's queued batch; ``AIOKafkaProducer.stop`` flushes what is
-   queued too. With a second batch queued behind one the broker refused for
-   good, the second one's lines reached the topic before the failed ones were
-   sent again: a hole, filled later or never (Kafka 4.4 appended it, refusing
-   the first with InvalidTimestamp, with the idempotent producer on or off).
-   Yet a queued batch is what keeps the broker busy: without one, every batch
-   waits a whole turn of the client (delivery, pump, hand-over, drain) after
-   the one before. So the pump keeps at most :data:`PIPELINE` batches of a
-   partition inside aiokafka, one in flight and one queued, and when one fails,
-   the batch queued behind it is taken back out of the accumulator's queue
-   (``MessageAccumulator._batches[tp]``) before the sender can drain it
-   (:func:`_withdraw`). That is safe because aiokafka fails a batch (sets its
-   ``MessageBatch.future``) before the request task that carried it ends, and the
-   sender drains only after that task's end wakes it: the done callback on the
-   failed batch's own future (:func:`_delivered`) always runs first. Found
-   through the accumulator's queue, that future is the one thing of aiokafka
-   the pump holds on to (:func:`_queued_batch`); where it is not found, the pump
-   falls back to one batch at a time. The batches behind a failure, withdrawn
-   or not handed over yet, fail unsent, and so do the groups with records in
-   them (:meth:`_PartitionQueue.fail_all`).
-
-Batches are pylog's own (:mod:`.recordbatch`: the bytes aiokafka's builder
-would make, filled with one call per send instead of one per record), several
-times faster than a ``send()`` per record. A batch is shared by the containers
-on its partition: a batch per container instead served 200 containers on 4
-partitions 4 batches per round trip, and their sends piled up in memory far
+own, :mod:`.recordbatch`: the bytes aiokafka's builder would make, filled with
+one call per send instead of one per record, several times faster than a
+``send()`` per record). A batch per container instead served 200 containers on
+4 partitions 4 batches per round trip, and their sends piled up in memory far
 faster than they left.
+
+Each partition has one pump (:meth:`Batcher._pump`), which sends its batches in
+order through a :class:`~.pipeline.PartitionSender` (pylog's own produce
+requests: up to five in flight with idempotence, one without); a full batch goes
+as soon as there is room, the batch being filled once nothing is in flight or it
+has waited ``linger_ms``. When a batch fails for good, the batches behind it
+that are not sent fail unsent, and so do the sends (groups) with records in
+them (:meth:`_PartitionQueue.fail_all`): a container's later lines must not
+reach Kafka before the ones that failed, which it sends again from its
+acknowledged position.
 
 Everything here runs on the one asyncio loop of its :class:`Batcher`'s owner
 (:class:`~pylog.shipper.producer.ClusterProducer`).
@@ -77,9 +33,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.structs import TopicPartition
 
-from .errors import BatchWithdrawn, DeliveryError, ProducerUnavailable
+from .errors import DeliveryError, ProducerUnavailable
 from .pipeline import (
     MAX_IN_FLIGHT,
     PartitionSender,
@@ -90,14 +45,6 @@ from .pipeline import REJECTED as REJECTED
 from .producer_stats import ProducerStats
 from .recordbatch import RecordBatch
 from .schema import OutRecord
-
-#: The aiokafka versions whose behaviours (above) were checked; the contract
-#: tests fail on any other, so that someone re-checks them on an upgrade.
-AIOKAFKA_VERSIONS = ("0.14.0",)
-
-#: Batches of a partition inside aiokafka at once: one in flight, one queued behind
-#: it (behaviour 2).
-PIPELINE = 2
 
 #: A record at least this large gets a batch of its own, so that if the broker
 #: refuses it as too large, no other record is refused with it.
@@ -166,32 +113,16 @@ class _Batch:
         """aiokafka's delivery outcome, once the batch was handed over."""
 
 
-class _Inside:
-    """A batch handed to aiokafka and not delivered yet."""
-
-    __slots__ = ("batch", "delivered", "queued")
-
-    def __init__(self, batch: _Batch, queued: Any, delivered: asyncio.Future[Any]) -> None:
-        self.batch = batch
-        self.queued = queued
-        """aiokafka's ``MessageBatch`` for it (None if it was not found: see
-        :func:`_queued_batch`)."""
-        self.delivered = delivered
-        """What ``send_batch`` returned (a shield over ``queued.future``)."""
-
-
 class _PartitionQueue:
-    """One partition's batches of one aiokafka producer: the one being filled, those
-    full, those inside aiokafka.
+    """One partition's batches of one producer: the one being filled, those full,
+    and the sender of those sent.
 
     Records go into the open batch in the order they come; a full batch (or a
     record of :data:`LARGE_RECORD` or more, which gets a batch of its own) is
     sealed and waits for the partition's pump (:meth:`Batcher._pump`).
 
     When a batch fails, every batch after it that is not sent yet fails too,
-    and so does every group with records in them (:func:`_withdraw`,
-    :meth:`fail_all`): a group's later records must not reach Kafka before the
-    ones that failed, which it sends again from its acknowledged position.
+    and so does every group with records in them (:meth:`fail_all`).
     """
 
     def __init__(
@@ -207,10 +138,8 @@ class _PartitionQueue:
         self.new_batch = new_batch
         self.open: _Batch | None = None
         self.sealed: deque[_Batch] = deque()
-        self.inside: deque[_Inside] = deque()
-        """Handed to aiokafka, oldest first (at most :data:`PIPELINE`)."""
         self.sender: PartitionSender[_Batch] | None = None
-        """With idempotence: pylog's own produce requests (instead of ``inside``)."""
+        """Sends the batches (set by the Batcher once the queue is made)."""
         self.pump: asyncio.Future[None] | None = None
         self.wake: asyncio.Future[None] | None = None
         """Set when a batch is sealed, for a pump waiting on its requests."""
@@ -276,16 +205,19 @@ class Batcher:
         health: HealthHook,
         new_batch: Callable[[], RecordBatch],
         idempotent: bool = False,
+        acks: int = -1,
         request_timeout_ms: int = 30_000,
         in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.name = name
         #: Makes an empty batch (the cluster's batch size and compression).
         self.new_batch = new_batch
-        #: Whether batches go as pylog's own numbered produce requests (:mod:`.pipeline`).
+        #: Whether batches carry a producer ID and sequence numbers (:mod:`.pipeline`).
         self.idempotent = idempotent
+        #: The acks of every request: -1 (all), 1 or 0.
+        self.acks = acks
         self.request_timeout_ms = request_timeout_ms
-        #: Requests in flight per partition on that path.
+        #: Requests in flight per partition with idempotence (one without).
         self.in_flight = in_flight
         #: The producer ID of the current producer (:func:`init_producer_id`), shared.
         self._producer_id: tuple[AIOKafkaProducer, asyncio.Future[tuple[int, int]]] | None = None
@@ -334,7 +266,7 @@ class Batcher:
                 _settle_error(it.done, DeliveryError("an earlier batch failed"))
             return
         generation = -1
-        producer_id = (-1, -1)
+        producer_id: tuple[int, int] | None = None
         try:
             producer, generation = await connect()
             partitions = sorted(await producer.partitions_for(topic))
@@ -358,13 +290,12 @@ class Batcher:
         queue = self._queues.get((topic, partition))
         if queue is None or queue.producer is not producer:
             # New, or the producer was replaced: the old queue's pump fails what it holds.
-            if queue is not None and queue.sender is not None and queue.pump is not None:
+            if queue is not None and queue.pump is not None:
                 queue.pump.cancel()  # its requests carry the old producer ID
             queue = self._queues[topic, partition] = _PartitionQueue(
                 producer, topic, partition, self.new_batch
             )
-            if self.idempotent:
-                queue.sender = self._sender(queue, producer_id)
+            queue.sender = self._sender(queue, producer_id)
         for it in items:
             # For each batch the item's records went into, how many.
             shares = queue.add_all(group, key, it.records, it.at)
@@ -374,8 +305,7 @@ class Batcher:
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
         if queue.pump is None:
-            pump = self._pump if queue.sender is None else self._pump_requests
-            queue.pump = asyncio.ensure_future(pump(queue))
+            queue.pump = asyncio.ensure_future(self._pump(queue))
 
     async def _producer_id_of(self, producer: AIOKafkaProducer) -> tuple[int, int]:
         """The producer ID and epoch of pylog's produce requests on ``producer``: one
@@ -392,10 +322,10 @@ class Batcher:
             raise
 
     def _sender(
-        self, queue: _PartitionQueue, producer_id: tuple[int, int]
+        self, queue: _PartitionQueue, producer_id: tuple[int, int] | None
     ) -> PartitionSender[_Batch]:
         return PartitionSender(
-            client_produce(queue.producer.client, self.request_timeout_ms),
+            client_produce(queue.producer.client, self.acks, self.request_timeout_ms),
             queue.topic,
             queue.partition,
             producer_id,
@@ -408,10 +338,10 @@ class Batcher:
         self.stats.error(exc)
         self.health(exc)
 
-    async def _pump_requests(self, queue: _PartitionQueue) -> None:
-        """Send a partition's batches as pylog's own produce requests, several in
-        flight (:mod:`.pipeline`). A sealed batch goes as soon as there is room; the
-        batch being filled goes when nothing is in flight, or once it has lingered."""
+    async def _pump(self, queue: _PartitionQueue) -> None:
+        """Send a partition's batches in order through its sender (:mod:`.pipeline`).
+        A sealed batch goes as soon as there is room; the batch being filled goes
+        when nothing is in flight, or once it has lingered."""
         sender = queue.sender
         assert sender is not None
         loop = asyncio.get_running_loop()
@@ -462,63 +392,6 @@ class Batcher:
             await asyncio.wait(pumps, timeout=timeout)
         self.forget(producer)
 
-    async def _pump(self, queue: _PartitionQueue) -> None:
-        """Hand a partition's batches to aiokafka in order, each once the one two
-        before it is delivered (behaviours 1 and 2 in the module docstring).
-
-        The pump is the partition's only ``send_batch`` caller, so aiokafka
-        holds at most :data:`PIPELINE` batches of the partition: one in flight,
-        and one queued behind it that :func:`_withdraw` takes back if the one in
-        flight fails. The queued one is closed and compressed at once (nothing
-        is added to a batch handed over), while the broker works on the other.
-        """
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                batch = queue.take()
-                if batch is None:
-                    if not queue.inside:
-                        break
-                    # Nothing to hand over: the next one is what gathers meanwhile.
-                    await self._delivery(queue.inside[-1])
-                    continue
-                if queue.inside:
-                    batch.builder.compress()  # it waits behind the one in flight
-                elif loop.time() - batch.since >= self.linger:
-                    batch.builder.close()  # it has lingered (waiting for the one before)
-                try:
-                    fut: asyncio.Future[Any] = await queue.producer.send_batch(
-                        batch.builder, queue.topic, partition=queue.partition
-                    )
-                except (TimeoutError, KafkaError, BatchWithdrawn) as exc:
-                    self.stats.error(exc)
-                    self.health(exc)
-                    _fail_batch(batch, exc)
-                    queue.fail_all(exc)
-                    continue
-                except BaseException as exc:
-                    _fail_batch(batch, exc)
-                    raise
-                # No await since send_batch queued it: the sender has not taken it.
-                queued = _queued_batch(queue, batch)
-                entry = _Inside(batch, queued, fut)
-                queue.inside.append(entry)
-                self.stats.watch(fut, batch.count, batch.since, self.health)
-                done = queued.future if queued is not None else fut
-                done.add_done_callback(functools.partial(_delivered, queue, entry))
-                if queued is None or len(queue.inside) >= PIPELINE:
-                    # Delivered or failed: a failure has failed (and withdrawn) the
-                    # batches after it by now (_delivered), so none is handed over.
-                    await self._delivery(queue.inside[0])
-        finally:
-            queue.pump = None
-            queue.fail_all(asyncio.CancelledError())  # if it ended early (cancelled)
-
-    @staticmethod
-    async def _delivery(entry: _Inside) -> None:
-        await asyncio.wait([entry.delivered])
-        await asyncio.sleep(0)  # let every _delivered run first
-
     async def _settle(
         self,
         group: SendGroup,
@@ -554,69 +427,6 @@ def _outcome(queue: _PartitionQueue, batch: _Batch, exc: BaseException | None) -
     else:
         _fail_batch(batch, exc)
         queue.fail_all(exc)
-
-
-def _delivered(queue: _PartitionQueue, entry: _Inside, fut: asyncio.Future[Any]) -> None:
-    """A batch handed to aiokafka is done: pass its outcome on. A failure fails the
-    batches of the partition not sent yet, withdrawing the one queued inside
-    aiokafka (behaviour 2); a batch the broker rejects for good is counted and
-    dropped.
-
-    Runs as the done callback of aiokafka's own future for the batch, so before
-    the sender can drain the batch queued behind it."""
-    if entry in queue.inside:
-        queue.inside.remove(entry)
-    batch = entry.batch
-    if batch.done.done():
-        return
-    if fut.cancelled():
-        exc: BaseException | None = asyncio.CancelledError()
-    else:
-        exc = fut.exception()
-    if exc is None:
-        batch.done.set_result(fut.result())
-    elif isinstance(exc, REJECTED):
-        batch.done.set_exception(exc)  # these records only: counted, not sent again
-    else:
-        _fail_batch(batch, exc)
-        _withdraw(queue)
-        queue.fail_all(exc)
-
-
-def _queued_batch(queue: _PartitionQueue, batch: _Batch) -> Any:
-    """aiokafka's ``MessageBatch`` for a batch ``send_batch`` has just queued: the
-    last of its partition's queue in the accumulator, holding our builder. None if
-    it is not there (aiokafka changed: the pump then sends one batch at a time)."""
-    waiting = _accumulator_queues(queue.producer).get(TopicPartition(queue.topic, queue.partition))
-    if waiting and getattr(waiting[-1], "_builder", None) is batch.builder:
-        return waiting[-1]
-    return None
-
-
-def _accumulator_queues(producer: AIOKafkaProducer) -> dict[TopicPartition, Any]:
-    """``MessageAccumulator._batches``: the batches queued per partition, not sent."""
-    queues = getattr(getattr(producer, "_message_accumulator", None), "_batches", None)
-    return queues if isinstance(queues, dict) else {}
-
-
-def _withdraw(queue: _PartitionQueue) -> None:
-    """Take the batches still queued inside aiokafka back out, unsent, and fail them
-    (and the groups with records in them): the one before them failed."""
-    tp = TopicPartition(queue.topic, queue.partition)
-    waiting = _accumulator_queues(queue.producer)
-    while queue.inside:
-        entry = queue.inside.popleft()
-        exc = BatchWithdrawn("not sent: the batch before it failed")
-        _fail_batch(entry.batch, exc)
-        queued = entry.queued
-        in_queue = waiting.get(tp)
-        if queued is None or queued.future.done() or in_queue is None or queued not in in_queue:
-            continue  # done already, or (aiokafka changed) on its way: left to its outcome
-        in_queue.remove(queued)
-        if not in_queue:
-            del waiting[tp]  # drain_by_nodes reads the first of every queue it finds
-        # Its future and drain waiter (stop's flush, a send_batch waiting) learn it.
-        queued.failure(exception=exc)
 
 
 def _fail_batch(batch: _Batch, exc: BaseException) -> None:

@@ -28,9 +28,5 @@ class DeliveryError(ShipperError):
         """The producer generation that failed (-1: none was involved)."""
 
 
-class BatchWithdrawn(ShipperError):
-    """A batch taken back, unsent, from aiokafka's queue: the one before it failed."""
-
-
 class PositionError(ShipperError):
     """The acknowledged position could not be stored on the host mount."""

@@ -66,8 +66,8 @@ def producer_kwargs(cfg: KafkaSettings) -> dict[str, Any]:
         "bootstrap_servers": list(cfg.brokers),
         "client_id": cfg.client_id,
         "acks": "all" if cfg.acks == "all" else int(cfg.acks),
-        # With idempotence pylog sends its own numbered requests (pipeline.py) on this
-        # producer's client; aiokafka's sender only ever sends without it.
+        # pylog sends its own produce requests (pipeline.py) on this producer's
+        # client, numbered with a producer ID of its own: aiokafka's sender is unused.
         "enable_idempotence": False,
         "compression_type": None if cfg.compression == "none" else cfg.compression,
         "linger_ms": cfg.linger_ms,
@@ -120,6 +120,7 @@ class ClusterProducer:
             self._log_health_change,
             functools.partial(RecordBatch, cfg.batch_size, cfg.compression, LARGE_RECORD),
             idempotent=cfg.idempotence,
+            acks=-1 if cfg.acks == "all" else int(cfg.acks),
             request_timeout_ms=cfg.request_timeout_ms,
         )
 

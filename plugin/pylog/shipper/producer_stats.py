@@ -1,20 +1,17 @@
 """Counters of one cluster producer, kept per batch and read by ``/metrics`` at scrape time.
 
-aiokafka has no per-batch callbacks of its own, so pylog counts where it hands
-batches over (``send_batch``) and where their delivery futures resolve. Every
-count is per aiokafka batch, never per record: the shipping loop pays one
-callback per batch (up to ``KAFKA_BATCH_SIZE`` of records).
+pylog counts where a partition's pump hands a batch to its sender and where
+the batch's outcome resolves. Every count is per batch, never per record: the
+shipping loop pays one callback per batch (up to ``KAFKA_BATCH_SIZE`` of
+records).
 
-Everything runs on the shipping process's one loop (its tasks and aiokafka's
-callbacks): writers and the reporter never run at once. The lock kept on
-``retries`` costs nothing measurable (a rare event).
+Everything runs on the shipping process's one loop, so nothing is locked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +27,7 @@ from aiokafka.errors import (
     RequestTimedOutError,
 )
 
-from .errors import BatchWithdrawn, ProducerUnavailable
+from .errors import ProducerUnavailable
 
 #: Upper bounds (seconds) of the delivery latency buckets: linger (20 ms) up to the
 #: producer's request timeout (60 s), after which a batch fails instead.
@@ -50,9 +47,8 @@ def error_kind(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, KafkaConnectionError | NodeNotReadyError):
         return "connection"
-    if isinstance(exc, asyncio.CancelledError | BatchWithdrawn):
-        # A batch of a producer replaced after a failure, or one taken back unsent
-        # because the batch before it failed.
+    if isinstance(exc, asyncio.CancelledError):
+        # A batch of a producer replaced after a failure or closed.
         return "cancelled"
     if isinstance(exc, KafkaError):
         return "broker"
@@ -88,7 +84,7 @@ class LatencyHistogram:
 @dataclass
 class ProducerStats:
     batches_sent: int = 0
-    """Batches handed to aiokafka (``send_batch``)."""
+    """Batches handed to a partition's sender (:mod:`.pipeline`)."""
     records_sent: int = 0
     """Records in those batches."""
     records_acked: int = 0
@@ -100,7 +96,6 @@ class ProducerStats:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     """Seconds from a batch's hand-over to the producer to the broker's acknowledgement,
     one observation per record (per batch, weighted by its records)."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _in_flight: dict[asyncio.Future[Any], float] = field(default_factory=dict, repr=False)
 
     def in_flight(self, now: float) -> tuple[int, float]:
@@ -110,14 +105,7 @@ class ProducerStats:
         broker takes it (:mod:`.pipeline`), so a broker outage shows here, not as
         errors.
         """
-        for _ in range(5):
-            try:
-                times = list(self._in_flight.values())  # the loop thread may change it
-                break
-            except RuntimeError:
-                continue
-        else:
-            return len(self._in_flight), 0.0
+        times = self._in_flight.values()
         return len(times), (now - min(times)) if times else 0.0
 
     def error(self, exc: BaseException) -> None:
@@ -125,8 +113,7 @@ class ProducerStats:
 
     def note_retry(self) -> None:
         """Called by a shipping task when it rewinds after a failure."""
-        with self._lock:
-            self.retries += 1
+        self.retries += 1
 
     def watch(
         self,
@@ -135,7 +122,7 @@ class ProducerStats:
         handed_over: float,
         listener: Callable[[BaseException | None], None] | None = None,
     ) -> None:
-        """Count a batch just handed to aiokafka and, when it resolves, its outcome.
+        """Count a batch just handed to its sender and, when it resolves, its outcome.
 
         ``handed_over`` is the loop time at which its first record reached
         :meth:`ClusterProducer.send`. ``listener`` gets the batch's error (None:

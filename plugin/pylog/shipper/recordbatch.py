@@ -1,4 +1,4 @@
-"""A Kafka record batch (message format v2) built by pylog, sent by aiokafka.
+"""A Kafka record batch (message format v2) built by pylog, sent by :mod:`.pipeline`.
 
 aiokafka's own builder (``BatchBuilder``, what ``create_batch`` returns) takes
 one Python call per record, and that call was the largest single cost of a
@@ -15,12 +15,9 @@ pylog's level, :mod:`.compression`) and the same producer state fields.
 ``tests/unit/shipper/test_recordbatch.py`` compares the two byte for byte, for
 every codec.
 
-Written against aiokafka **0.14.0** (``batching.AIOKAFKA_VERSIONS``): aiokafka
-takes any object with its builder's methods: ``send_batch`` wraps it
-in a ``MessageBatch``, which calls :meth:`record_count`, :meth:`closed`,
-:meth:`close`, :meth:`_set_producer_state` (idempotence) and :meth:`_build`
-(each send attempt; built once). ``tests/unit/shipper/test_aiokafka_contract.py``
-fails when aiokafka's builder or ``MessageBatch`` changes.
+The records are compressed and the batch built once (:meth:`stamp`); its header
+is written again only when its producer ID, epoch or first sequence number
+change (a batch renumbered after one before it was refused).
 """
 
 from __future__ import annotations
@@ -159,7 +156,7 @@ class RecordBatch:
         self._built: bytes | None = None
         #: The batch attributes (its codec) once compressed; -1 before.
         self._attributes = -1
-        #: producer id, epoch and base sequence (set by aiokafka with idempotence).
+        #: producer id, epoch and base sequence (aiokafka's builder's defaults until stamped).
         self._producer = (-1, -1, 0)
 
     def add(self, records: list[OutRecord], start: int, key: bytes | None) -> int:
@@ -187,8 +184,6 @@ class RecordBatch:
             self._closed = True
         return end
 
-    # -- what aiokafka's MessageBatch calls ----------------------------------------
-
     def record_count(self) -> int:
         return self._count
 
@@ -198,18 +193,8 @@ class RecordBatch:
     def close(self) -> None:
         self._closed = True
 
-    def size(self) -> int:
-        return len(self._buffer) if self._built is None else len(self._built)
-
-    def _set_producer_state(
-        self, producer_id: int, producer_epoch: int, base_sequence: int
-    ) -> None:
-        self._producer = (producer_id, producer_epoch, base_sequence)
-
     def compress(self) -> None:
-        """Compress the records now (closing the batch), so that :meth:`_build`, on
-        the way to the broker, only writes the header. The pump calls it for the
-        next batch while the one before is at the broker."""
+        """Compress the records (closing the batch); :meth:`_build` does it if not done."""
         if self._attributes < 0:
             self._closed = True
             encode = _ENCODERS.get(self._codec)
@@ -220,8 +205,7 @@ class RecordBatch:
                 self._attributes = self._codec
 
     def _build(self) -> bytes:
-        """The batch's bytes (built on the first call; aiokafka calls it on every try,
-        after it set the producer state)."""
+        """The batch's bytes with its current producer state (built on the first call)."""
         if self._built is None:
             self.compress()
             buf = self._buffer

@@ -44,7 +44,6 @@ from ..store.reader import Position
 from . import ipc
 from .assemble import LineAssembler
 from .backlog import BacklogLimit
-from .compression import use_fast_lz4
 from .ipc import log_id
 from .producer import ClusterProducer, cluster_key
 from .report import producer_counters, shipper_counters
@@ -385,7 +384,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
-    use_fast_lz4()
     gctune.tune()
     log.info(
         "shipping process %d of %d started (pid %d)", hello.index + 1, hello.count, os.getpid()

@@ -7,7 +7,7 @@ last five again with its first offset (a duplicate), and refuses anything else
 as out of order, as the broker does; and like the broker, it takes any
 sequence number from a producer it has no state for yet. Failures are injected
 per send.
-``tests/kafka/test_aiokafka_contract.py`` checks those rules against a real broker.
+``tests/kafka/test_pipeline_contract.py`` checks those rules against a real broker.
 """
 
 from __future__ import annotations

@@ -1,35 +1,38 @@
-"""ClusterProducer against fake aiokafka producers: how sends become batches, and
-how they go through aiokafka's sender (the path without idempotence).
+"""ClusterProducer against a fake producer and client: how sends become batches
+shared per partition, and how those go out through the partition's pump.
 
-The fakes keep aiokafka's rule that matters here: one batch per partition is
-queued while the one before it is in flight, so a partition takes one batch
-per broker round trip. :class:`FakeProducer` has no accumulator queue to take a
-batch back from, so the pump sends one batch at a time to it (its fallback);
-:class:`QueueingProducer` has one, shaped like aiokafka's, so the pump keeps a
-batch queued behind the one in flight. ``tests/kafka/test_aiokafka_contract.py``
-checks that shape and order against aiokafka and a real broker.
+:class:`FakeClient` stands in for pylog's produce requests on aiokafka's client
+(``batching.client_produce``) and keeps the broker's rules for an idempotent
+producer that matter here: a partition's batches are appended in the order they
+arrive and only if their sequence number follows the last one appended (else
+out of order), any number being taken from a producer it does not know yet.
+``tests/kafka/test_pipeline_contract.py`` checks those rules on a real broker,
+``test_pipeline.py`` the sender's own.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
-from aiokafka.structs import TopicPartition
+from aiokafka.errors import (
+    KafkaConnectionError,
+    OutOfOrderSequenceNumber,
+    TopicAuthorizationFailedError,
+)
 from pylog.config import KafkaSettings
 from pylog.shipper import batching
 from pylog.shipper import producer as producer_mod
 from pylog.shipper.errors import DeliveryError
+from pylog.shipper.pipeline import MAX_IN_FLIGHT
 from pylog.shipper.producer import ClusterProducer, SendGroup
 from pylog.shipper.schema import OutRecord
 
 ROUND_TRIP = 0.02
-#: Without idempotence, batches go through aiokafka's sender (with it, through
-#: pylog's own requests: test_pipeline.py).
+IDEMPOTENT = KafkaSettings(brokers=("fake:9092",))
 PLAIN = KafkaSettings(brokers=("fake:9092",), idempotence=False)
 
 
@@ -55,29 +58,64 @@ class FakeBatch:
             self._closed = big
         return end
 
+    def record_count(self) -> int:
+        return len(self.records)
+
     def closed(self) -> bool:
         return self._closed
 
     def close(self) -> None:
         self._closed = True
 
-    def compress(self) -> None:
-        self._closed = True
+    def stamp(self, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
+        index = FakeProducer.made[-1].created.index(self)
+        return json.dumps([index, producer_id, base_sequence]).encode()
+
+
+class FakeClient:
+    """The broker's side, per partition: one request at a time in the order sent."""
+
+    #: Fail the first send of these batches (0 is the first one created) with this.
+    fail: ClassVar[dict[int, BaseException]] = {}
+
+    def __init__(self, owner: FakeProducer) -> None:
+        self.owner = owner
+        self.expected: dict[int, int] = {}
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._turns: dict[int, asyncio.Lock] = {}
+
+    async def produce(self, topic: str, partition: int, data: bytes) -> int:
+        index, producer_id, sequence = json.loads(data)
+        batch = self.owner.created[index]
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            async with self._turns.setdefault(partition, asyncio.Lock()):
+                await asyncio.sleep(ROUND_TRIP)
+                failure = FakeClient.fail.pop(index, None)
+                if failure is not None:
+                    raise failure
+                if producer_id >= 0:
+                    expected = self.expected.get(partition)
+                    if expected is not None and sequence != expected:
+                        raise OutOfOrderSequenceNumber()
+                    self.expected[partition] = sequence + batch.record_count()
+                self.owner.sent.append((partition, batch))
+                return len(self.owner.sent)
+        finally:
+            self.in_flight -= 1
 
 
 class FakeProducer:
     made: ClassVar[list[FakeProducer]] = []
-    fail_sends = False
-    #: Fail the hand-over of these batches (0 is the first one created).
-    fail_batches: ClassVar[set[int]] = set()
-    #: Fail the delivery of these batches (after their round trip).
-    fail_deliveries: ClassVar[set[int]] = set()
     batch_limit = 100
 
     def __init__(self, **kwargs: Any) -> None:
         self.sent: list[tuple[int, FakeBatch]] = []
+        """What the broker appended, in order."""
         self.created: list[FakeBatch] = []
-        self._last: dict[int, asyncio.Future[None]] = {}
+        self.client = FakeClient(self)
         FakeProducer.made.append(self)
 
     async def start(self) -> None:
@@ -96,98 +134,20 @@ class FakeProducer:
         FakeProducer.made[-1].created.append(batch)
         return batch
 
-    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
-        if FakeProducer.fail_sends or self.created.index(batch) in FakeProducer.fail_batches:
-            raise KafkaConnectionError()
-        last = self._last.get(partition)
-        if last is not None:
-            # One batch queued per partition, behind the one in flight, sent
-            # once that one is done, failed or not.
-            await asyncio.wait([last])
-        loop = asyncio.get_running_loop()
-        delivered: asyncio.Future[None] = loop.create_future()
-        if self.created.index(batch) in FakeProducer.fail_deliveries:
-            loop.call_later(ROUND_TRIP, delivered.set_exception, KafkaConnectionError())
-        else:
-            loop.call_later(ROUND_TRIP, delivered.set_result, None)
-        self._last[partition] = delivered
-        self.sent.append((partition, batch))
-        return delivered
 
-
-class FakeMessageBatch:
-    """What the pump reads of aiokafka's MessageBatch: its builder and its future."""
-
-    def __init__(self, builder: FakeBatch) -> None:
-        self._builder = builder
-        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def failure(self, exception: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(exception)
-
-
-class FakeAccumulator:
-    def __init__(self) -> None:
-        self._batches: dict[TopicPartition, deque[FakeMessageBatch]] = {}
-
-
-class QueueingProducer(FakeProducer):
-    """Queues batches like aiokafka's accumulator (one per partition behind the one
-    in flight) and drains like its sender: the next queued batch of a partition
-    goes out once the one in flight is done, a loop turn after that one's own
-    future called back. ``sent`` is what went out (reached the broker)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._message_accumulator = FakeAccumulator()
-        self.in_flight: dict[TopicPartition, FakeMessageBatch] = {}
-        self.most_inside = 0
-
-    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
-        tp = TopicPartition(topic, partition)
-        queue = self._message_accumulator._batches
-        while queue.get(tp):
-            await asyncio.sleep(ROUND_TRIP / 10)  # a batch is queued: wait for its drain
-        mb = FakeMessageBatch(batch)
-        queue.setdefault(tp, deque()).append(mb)
-        inside = len(queue[tp]) + (tp in self.in_flight)
-        self.most_inside = max(self.most_inside, inside)
-        if tp not in self.in_flight:
-            asyncio.get_running_loop().call_soon(self._drain, tp)
-        return asyncio.shield(mb.future)
-
-    def _drain(self, tp: TopicPartition) -> None:
-        queue = self._message_accumulator._batches
-        if tp in self.in_flight or not queue.get(tp):
-            return
-        mb = queue[tp].popleft()
-        if not queue[tp]:
-            del queue[tp]
-        self.in_flight[tp] = mb
-        self.sent.append((tp.partition, mb._builder))
-        asyncio.get_running_loop().call_later(ROUND_TRIP, self._done, tp, mb)
-
-    def _done(self, tp: TopicPartition, mb: FakeMessageBatch) -> None:
-        if self.created.index(mb._builder) in FakeProducer.fail_deliveries:
-            mb.failure(KafkaConnectionError())
-        elif not mb.future.done():
-            mb.future.set_result(None)
-        del self.in_flight[tp]
-        loop = asyncio.get_running_loop()
-        # The request task ends, its end wakes the sender, which drains.
-        loop.call_soon(loop.call_soon, self._drain, tp)
+async def _producer_id(client: FakeClient, timeout: float) -> tuple[int, int]:
+    return 7, 0
 
 
 @pytest.fixture(autouse=True)
 def fake_producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(producer_mod, "AIOKafkaProducer", FakeProducer)
     monkeypatch.setattr(producer_mod, "RecordBatch", FakeProducer.new_batch)
+    monkeypatch.setattr(batching, "client_produce", lambda client, acks, timeout: client.produce)
+    monkeypatch.setattr(batching, "init_producer_id", _producer_id)
     FakeProducer.made = []
-    FakeProducer.fail_sends = False
-    FakeProducer.fail_batches = set()
-    FakeProducer.fail_deliveries = set()
     FakeProducer.batch_limit = 100
+    FakeClient.fail = {}
     yield
 
 
@@ -195,12 +155,16 @@ def rec(text: str) -> OutRecord:
     return (text.encode(), [], 0)
 
 
+def values(fake: FakeProducer) -> list[bytes]:
+    return [v for _, b in fake.sent for _, v in b.records]
+
+
 def test_containers_on_a_partition_share_its_batches() -> None:
     """200 containers, one line each every 10 ms: the lines of every container on a
     partition go out together, one batch per round trip, not one batch per
     container per round trip (which piled up their sends in memory)."""
     containers, lines = 200, 10
-    cp = ClusterProducer(PLAIN)
+    cp = ClusterProducer(IDEMPOTENT)
 
     async def container(n: int, group: SendGroup) -> list[Any]:
         sends = []
@@ -232,27 +196,8 @@ def test_containers_on_a_partition_share_its_batches() -> None:
         assert [v for _, v in got] == [f"{n}:{i}".encode() for i in range(lines)]
 
 
-def test_without_a_queue_to_withdraw_from_no_batch_is_handed_over_behind_another() -> None:
-    """Where the pump cannot find aiokafka's queue (aiokafka changed), a partition's
-    batch is handed to aiokafka only once the one before is delivered: if that one
-    fails, the later ones fail here, unsent, instead of reaching Kafka ahead of the
-    failed lines sent again."""
-    cp = ClusterProducer(PLAIN)
-    FakeProducer.fail_deliveries = {0}
-
-    async def run() -> None:
-        with pytest.raises(DeliveryError):
-            await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(350)])
-        await asyncio.sleep(3 * ROUND_TRIP)
-
-    asyncio.run(run())
-    (fake,) = FakeProducer.made
-    assert len(fake.created) == 4
-    assert [fake.created.index(b) for _, b in fake.sent] == [0]
-
-
 def test_a_large_record_gets_a_batch_of_its_own() -> None:
-    cp = ClusterProducer(PLAIN)
+    cp = ClusterProducer(IDEMPOTENT)
     big = "x" * batching.LARGE_RECORD
 
     async def run() -> None:
@@ -263,15 +208,62 @@ def test_a_large_record_gets_a_batch_of_its_own() -> None:
     assert [[v[:1] for _, v in b.records] for _, b in fake.sent] == [[b"a"], [b"x"], [b"b"]]
 
 
-def test_a_failed_hand_over_fails_the_sends_in_it_and_later_ones() -> None:
+def test_a_partition_keeps_up_to_five_batches_in_flight_in_order() -> None:
+    """The broker is never left waiting for the client's turn: after the first batch
+    (alone: the broker does not know the producer yet), up to five are in flight,
+    and they are appended in order."""
+    cp = ClusterProducer(IDEMPOTENT)
+
+    async def run() -> None:
+        await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(1000)])
+
+    asyncio.run(run())
+    (fake,) = FakeProducer.made
+    assert fake.client.most_in_flight == MAX_IN_FLIGHT
+    assert values(fake) == [f"{i}".encode() for i in range(1000)]
+
+
+def test_without_idempotence_a_partition_has_one_batch_in_flight() -> None:
+    """Without sequence numbers nothing would keep a batch from overtaking a failed
+    one before it at the broker."""
     cp = ClusterProducer(PLAIN)
+
+    async def run() -> None:
+        await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(550)])
+
+    asyncio.run(run())
+    (fake,) = FakeProducer.made
+    assert fake.client.most_in_flight == 1
+    assert values(fake) == [f"{i}".encode() for i in range(550)]
+
+
+def test_a_batch_that_failed_on_the_way_goes_again_in_order() -> None:
+    """The connection drops under the second batch: it and the ones behind it go
+    again, in order; the send waits for that and nothing is lost or doubled."""
+    FakeClient.fail = {1: KafkaConnectionError()}
+    cp = ClusterProducer(IDEMPOTENT)
+
+    async def run() -> Any:
+        return await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(700)])
+
+    result = asyncio.run(run())
+    assert result.rejected == 0
+    (fake,) = FakeProducer.made
+    assert values(fake) == [f"{i}".encode() for i in range(700)]
+    assert cp.stats.errors["connection"] == 1
+
+
+def test_a_failed_batch_fails_the_sends_in_it_and_later_ones() -> None:
+    """Refused for good (not a size problem): the send fails with the producer's
+    generation (the shipper rewinds and replaces it), and the group's later sends
+    fail without going out."""
+    cp = ClusterProducer(IDEMPOTENT)
     group = SendGroup()
 
     async def run() -> tuple[object, object]:
         await cp.send(group, "t", b"k", [rec("ok")])
-        FakeProducer.fail_sends = True
+        FakeClient.fail = {1: TopicAuthorizationFailedError()}
         first = await asyncio.gather(cp.send(group, "t", b"k", [rec("a")]), return_exceptions=True)
-        FakeProducer.fail_sends = False
         later = await asyncio.gather(cp.send(group, "t", b"k", [rec("b")]), return_exceptions=True)
         return first[0], later[0]
 
@@ -279,16 +271,18 @@ def test_a_failed_hand_over_fails_the_sends_in_it_and_later_ones() -> None:
     assert isinstance(first, DeliveryError) and first.generation == 1
     assert isinstance(later, DeliveryError)  # the group failed: nothing after it is sent
     assert group.failed
-    assert cp.stats.errors["connection"] == 1
+    (fake,) = FakeProducer.made
+    assert values(fake) == [b"ok"]
+    assert cp.stats.errors["broker"] == 1
 
 
-def test_after_a_failed_batch_the_later_ones_are_not_sent() -> None:
-    """Batch 1 of 5 cannot be handed over (a broker outage longer than the request
-    timeout): the batches after it fail with it, unsent, and so do their groups,
-    so that no line reaches Kafka before one sent earlier that failed."""
+def test_after_a_failed_batch_the_later_ones_are_not_appended() -> None:
+    """Batch 1 of 5 is refused for good while the ones behind it are in flight: the
+    broker appends none of them (out of order), they fail with it, and so do their
+    groups, so that no line reaches Kafka before one sent earlier that failed."""
     FakeProducer.batch_limit = 1
-    FakeProducer.fail_batches = {1}
-    cp = ClusterProducer(PLAIN)
+    FakeClient.fail = {1: TopicAuthorizationFailedError()}
+    cp = ClusterProducer(IDEMPOTENT)
     a, b = SendGroup(), SendGroup()
 
     async def run() -> list[Any]:
@@ -301,49 +295,22 @@ def test_after_a_failed_batch_the_later_ones_are_not_sent() -> None:
     assert all(isinstance(r, DeliveryError) for r in results[1:]), results
     assert a.failed and b.failed
     (fake,) = FakeProducer.made
-    assert [b.records for _, b in fake.sent] == [[(b"k", b"a0")]]
+    assert values(fake) == [b"a0"]
 
 
-def test_a_partition_keeps_one_batch_queued_behind_the_one_in_flight(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The broker is never left waiting for the client's turn: while a batch is in
-    flight the next one is queued inside aiokafka, never more than that, and the
-    batches go out in order."""
-    monkeypatch.setattr(producer_mod, "AIOKafkaProducer", QueueingProducer)
-    cp = ClusterProducer(PLAIN)
-
-    async def run() -> None:
-        await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(550)])
-
-    asyncio.run(run())
-    (fake,) = FakeProducer.made
-    assert isinstance(fake, QueueingProducer)
-    assert fake.most_inside == batching.PIPELINE == 2
-    assert [v for _, b in fake.sent for _, v in b.records] == [f"{i}".encode() for i in range(550)]
-
-
-def test_a_failed_batch_withdraws_the_one_queued_behind_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The first batch fails at the broker while the second waits queued inside
-    aiokafka: the second is taken back out before the sender drains it, and it
-    and the rest fail unsent, so nothing reaches Kafka ahead of the failed lines."""
-    monkeypatch.setattr(producer_mod, "AIOKafkaProducer", QueueingProducer)
-    FakeProducer.fail_deliveries = {0}
-    cp = ClusterProducer(PLAIN)
+def test_a_replaced_producer_stops_its_pumps() -> None:
+    """After a reset, what the old producer's pump still holds fails (the shipper
+    sends it again through the new one) instead of being retried on the old one."""
+    FakeClient.fail = {n: KafkaConnectionError() for n in range(2)}
+    cp = ClusterProducer(IDEMPOTENT)
     group = SendGroup()
 
-    async def run() -> None:
-        with pytest.raises(DeliveryError):
-            await cp.send(group, "t", b"k", [rec(f"{i}") for i in range(350)])
-        await asyncio.sleep(3 * ROUND_TRIP)
+    async def run() -> Any:
+        send = asyncio.ensure_future(cp.send(group, "t", b"k", [rec("x")]))
+        await asyncio.sleep(ROUND_TRIP * 1.5)  # the first attempt failed; it waits to retry
+        await cp.reset(cp.generation)
+        return (await asyncio.gather(send, return_exceptions=True))[0]
 
-    asyncio.run(run())
-    (fake,) = FakeProducer.made
-    assert isinstance(fake, QueueingProducer)
-    assert fake.most_inside == 2  # the second batch was queued
-    assert [fake.created.index(b) for _, b in fake.sent] == [0]
-    assert fake._message_accumulator._batches == {}
-    assert group.failed
-    assert cp.stats.errors["cancelled"] == 1  # the withdrawn batch
+    outcome = asyncio.run(run())
+    assert isinstance(outcome, DeliveryError)
+    assert FakeProducer.made[0].sent == []
