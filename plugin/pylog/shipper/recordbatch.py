@@ -201,7 +201,9 @@ class RecordBatch:
             if encode is None:
                 self._attributes = 0
             else:
-                self._buffer = bytearray(HEADER.size) + encode(bytes(self._buffer[HEADER.size :]))
+                with memoryview(self._buffer) as view:  # one copy of the records, not two
+                    records = bytes(view[HEADER.size :])
+                self._buffer = bytearray(HEADER.size) + encode(records)
                 self._attributes = self._codec
 
     def _build(self) -> bytes:
