@@ -237,6 +237,10 @@ class PartitionSender(Generic[T]):
         """The oldest batch in flight failed: sort out the round (see the rules)."""
         await asyncio.wait([f.task for f in self._flights])
         flights, self._flights = list(self._flights), deque()
+        # Still waiting from an earlier round (fewer go at once after a failure):
+        # they come after the batches that were in flight.
+        waiting = [item for item, _ in self._again]
+        self._again.clear()
         self._acked_at = None
         retried: BaseException | None = None  # the first cause of sending again
         sequence = flights[0].sequence  # everything before it was delivered
@@ -262,7 +266,12 @@ class PartitionSender(Generic[T]):
         if fatal is not None:
             while self._again:
                 self._outcome(self._again.popleft()[0], fatal)
+            for item in waiting:
+                self._outcome(item, fatal)
             return
+        for item in waiting:
+            self._again.append((item, sequence))
+            sequence += item.builder.record_count()
         self._next_sequence = sequence
         if retried is not None:
             self._on_error(retried)  # outcomes report the rest (rejected, fatal)

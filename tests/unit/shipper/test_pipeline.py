@@ -198,6 +198,20 @@ def test_a_failed_batch_and_those_behind_it_go_again_in_order_with_their_numbers
     assert [type(e) for e in errors] == [NotLeaderForPartitionError]
 
 
+def test_a_second_failure_while_batches_wait_to_go_again_keeps_their_order() -> None:
+    """Five in flight fail (the connection drops under the second); after a failure
+    they go again one at a time, and the first of them fails again while the other
+    four wait: it must still go before them, with its number."""
+    broker = ModelBroker()
+    broker.fail = {1: "down", 6: "down"}  # batch 1 twice: in the five, then alone
+    bs = batches(8)
+    outcomes, sender, errors = run_sender(broker, bs)
+    assert outcomes == dict.fromkeys(range(8))
+    assert broker.log == records(bs)
+    assert sender.broken is None and len(errors) == 2
+    assert broker.most_in_flight == MAX_IN_FLIGHT
+
+
 def test_a_batch_appended_whose_answer_was_lost_is_not_doubled() -> None:
     """The connection drops after the broker appended batch 0 (and 1 behind it): sent
     again, they are answered as duplicates, so every record is in the log once."""
