@@ -8,6 +8,7 @@ Its accumulator also had to be worked around (a batch queued behind one that
 failed went out anyway, a batch refused for good kept its sequence numbers).
 pylog sends its batches itself, on aiokafka's client, and uses no other part of
 aiokafka's producer.
+
 Kafka's Java producer keeps up to five requests in flight per connection. It
 can, because the broker handles a connection's requests one at a time in the
 order they came, and, for an idempotent producer, appends a partition's batch
@@ -35,7 +36,8 @@ the second of two batches of a new producer ID after refusing the first.
   did append as duplicates, so nothing is doubled and nothing overtakes.
   Retriable errors (connection lost, timeout, leader moved) are retried until
   the producer is closed or replaced, as aiokafka's idempotent producer does;
-  a broker outage shows as batches waiting, not as errors.
+  a broker outage shows as batches waiting (and one error per attempt), not
+  as failed sends.
 * A batch the broker refuses for good (``REJECTED``: too large, invalid topic)
   is dropped and counted. None after it was appended (they were out of order),
   so they are numbered again from its sequence number, and the partition sends
