@@ -12,10 +12,12 @@ aiokafka producer (its client and connections) is replaced by a fresh one, with
 a new producer ID for pylog's numbered requests, so no sequence-number state
 from before the failure can wedge it.
 
-How sends become batches shared per partition, and how those reach the broker
-(pylog's own requests with idempotence, aiokafka's sender without), is
-:mod:`.batching`'s and :mod:`.pipeline`'s job; this module keeps the settings
-and each producer's life: start, reset, health logging, close.
+How sends become batches shared per partition (:mod:`.batching`), and how those
+reach the broker as pylog's own produce requests on the aiokafka producer's
+client (:mod:`.pipeline`), is theirs to say; this module keeps the settings and
+each producer's life: start, reset, health logging, close. Of the aiokafka
+producer only its client is used (connections, metadata); its sender and
+accumulator stay idle.
 """
 
 from __future__ import annotations
