@@ -182,8 +182,7 @@ class ClusterProducer:
         """Append the records in order, then wait until the broker acknowledged them all.
 
         The records of every container on a partition go into shared batches,
-        one partition's at a time inside aiokafka (see :mod:`.batching` for the
-        aiokafka behaviours this works around).
+        sent in order by the partition's pump (:mod:`.batching`, :mod:`.pipeline`).
         """
         return await self._batcher.send(self._get, group, topic, key, records)
 
