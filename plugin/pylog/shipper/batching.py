@@ -35,13 +35,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from .errors import DeliveryError, ProducerUnavailable
-from .pipeline import (
-    MAX_IN_FLIGHT,
-    PartitionSender,
-    client_produce,
-    init_producer_id,
-)
 from .pipeline import REJECTED as REJECTED
+from .pipeline import PartitionSender, client_produce, init_producer_id
 from .producer_stats import ProducerStats
 from .recordbatch import RecordBatch
 from .schema import OutRecord
@@ -131,6 +126,7 @@ class _PartitionQueue:
         topic: str,
         partition: int,
         new_batch: Callable[[], RecordBatch],
+        new_sender: Callable[[_PartitionQueue], PartitionSender[_Batch]],
     ) -> None:
         self.producer = producer
         self.topic = topic
@@ -138,8 +134,8 @@ class _PartitionQueue:
         self.new_batch = new_batch
         self.open: _Batch | None = None
         self.sealed: deque[_Batch] = deque()
-        self.sender: PartitionSender[_Batch] | None = None
-        """Sends the batches (set by the Batcher once the queue is made)."""
+        self.sender = new_sender(self)
+        """Sends the batches (its outcomes come back to this queue)."""
         self.pump: asyncio.Future[None] | None = None
         self.wake: asyncio.Future[None] | None = None
         """Set when a batch is sealed, for a pump waiting on its requests."""
@@ -207,7 +203,6 @@ class Batcher:
         idempotent: bool = False,
         acks: int = -1,
         request_timeout_ms: int = 30_000,
-        in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.name = name
         #: Makes an empty batch (the cluster's batch size and compression).
@@ -217,8 +212,6 @@ class Batcher:
         #: The acks of every request: -1 (all), 1 or 0.
         self.acks = acks
         self.request_timeout_ms = request_timeout_ms
-        #: Requests in flight per partition with idempotence (one without).
-        self.in_flight = in_flight
         #: The producer ID of the current producer (:func:`init_producer_id`), shared.
         self._producer_id: tuple[AIOKafkaProducer, asyncio.Future[tuple[int, int]]] | None = None
         self.linger = linger_ms / 1000
@@ -293,9 +286,12 @@ class Batcher:
             if queue is not None and queue.pump is not None:
                 queue.pump.cancel()  # its requests carry the old producer ID
             queue = self._queues[topic, partition] = _PartitionQueue(
-                producer, topic, partition, self.new_batch
+                producer,
+                topic,
+                partition,
+                self.new_batch,
+                functools.partial(self._sender, producer_id=producer_id),
             )
-            queue.sender = self._sender(queue, producer_id)
         for it in items:
             # For each batch the item's records went into, how many.
             shares = queue.add_all(group, key, it.records, it.at)
@@ -331,7 +327,6 @@ class Batcher:
             producer_id,
             functools.partial(_outcome, queue),
             self._failed_round,
-            depth=self.in_flight,
         )
 
     def _failed_round(self, exc: BaseException) -> None:
@@ -343,7 +338,6 @@ class Batcher:
         A sealed batch goes as soon as there is room; the batch being filled goes
         when nothing is in flight, or once it has lingered."""
         sender = queue.sender
-        assert sender is not None
         loop = asyncio.get_running_loop()
 
         def take() -> _Batch | None:
@@ -380,17 +374,19 @@ class Batcher:
     def forget(self, producer: AIOKafkaProducer) -> None:
         """``producer`` is being replaced or closed: stop the pumps sending through
         it (what they hold fails; the shipping tasks send it again)."""
-        for queue in self._queues.values():
-            if queue.producer is producer and queue.pump is not None:
-                queue.pump.cancel()
+        for pump in self._pumps_of(producer):
+            pump.cancel()
 
     async def drain(self, producer: AIOKafkaProducer, timeout: float) -> None:
         """Give the pumps sending through ``producer`` up to ``timeout`` s to deliver
         what they hold (the shutdown's flush), then stop them."""
-        pumps = [q.pump for q in self._queues.values() if q.producer is producer and q.pump]
+        pumps = self._pumps_of(producer)
         if pumps and timeout > 0:
             await asyncio.wait(pumps, timeout=timeout)
         self.forget(producer)
+
+    def _pumps_of(self, producer: AIOKafkaProducer) -> list[asyncio.Future[None]]:
+        return [q.pump for q in self._queues.values() if q.producer is producer and q.pump]
 
     async def _settle(
         self,

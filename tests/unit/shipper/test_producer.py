@@ -159,6 +159,20 @@ def values(fake: FakeProducer) -> list[bytes]:
     return [v for _, b in fake.sent for _, v in b.records]
 
 
+def ship_numbered(settings: KafkaSettings, n: int) -> tuple[ClusterProducer, Any]:
+    """One send of lines "0".."n-1" through a new ClusterProducer: it and the result."""
+    cp = ClusterProducer(settings)
+
+    async def run() -> Any:
+        return await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(n)])
+
+    return cp, asyncio.run(run())
+
+
+def numbered(n: int) -> list[bytes]:
+    return [f"{i}".encode() for i in range(n)]
+
+
 def test_containers_on_a_partition_share_its_batches() -> None:
     """200 containers, one line each every 10 ms: the lines of every container on a
     partition go out together, one batch per round trip, not one batch per
@@ -212,44 +226,29 @@ def test_a_partition_keeps_up_to_five_batches_in_flight_in_order() -> None:
     """The broker is never left waiting for the client's turn: after the first batch
     (alone: the broker does not know the producer yet), up to five are in flight,
     and they are appended in order."""
-    cp = ClusterProducer(IDEMPOTENT)
-
-    async def run() -> None:
-        await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(1000)])
-
-    asyncio.run(run())
+    ship_numbered(IDEMPOTENT, 1000)
     (fake,) = FakeProducer.made
     assert fake.client.most_in_flight == MAX_IN_FLIGHT
-    assert values(fake) == [f"{i}".encode() for i in range(1000)]
+    assert values(fake) == numbered(1000)
 
 
 def test_without_idempotence_a_partition_has_one_batch_in_flight() -> None:
     """Without sequence numbers nothing would keep a batch from overtaking a failed
     one before it at the broker."""
-    cp = ClusterProducer(PLAIN)
-
-    async def run() -> None:
-        await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(550)])
-
-    asyncio.run(run())
+    ship_numbered(PLAIN, 550)
     (fake,) = FakeProducer.made
     assert fake.client.most_in_flight == 1
-    assert values(fake) == [f"{i}".encode() for i in range(550)]
+    assert values(fake) == numbered(550)
 
 
 def test_a_batch_that_failed_on_the_way_goes_again_in_order() -> None:
     """The connection drops under the second batch: it and the ones behind it go
     again, in order; the send waits for that and nothing is lost or doubled."""
     FakeClient.fail = {1: KafkaConnectionError()}
-    cp = ClusterProducer(IDEMPOTENT)
-
-    async def run() -> Any:
-        return await cp.send(SendGroup(), "t", b"k", [rec(f"{i}") for i in range(700)])
-
-    result = asyncio.run(run())
+    cp, result = ship_numbered(IDEMPOTENT, 700)
     assert result.rejected == 0
     (fake,) = FakeProducer.made
-    assert values(fake) == [f"{i}".encode() for i in range(700)]
+    assert values(fake) == numbered(700)
     assert cp.stats.errors["connection"] == 1
 
 
