@@ -38,7 +38,7 @@ from .errors import DeliveryError, ProducerUnavailable
 from .pipeline import REJECTED as REJECTED
 from .pipeline import PartitionSender, client_produce, init_producer_id
 from .producer_stats import ProducerStats
-from .recordbatch import RecordBatch
+from .recordbatch import CompressionRatio, RecordBatch
 from .schema import OutRecord
 
 #: A record at least this large gets a batch of its own, so that if the broker
@@ -125,13 +125,15 @@ class _PartitionQueue:
         producer: AIOKafkaProducer,
         topic: str,
         partition: int,
-        new_batch: Callable[[], RecordBatch],
+        new_batch: Callable[[CompressionRatio], RecordBatch],
         new_sender: Callable[[_PartitionQueue], PartitionSender[_Batch]],
     ) -> None:
         self.producer = producer
         self.topic = topic
         self.partition = partition
         self.new_batch = new_batch
+        self.ratio = CompressionRatio()
+        """How well this partition's batches compress (sizes the next ones)."""
         self.open: _Batch | None = None
         self.sealed: deque[_Batch] = deque()
         self.sender = new_sender(self)
@@ -153,7 +155,7 @@ class _PartitionQueue:
             batch = self.open
             if batch is None:
                 loop = asyncio.get_running_loop()
-                batch = self.open = _Batch(self.new_batch(), at, loop.create_future())
+                batch = self.open = _Batch(self.new_batch(self.ratio), at, loop.create_future())
             end = batch.builder.add(records, i, key)
             if end > i:
                 shares.append(self._counted(batch, group, end - i))
@@ -199,13 +201,14 @@ class Batcher:
         linger_ms: int,
         stats: ProducerStats,
         health: HealthHook,
-        new_batch: Callable[[], RecordBatch],
+        new_batch: Callable[[CompressionRatio], RecordBatch],
         idempotent: bool = False,
         acks: int = -1,
         request_timeout_ms: int = 30_000,
     ) -> None:
         self.name = name
-        #: Makes an empty batch (the cluster's batch size and compression).
+        #: Makes an empty batch (the cluster's batch size and compression) for a
+        #: partition's compression ratio.
         self.new_batch = new_batch
         #: Whether batches carry a producer ID and sequence numbers (:mod:`.pipeline`).
         self.idempotent = idempotent

@@ -8,12 +8,17 @@ send's records with one call (``_speedups.encode_records``, see
 :mod:`pylog.speedups`; its Python twin :func:`encode_records_reference` is the
 specification) and builds the same bytes aiokafka's builder builds for the same
 records: the same layout, the same fill rule (a record that would take the
-batch to ``batch_size`` or past it waits for the next batch, except that an
+batch to its limit or past it waits for the next batch, except that an
 empty batch takes any record), the same compression (always, even when it does
 not make the batch smaller, as aiokafka's compiled builder does; LZ4 at
 pylog's level, :mod:`.compression`) and the same producer state fields.
 ``tests/unit/shipper/test_recordbatch.py`` compares the two byte for byte, for
 every codec.
+
+A batch's limit is ``batch_size`` bytes as sent, compressed, as with the Java
+producer's ``batch.size`` (:class:`CompressionRatio`): the records before
+compression may take up to ``batch_size`` divided by how well the partition's last
+batch compressed, at most :data:`MAX_RAW_BATCH` bytes (or ``batch_size`` if larger).
 
 The records are compressed and the batch built once (:meth:`stamp`); its header
 is written again only when its producer ID, epoch or first sequence number
@@ -53,6 +58,38 @@ _ENCODERS: dict[int, Callable[[bytes], bytes]] = {
     3: lambda data: codec.lz4_encode(data, level=LZ4_LEVEL),
     4: codec.zstd_encode,
 }
+
+#: The most bytes of records (before compression) a batch takes, however well they
+#: compress, unless ``batch_size`` is larger: records that do not compress at all
+#: still make a batch within a broker's default ``message.max.bytes`` (1,048,588).
+MAX_RAW_BATCH = 1_000_000
+
+
+class CompressionRatio:
+    """How well one partition's last batch compressed: sizes the batches after it.
+
+    Why: with ``batch_size`` counted before compression, 256 KiB of log lines
+    compressed to batches of 7.6 KB (a ratio of 0.03), seven times as many batches
+    and produce requests as Kafka's ProducerPerformance made of the same records
+    with the same ``batch.size`` (which the Java producer counts after compression,
+    estimated the same way), and the broker spent 5.4 CPU s per million records
+    on them against 3.3.
+    """
+
+    __slots__ = ("ratio",)
+
+    def __init__(self) -> None:
+        #: Bytes sent per byte of records; 1.0 until a batch was compressed.
+        self.ratio = 1.0
+
+    def observe(self, raw: int, sent: int) -> None:
+        """A batch of ``raw`` bytes of records compressed to ``sent`` bytes."""
+        if raw > 0 and sent > 0:
+            self.ratio = sent / raw
+
+    def raw_limit(self, batch_size: int) -> int:
+        """The bytes of records a batch may take to be about ``batch_size`` once compressed."""
+        return min(max(batch_size, MAX_RAW_BATCH), int(batch_size / self.ratio))
 
 
 def _zigzag(value: int) -> int:
@@ -125,7 +162,9 @@ class RecordBatch:
     """One batch being filled (:meth:`add`), then built once for aiokafka.
 
     ``alone``: a record whose value has at least this many bytes gets a batch
-    of its own (see ``batching.LARGE_RECORD``).
+    of its own (see ``batching.LARGE_RECORD``). ``ratio``: how well its
+    partition's batches compress, which sets how many bytes of records it takes
+    (:class:`CompressionRatio`; without one, ``batch_size`` bytes).
     """
 
     __slots__ = (
@@ -140,14 +179,22 @@ class RecordBatch:
         "_first_ts",
         "_max_ts",
         "_producer",
+        "_ratio",
     )
 
-    def __init__(self, batch_size: int, compression: str, alone: int) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        compression: str,
+        alone: int,
+        ratio: CompressionRatio | None = None,
+    ) -> None:
         if compression not in CODECS:
             raise ValueError(f"unknown compression {compression!r}")
         self._batch_size = batch_size
         self._codec = CODECS[compression]
         self._alone = alone
+        self._ratio = ratio
         self._buffer = bytearray(HEADER.size)
         self._count = 0
         self._first_ts = 0
@@ -168,6 +215,11 @@ class RecordBatch:
         if self._count == 0:
             self._first_ts = records[start][2]
             self._max_ts = self._first_ts
+        limit = self._batch_size
+        if self._ratio is not None:
+            # Read at every add: the batches before this one are compressed late
+            # (when sent), and the estimate moves with them.
+            limit = self._ratio.raw_limit(limit)
         end, max_ts, stop = _encode_records(
             self._buffer,
             records,
@@ -175,7 +227,7 @@ class RecordBatch:
             key,
             self._first_ts,
             self._count,
-            self._batch_size,
+            limit,
             self._alone,
         )
         self._count += end - start
@@ -203,7 +255,10 @@ class RecordBatch:
             else:
                 with memoryview(self._buffer) as view:  # one copy of the records, not two
                     records = bytes(view[HEADER.size :])
-                self._buffer = bytearray(HEADER.size) + encode(records)
+                compressed = encode(records)
+                if self._ratio is not None:
+                    self._ratio.observe(len(records), len(compressed))
+                self._buffer = bytearray(HEADER.size) + compressed
                 self._attributes = self._codec
 
     def _build(self) -> bytes:

@@ -29,6 +29,7 @@ from pylog.shipper import producer as producer_mod
 from pylog.shipper.errors import DeliveryError
 from pylog.shipper.pipeline import MAX_IN_FLIGHT
 from pylog.shipper.producer import ClusterProducer, SendGroup
+from pylog.shipper.recordbatch import CompressionRatio
 from pylog.shipper.schema import OutRecord
 
 ROUND_TRIP = 0.02
@@ -128,7 +129,9 @@ class FakeProducer:
         return {0, 1}
 
     @staticmethod
-    def new_batch(batch_size: int, compression: str, alone: int) -> FakeBatch:
+    def new_batch(
+        batch_size: int, compression: str, alone: int, ratio: CompressionRatio
+    ) -> FakeBatch:
         """Stands in for RecordBatch: a batch of the newest producer."""
         batch = FakeBatch(FakeProducer.batch_limit, alone)
         FakeProducer.made[-1].created.append(batch)

@@ -22,7 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pylog.shipper import recordbatch
 from pylog.shipper.compression import LZ4_LEVEL
-from pylog.shipper.recordbatch import CODECS, RecordBatch, encode_records_reference
+from pylog.shipper.recordbatch import (
+    CODECS,
+    MAX_RAW_BATCH,
+    CompressionRatio,
+    RecordBatch,
+    encode_records_reference,
+)
 from pylog.shipper.schema import OutRecord
 from pylog.speedups import compiled
 
@@ -223,6 +229,48 @@ def test_bad_records_raise(bad: list[Any]) -> None:
     for fn in (compiled.encode_records, encode_records_reference):
         with pytest.raises((TypeError, ValueError, AttributeError)):
             fn(bytearray(61), bad, 0, None, 0, 0, NO_LIMIT, NO_LIMIT)
+
+
+def _log_lines(n: int) -> list[OutRecord]:
+    return [(b'{"log":"GET /index.html 200 %d","stream":"stdout"}' % i, [], i) for i in range(n)]
+
+
+def test_batch_size_counts_the_batch_as_sent_once_the_ratio_is_known(encoder: str) -> None:
+    """The first batch of a partition takes batch_size bytes of records; once one
+    was compressed, the next takes as many as compress to about batch_size
+    (as the Java producer counts batch.size), never more than MAX_RAW_BATCH."""
+    size = 64 * 1024
+    recs = _log_lines(100_000)
+    ratio = CompressionRatio()
+    first = RecordBatch(size, "lz4", NO_LIMIT, ratio)
+    taken = first.add(recs, 0, None)
+    assert first.closed() and ratio.ratio == 1.0
+    sent = len(first.stamp(-1, -1, 0))
+    assert sent < size // 4  # log lines compress well
+    assert ratio.ratio < 0.25
+    second = RecordBatch(size, "lz4", NO_LIMIT, ratio)
+    more = second.add(recs, taken, None) - taken
+    assert more > 3 * taken
+    assert len(second.stamp(-1, -1, 0)) <= size * 1.1
+    assert sum(len(v) for v, _, _ in recs[taken : taken + more]) < MAX_RAW_BATCH
+
+
+def test_records_that_compress_very_well_stop_at_max_raw_batch(encoder: str) -> None:
+    ratio = CompressionRatio()
+    ratio.observe(1_000_000, 1_000)
+    assert ratio.raw_limit(256 * 1024) == MAX_RAW_BATCH
+    assert ratio.raw_limit(4 << 20) == 4 << 20  # a larger batch_size still holds
+    batch = RecordBatch(256 * 1024, "none", NO_LIMIT, ratio)
+    end = batch.add([(b"x" * 1000, [], 1)] * 2000, 0, None)
+    assert batch.closed() and 900 < end < 1000
+
+
+def test_records_that_do_not_compress_keep_batches_at_batch_size() -> None:
+    ratio = CompressionRatio()
+    ratio.observe(100_000, 100_400)  # lz4 on random bytes: a little larger
+    assert 0.99 * 100_000 < ratio.raw_limit(100_000) <= 100_000
+    ratio.observe(0, 0)  # nothing learnt from an empty batch
+    assert ratio.raw_limit(100_000) < 100_000
 
 
 def test_unknown_compression_is_refused() -> None:
