@@ -392,6 +392,19 @@ static int header_parts(PyObject *h, const char **k, Py_ssize_t *kn, const char 
 }
 
 /*
+ * Make buf at least `need` bytes long, doubling what it holds: growing it by
+ * exactly what each record takes let CPython's bytearray grow its allocation
+ * by an eighth at a time, a realloc every few records of a megabyte batch
+ * (454 ns a record of 466 bytes, 93 ns in a 256 KiB batch).
+ */
+static int grow_to(PyObject *buf, Py_ssize_t need) {
+    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
+    if (need <= size) return 1;
+    Py_ssize_t want = size * 2 > need ? size * 2 : need;
+    return PyByteArray_Resize(buf, want) == 0;
+}
+
+/*
  * encode_records(buf, records, start, key, first_ts, offset, batch_size, alone)
  *     -> (end, max_ts, stop)
  *
@@ -428,11 +441,18 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
     }
     int64_t max_ts = INT64_MIN;
     int stop = 0;
+    /* Bytes of buf in use; buf itself grows ahead of it (see grow_to) and is cut
+     * back to it on the way out, error or not. */
+    Py_ssize_t used = PyByteArray_GET_SIZE(buf);
+    int failed = 0;
     Py_ssize_t r = start;
     for (; r < count; r++) {
         PyObject *value, *headers;
         int64_t ts;
-        if (!record_parts(PyList_GET_ITEM(records, r), &value, &headers, &ts)) return NULL;
+        if (!record_parts(PyList_GET_ITEM(records, r), &value, &headers, &ts)) {
+            failed = 1;
+            break;
+        }
         Py_ssize_t value_n = PyBytes_GET_SIZE(value);
         if (offset > 0 && value_n >= alone) {
             stop = 1;
@@ -444,17 +464,23 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
         for (Py_ssize_t j = 0; j < nh; j++) {
             const char *k, *v;
             Py_ssize_t kn, vn;
-            if (!header_parts(PyList_GET_ITEM(headers, j), &k, &kn, &v, &vn)) return NULL;
+            if (!header_parts(PyList_GET_ITEM(headers, j), &k, &kn, &v, &vn)) {
+                failed = 1;
+                break;
+            }
             body += varint_size(kn) + kn + varint_size(vn) + (vn > 0 ? vn : 0);
         }
+        if (failed) break;
         Py_ssize_t required = body + varint_size(body);
-        Py_ssize_t have = PyByteArray_GET_SIZE(buf);
-        if (offset > 0 && required + have >= batch_size) {
+        if (offset > 0 && required + used >= batch_size) {
             stop = 1;
             break;
         }
-        if (PyByteArray_Resize(buf, have + required) < 0) return NULL;
-        char *p = PyByteArray_AS_STRING(buf) + have;
+        if (!grow_to(buf, used + required)) {
+            failed = 1;
+            break;
+        }
+        char *p = PyByteArray_AS_STRING(buf) + used;
         p = put_varint(p, body);
         *p++ = 0; /* attributes */
         p = put_varint(p, ts - first_ts);
@@ -471,7 +497,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
         for (Py_ssize_t j = 0; j < nh; j++) {
             const char *k, *v;
             Py_ssize_t kn, vn;
-            if (!header_parts(PyList_GET_ITEM(headers, j), &k, &kn, &v, &vn)) return NULL;
+            header_parts(PyList_GET_ITEM(headers, j), &k, &kn, &v, &vn); /* checked above */
             p = put_varint(p, kn);
             memcpy(p, k, (size_t)kn);
             p += kn;
@@ -481,6 +507,7 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
                 p += vn;
             }
         }
+        used += required;
         if (ts > max_ts) max_ts = ts;
         offset++;
         if (value_n >= alone) {
@@ -489,6 +516,18 @@ static PyObject *encode_records(PyObject *self, PyObject *args) {
             break;
         }
     }
+    if (PyByteArray_GET_SIZE(buf) != used) {
+        /* Keeps the allocation (a cut to half or more of it is only a new size). */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        int cut = PyByteArray_Resize(buf, used);
+        if (type != NULL) {
+            PyErr_Restore(type, value, traceback);
+            return NULL;
+        }
+        if (cut < 0) return NULL;
+    }
+    if (failed) return NULL;
     return Py_BuildValue("(nLO)", r, (long long)max_ts, stop ? Py_True : Py_False);
 }
 

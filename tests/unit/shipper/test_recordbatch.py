@@ -273,6 +273,21 @@ def test_records_that_do_not_compress_keep_batches_at_batch_size() -> None:
     assert ratio.raw_limit(100_000) < 100_000
 
 
+def test_a_bad_record_leaves_the_records_before_it_and_nothing_more() -> None:
+    """The compiled append grows its buffer ahead of the records (doubling) and
+    cuts it back on the way out, also when a record is refused."""
+    assert compiled is not None
+    bad: Any = ("not bytes", [], 99)
+    records: list[Any] = [*[(b"v%d" % i * 50, [("k", b"v")], i) for i in range(40)], bad]
+    bufs = []
+    for fn in (compiled.encode_records, encode_records_reference):
+        buf = bytearray(61)
+        with pytest.raises(TypeError):
+            fn(buf, records, 0, b"key", 0, 0, NO_LIMIT, NO_LIMIT)
+        bufs.append(bytes(buf))
+    assert bufs[0] == bufs[1] and len(bufs[0]) > 61 + 40 * 100
+
+
 def test_unknown_compression_is_refused() -> None:
     make: Callable[[], RecordBatch] = lambda: RecordBatch(100, "brotli", 100)  # noqa: E731
     with pytest.raises(ValueError, match="brotli"):
