@@ -233,3 +233,39 @@ def test_halt_after_the_end_writes_to_no_reused_descriptor(tmp_path: Path) -> No
     finally:
         for fd in victims:
             os.close(fd)
+
+
+@pytest.mark.timeout(60)
+def test_frames_written_one_by_one_are_read_many_at_a_time(tmp_path: Path) -> None:
+    """dockerd writes each frame with its own writes; a reader that looked again
+    at once after each read would hand them over a few at a time."""
+    path, writer = _fifo(tmp_path)
+    seen: list[int] = []
+    reader, got, _, ended = _read_all(path, seen=seen)
+    assert reader._gather_below > 0  # a default FIFO is large enough to gather in
+    frames = [encode_entries([Entry("stdout", i, b"line %d\n" % i)]) for i in range(2000)]
+    reader.start()
+    began = time.monotonic()
+    for frame in frames:  # 2,000 writes spread over 0.2 s or more
+        os.write(writer, frame)
+        time.sleep(0.0001)
+    elapsed_ms = (time.monotonic() - began) * 1000
+    os.close(writer)
+    assert ended.wait(10)
+    assert len(got) == 2000
+    # Each read that found little is followed by a pause of 1 ms (at most one
+    # read a millisecond while the writes last); without it, about one read a write.
+    assert len(seen) <= elapsed_ms + 10, f"{len(seen)} reads in {elapsed_ms:.0f} ms"
+
+
+def test_a_small_fifo_is_read_without_gathering(tmp_path: Path) -> None:
+    """In a FIFO that could not grow (the per-user pipe quota), a pause could fill it."""
+    path, writer = _fifo(tmp_path)
+    ingest._set_pipe_size(writer, 16 << 10)
+    reader, _, _, _ = _read_all(path)
+    try:
+        assert reader.pipe_size < 64 << 10 and reader._gather_below == 0
+    finally:
+        reader.halt()
+        reader._close_fds()
+        os.close(writer)
