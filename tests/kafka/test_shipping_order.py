@@ -7,6 +7,7 @@ aiokafka: the topic must never hold a line whose earlier lines are missing.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from kafka.broker import KafkaBroker
 from pylog.models import Entry
 from pylog.service import LoggingService
 
-from ..helpers import Fifo, acked, make_settings, retries, wait_for
+from ..helpers import Fifo, acked, make_settings, retries, shipping, wait_for
 from .shipping_helpers import cid, consume, dedupe_in_order, info, messages, new_topic
 
 #: Lines older than this are refused by the test topic (InvalidTimestampException).
@@ -87,3 +88,37 @@ def test_batch_refused_for_good_holds_back_the_batches_after_it(
         svc.shutdown()
     assert acked_then == 0
     assert_no_line_before_a_missing_one(got, expected)
+
+
+#: The test topic's max.message.bytes: far below pylog's batches.
+SMALL_TOPIC_LIMIT = 16_384
+
+
+@pytest.mark.timeout(180)
+def test_batches_larger_than_the_topic_takes_are_split_and_every_line_arrives_once(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    """The topic takes batches of at most 16 KiB; pylog fills them to 256 KiB of
+    lines that barely compress. Every refused batch is split until it fits: all
+    lines arrive, once, in order (they were dropped as rejected before)."""
+    topic = new_topic("small")
+    asyncio.run(
+        _create_topic(kafka_broker.bootstrap, topic, {"max.message.bytes": str(SMALL_TOPIC_LIMIT)})
+    )
+    settings = make_settings(tmp_path, brokers=(kafka_broker.bootstrap,))
+    svc = LoggingService(settings)
+    svc.startup()
+    fifo = Fifo(settings.fifo_root / "f")
+    now = time.time_ns()
+    expected = [f"{i} {os.urandom(100).hex()}" for i in range(4000)]
+    try:
+        svc.start_logging(str(fifo.path), info(cid(91), Config={"kafka-topic": topic}))
+        fifo.entries([Entry("stdout", now + i, m.encode()) for i, m in enumerate(expected)])
+        got = messages(consume(kafka_broker.bootstrap, topic, len(expected)))
+        wait_for(lambda: acked(svc) == len(expected), what="every line acknowledged")
+        counters = shipping(svc)
+    finally:
+        fifo.close()
+        svc.shutdown()
+    assert got == expected
+    assert counters is not None and counters.lines_rejected == 0

@@ -15,7 +15,10 @@ has waited ``linger_ms``. When a batch fails for good, the batches behind it
 that are not sent fail unsent, and so do the sends (groups) with records in
 them (:meth:`_PartitionQueue.fail_all`): a container's later lines must not
 reach Kafka before the ones that failed, which it sends again from its
-acknowledged position.
+acknowledged position. A batch the broker refuses as too large is split in
+two in its place (:func:`_split_batch`); its outcome, once both halves have
+theirs, names the records refused for good by their index in it, so that each
+send counts its own.
 
 Everything here runs on the one asyncio loop of its :class:`Batcher`'s owner
 (:class:`~pylog.shipper.producer.ClusterProducer`).
@@ -144,12 +147,12 @@ class _PartitionQueue:
 
     def add_all(
         self, group: SendGroup, key: bytes | None, records: list[OutRecord], at: float
-    ) -> list[tuple[_Batch, int]]:
+    ) -> list[tuple[_Batch, int, int]]:
         """Append the records in order, as many to a batch as it takes (one call per
-        batch, see :mod:`.recordbatch`); returns each batch they went into with how
-        many. A batch that is full, or took a record of :data:`LARGE_RECORD` or more,
-        is sealed."""
-        shares: list[tuple[_Batch, int]] = []
+        batch, see :mod:`.recordbatch`); returns each batch they went into with the
+        index of the first there and how many. A batch that is full, or took a record
+        of :data:`LARGE_RECORD` or more, is sealed."""
+        shares: list[tuple[_Batch, int, int]] = []
         i = 0
         while i < len(records):
             batch = self.open
@@ -168,11 +171,12 @@ class _PartitionQueue:
         return shares
 
     @staticmethod
-    def _counted(batch: _Batch, group: SendGroup, n: int) -> tuple[_Batch, int]:
+    def _counted(batch: _Batch, group: SendGroup, n: int) -> tuple[_Batch, int, int]:
+        first = batch.count
         batch.count += n
         if not batch.groups or batch.groups[-1] is not group:
             batch.groups.append(group)
-        return batch, n
+        return batch, first, n
 
     def take(self) -> _Batch | None:
         """The next batch to hand over, oldest first; None when there is none."""
@@ -299,7 +303,7 @@ class Batcher:
             # For each batch the item's records went into, how many.
             shares = queue.add_all(group, key, it.records, it.at)
             task = asyncio.ensure_future(
-                self._settle(group, it.done, [(b.done, c) for b, c in shares], generation)
+                self._settle(group, it.done, [(b.done, i, n) for b, i, n in shares], generation)
             )
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
@@ -330,6 +334,7 @@ class Batcher:
             producer_id,
             functools.partial(_outcome, queue),
             self._failed_round,
+            split=_split_batch,
         )
 
     def _failed_round(self, exc: BaseException) -> None:
@@ -395,14 +400,18 @@ class Batcher:
         self,
         group: SendGroup,
         done: asyncio.Future[SendResult],
-        parts: list[tuple[asyncio.Future[Any], int]],
+        parts: list[tuple[asyncio.Future[Any], int, int]],
         generation: int,
     ) -> None:
-        results = await asyncio.gather(*(f for f, _ in parts), return_exceptions=True)
+        """A send's outcome from those of the batches its records went into (each
+        with the index of its first record there and how many)."""
+        results = await asyncio.gather(*(f for f, _, _ in parts), return_exceptions=True)
         rejected = 0
-        for res, (_, count) in zip(results, parts, strict=True):
+        for res, (_, first, count) in zip(results, parts, strict=True):
             if isinstance(res, REJECTED):
                 rejected += count
+            elif isinstance(res, tuple):  # a batch that was split: its refused records
+                rejected += sum(1 for i in res if first <= i < first + count)
             elif isinstance(res, BaseException):
                 group.failed = True
                 _settle_error(
@@ -426,6 +435,52 @@ def _outcome(queue: _PartitionQueue, batch: _Batch, exc: BaseException | None) -
     else:
         _fail_batch(batch, exc)
         queue.fail_all(exc)
+
+
+def _split_batch(batch: _Batch) -> list[_Batch] | None:
+    """A batch the broker refused as too large, as two (``RecordBatch.split``) that
+    take its place in the sender; its own outcome comes from theirs (:func:`_join`)."""
+    builders = batch.builder.split()
+    if builders is None:
+        return None
+    loop = asyncio.get_running_loop()
+    parts = []
+    for builder in builders:
+        part = _Batch(builder, batch.since, loop.create_future())
+        part.count = builder.record_count()
+        part.groups = batch.groups
+        parts.append(part)
+    _join(batch, parts)
+    return parts
+
+
+def _join(whole: _Batch, parts: list[_Batch]) -> None:
+    """Once every part of a split batch has its outcome, give the batch its own: the
+    first failure of a part, else the indices (in the batch) of the records refused
+    for good, as a tuple (empty when all were appended)."""
+    left = len(parts)
+
+    def one_done(_: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if left or whole.done.done():
+            return
+        refused: list[int] = []
+        first = 0
+        for part in parts:
+            exc = asyncio.CancelledError() if part.done.cancelled() else part.done.exception()
+            if isinstance(exc, REJECTED):
+                refused.extend(range(first, first + part.count))
+            elif exc is not None:
+                _fail_batch(whole, exc)
+                return
+            elif isinstance(res := part.done.result(), tuple):
+                refused.extend(first + i for i in res)
+            first += part.count
+        whole.done.set_result(tuple(refused))
+
+    for part in parts:
+        part.done.add_done_callback(one_done)
 
 
 def _fail_batch(batch: _Batch, exc: BaseException) -> None:

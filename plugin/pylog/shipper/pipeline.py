@@ -38,10 +38,15 @@ the second of two batches of a new producer ID after refusing the first.
   the producer is closed or replaced, as aiokafka's idempotent producer does;
   a broker outage shows as batches waiting (and one error per attempt), not
   as failed sends.
-* A batch the broker refuses for good (``REJECTED``: too large, invalid topic)
-  is dropped and counted. None after it was appended (they were out of order),
-  so they are numbered again from its sequence number, and the partition sends
-  one batch at a time from then on.
+* A batch of more than one record that the broker refuses as too large
+  (``TOO_LARGE``: above the topic's ``max.message.bytes``) is split (``split``,
+  the owner's): its halves take its place, with its sequence numbers, before
+  the batches behind it, which keep theirs; a half still too large is split
+  again. So a topic with a lower limit than pylog's batches loses nothing.
+* A batch the broker refuses for good (``REJECTED``: a single record too large,
+  an invalid topic) is dropped and counted. None after it was appended (they
+  were out of order), so they are numbered again from its sequence number, and
+  the partition sends one batch at a time from then on.
 * Any other error (out of order or unknown producer ID when nothing failed
   before it, a fenced epoch, authorization) fails that batch and every later
   one, and every batch handed over after it: the shipping tasks rewind from
@@ -76,6 +81,7 @@ from aiokafka.errors import (
     LeaderNotAvailableError,
     MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
+    RecordListTooLargeError,
     RecordTooLargeError,
 )
 from aiokafka.protocol.produce import ProduceRequest
@@ -97,8 +103,12 @@ MAX_IN_FLIGHT = 5
 #: ``producer.id.expiration.ms`` (a day by default).
 FORGET_AFTER = 60.0
 
+#: The broker's answers to a batch larger than it takes (``message.max.bytes``,
+#: ``max.message.bytes``; ``segment.bytes``): a batch of several records is split.
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+
 #: Errors that sending again cannot fix: the batch's records are dropped and counted.
-REJECTED = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError)
+REJECTED = (*TOO_LARGE, InvalidTopicError)
 
 #: The wait between rounds of sending failed batches again (seconds, doubling, jittered).
 RETRY_BACKOFF = (0.05, 2.0)
@@ -128,6 +138,11 @@ T = TypeVar("T", bound=Item)
 
 #: Told each item's outcome once: None (acknowledged) or its error.
 Outcome = Callable[[T, BaseException | None], None]
+
+#: An item the broker refused as too large, as smaller items holding its records in
+#: order; None if it cannot be split (one record). The sender then tells the
+#: outcomes of the parts, never of the item split.
+Split = Callable[[T], "list[T] | None"]
 
 
 class _Flight(Generic[T]):
@@ -160,6 +175,7 @@ class PartitionSender(Generic[T]):
         on_error: Callable[[BaseException], None],
         depth: int = MAX_IN_FLIGHT,
         backoff: Backoff | None = None,
+        split: Split[T] | None = None,
     ) -> None:
         if not 1 <= depth <= MAX_IN_FLIGHT:
             raise ValueError(f"depth must be 1..{MAX_IN_FLIGHT}, not {depth}")
@@ -173,6 +189,7 @@ class PartitionSender(Generic[T]):
         self._on_error = on_error
         self.depth = depth if self._numbered else 1
         self._backoff = backoff or Backoff(*RETRY_BACKOFF)
+        self._split = split
         self._flights: deque[_Flight[T]] = deque()
         #: Items to send again, in order, before any new one (with their numbers).
         self._again: deque[tuple[T, int]] = deque()
@@ -252,6 +269,14 @@ class PartitionSender(Generic[T]):
             exc = _error(flight.task)
             if fatal is not None:
                 self._outcome(flight.item, fatal)
+            elif isinstance(exc, TOO_LARGE) and (parts := self._parts(flight.item)):
+                # Its parts in its place, with its numbers: none behind it moves.
+                for part in parts:
+                    self._again.append((part, sequence))
+                    sequence += part.builder.record_count()
+                earlier_failed = True
+                if retried is None:
+                    retried = exc
             elif isinstance(exc, REJECTED):
                 self._outcome(flight.item, exc)  # dropped; its number is used again
                 self.depth = 1
@@ -279,6 +304,11 @@ class PartitionSender(Generic[T]):
             self._on_error(retried)  # outcomes report the rest (rejected, fatal)
         if self._again:
             await asyncio.sleep(self._backoff.next())
+
+    def _parts(self, item: T) -> list[T] | None:
+        if self._split is None or item.builder.record_count() < 2:
+            return None
+        return self._split(item)
 
     def close(self, exc: BaseException) -> None:
         """Stop: what is in flight or waiting to go again fails with ``exc``."""

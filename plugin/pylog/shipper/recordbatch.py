@@ -31,6 +31,7 @@ import struct
 from collections.abc import Callable
 
 from aiokafka import codec
+from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.util import calc_crc32c
 
 from ..speedups import compiled
@@ -63,6 +64,9 @@ _ENCODERS: dict[int, Callable[[bytes], bytes]] = {
 #: compress, unless ``batch_size`` is larger: records that do not compress at all
 #: still make a batch within a broker's default ``message.max.bytes`` (1,048,588).
 MAX_RAW_BATCH = 1_000_000
+
+#: A size no batch reaches (the parts of a split batch take all of its records).
+_UNLIMITED = 1 << 62
 
 
 class CompressionRatio:
@@ -175,6 +179,7 @@ class RecordBatch:
         "_built",
         "_closed",
         "_codec",
+        "_compression",
         "_count",
         "_first_ts",
         "_max_ts",
@@ -192,6 +197,7 @@ class RecordBatch:
         if compression not in CODECS:
             raise ValueError(f"unknown compression {compression!r}")
         self._batch_size = batch_size
+        self._compression = compression
         self._codec = CODECS[compression]
         self._alone = alone
         self._ratio = ratio
@@ -238,6 +244,23 @@ class RecordBatch:
 
     def record_count(self) -> int:
         return self._count
+
+    def split(self) -> list[RecordBatch] | None:
+        """Its records as two batches of half of them each, in order, with their
+        keys, headers and timestamps (a batch the broker refused as too large, see
+        ``pipeline.TOO_LARGE``); None for a batch of fewer than two records."""
+        if self._count < 2:
+            return None
+        records = list(DefaultRecordBatch(bytearray(self._build())))
+        half = len(records) // 2
+        parts = []
+        for part in (records[:half], records[half:]):
+            batch = RecordBatch(_UNLIMITED, self._compression, _UNLIMITED)
+            for r in part:
+                batch.add([(r.value, list(r.headers), r.timestamp)], 0, r.key)
+            batch.close()
+            parts.append(batch)
+        return parts
 
     def closed(self) -> bool:
         return self._closed

@@ -67,6 +67,8 @@ class ModelBroker:
         self.known = False
         self.recent: deque[tuple[int, int]] = deque(maxlen=5)  # (base sequence, offset)
         self.fail: dict[int, Any] = {}
+        #: Batches of more records than this are refused as too large (None: any size).
+        self.max_records: int | None = None
         self.sends = 0
         self.in_flight = 0
         self.most_in_flight = 0
@@ -96,6 +98,8 @@ class ModelBroker:
 
     def _append(self, data: bytes) -> int:
         base, records = json.loads(data)
+        if self.max_records is not None and len(records) > self.max_records:
+            raise MessageSizeTooLargeError()
         for seq, offset in self.recent:
             if seq == base:
                 return offset  # a duplicate: answered with its first offset
@@ -295,3 +299,48 @@ def test_close_fails_what_is_in_flight() -> None:
 def test_depth_is_bounded_by_what_the_broker_remembers() -> None:
     with pytest.raises(ValueError, match="depth"):
         PartitionSender(ModelBroker().produce, "t", 0, (7, 0), lambda *_: None, lambda _: None, 6)
+
+
+def test_a_batch_too_large_is_split_in_its_place_and_those_behind_keep_their_numbers() -> None:
+    """The broker takes at most 4 records a batch here: the batch of 10 is split
+    into 5 + 5, each again into 2 + 3; the parts take its numbers in order, the
+    batches behind it keep theirs, and every record is appended once, in order."""
+    broker = ModelBroker()
+    broker.max_records = 4
+    bs = [Batch(0, 3), Batch(3, 10), Batch(13, 3), Batch(16, 3)]
+    items = [Item(b) for b in bs]
+    pending = deque(items)
+    outcomes: dict[int, BaseException | None] = {}  # by the item's first record
+    split_first: list[int] = []
+    errors: list[BaseException] = []
+
+    def outcome(item: Item, exc: BaseException | None) -> None:
+        first = item.builder.records[0]
+        assert first not in outcomes, "an outcome twice"
+        outcomes[first] = exc
+
+    def split(item: Item) -> list[Item] | None:
+        recs = item.builder.records
+        split_first.append(recs[0])
+        half = len(recs) // 2
+        return [Item(Batch(recs[0], half)), Item(Batch(recs[half], len(recs) - half))]
+
+    sender: PartitionSender[Item] = PartitionSender(
+        broker.produce, "t", 0, (7, 0), outcome, errors.append,
+        backoff=Backoff(0.001, 0.002), split=split,
+    )  # fmt: skip
+
+    async def go() -> None:
+        while True:
+            sender.fill(lambda: pending.popleft() if pending else None)
+            if sender.idle():
+                break
+            await sender.step(None, None)
+
+    asyncio.run(asyncio.wait_for(go(), 10))
+    assert broker.log == list(range(19))
+    assert split_first == [3, 3, 8]
+    assert outcomes == dict.fromkeys([0, 3, 5, 8, 10, 13, 16])
+    assert bs[2].stamps[-1] == (7, 0, 13) and bs[3].stamps[-1] == (7, 0, 16)
+    assert errors and all(isinstance(e, MessageSizeTooLargeError) for e in errors)
+    assert sender.broken is None and sender.depth == MAX_IN_FLIGHT

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import pytest
 from aiokafka.errors import (
     KafkaConnectionError,
+    MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
     TopicAuthorizationFailedError,
 )
@@ -68,6 +69,15 @@ class FakeBatch:
     def close(self) -> None:
         self._closed = True
 
+    def split(self) -> list[FakeBatch] | None:
+        if len(self.records) < 2:
+            return None
+        half = len(self.records) // 2
+        parts = [FakeBatch(self.limit, self.alone) for _ in range(2)]
+        parts[0].records, parts[1].records = self.records[:half], self.records[half:]
+        FakeProducer.made[-1].created.extend(parts)
+        return parts
+
     def stamp(self, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
         index = FakeProducer.made[-1].created.index(self)
         return json.dumps([index, producer_id, base_sequence]).encode()
@@ -78,6 +88,10 @@ class FakeClient:
 
     #: Fail the first send of these batches (0 is the first one created) with this.
     fail: ClassVar[dict[int, BaseException]] = {}
+    #: Batches of more records than this are refused as too large (0: any size).
+    max_records: ClassVar[int] = 0
+    #: A batch holding this value is refused as too large.
+    too_large: ClassVar[bytes] = b""
 
     def __init__(self, owner: FakeProducer) -> None:
         self.owner = owner
@@ -97,6 +111,9 @@ class FakeClient:
                 failure = FakeClient.fail.pop(index, None)
                 if failure is not None:
                     raise failure
+                values = [v for _, v in batch.records]
+                if 0 < FakeClient.max_records < len(values) or FakeClient.too_large in values:
+                    raise MessageSizeTooLargeError()
                 if producer_id >= 0:
                     expected = self.expected.get(partition)
                     if expected is not None and sequence != expected:
@@ -151,6 +168,8 @@ def fake_producer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     FakeProducer.made = []
     FakeProducer.batch_limit = 100
     FakeClient.fail = {}
+    FakeClient.max_records = 0
+    FakeClient.too_large = b"never"
     yield
 
 
@@ -316,3 +335,38 @@ def test_a_replaced_producer_stops_its_pumps() -> None:
     outcome = asyncio.run(run())
     assert isinstance(outcome, DeliveryError)
     assert FakeProducer.made[0].sent == []
+
+
+def test_batches_too_large_for_the_topic_are_split_and_nothing_is_lost() -> None:
+    """A topic taking fewer records a batch than pylog puts in one (its
+    max.message.bytes): every batch is split until it fits, in order."""
+    FakeClient.max_records = 30
+    cp, result = ship_numbered(IDEMPOTENT, 250)
+    assert result.rejected == 0
+    (fake,) = FakeProducer.made
+    assert values(fake) == numbered(250)
+    assert all(len(b.records) <= 30 for _, b in fake.sent)
+    assert cp.stats.errors["rejected"] >= 3
+
+
+def test_a_record_too_large_alone_is_counted_for_the_send_it_came_in() -> None:
+    """Two containers' sends share a batch; one record of the second is too large
+    even alone: the batch is split down to it, it is dropped and counted for the
+    second send only, and every other record is delivered in order."""
+    FakeClient.too_large = b"b7"
+    cp = ClusterProducer(IDEMPOTENT)
+
+    async def run() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                cp.send(SendGroup(), "t", b"k", [rec(f"a{i}") for i in range(20)]),
+                cp.send(SendGroup(), "t", b"k", [rec(f"b{i}") for i in range(20)]),
+            )
+        )
+
+    first, second = asyncio.run(run())
+    assert (first.rejected, second.rejected) == (0, 1)
+    (fake,) = FakeProducer.made
+    expected = [f"a{i}".encode() for i in range(20)] + [f"b{i}".encode() for i in range(20)]
+    expected.remove(b"b7")
+    assert values(fake) == expected

@@ -288,6 +288,29 @@ def test_a_bad_record_leaves_the_records_before_it_and_nothing_more() -> None:
     assert bufs[0] == bufs[1] and len(bufs[0]) > 61 + 40 * 100
 
 
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_a_batch_split_in_two_holds_its_records_in_order(encoder: str, codec: str) -> None:
+    """What a batch the broker refused as too large becomes (pipeline.TOO_LARGE)."""
+    batch = RecordBatch(NO_LIMIT, codec, NO_LIMIT)
+    batch.add([(b"a%d" % i, [("h", b"%d" % i)], 100 + i) for i in range(3)], 0, b"one")
+    batch.add([(b"b%d" % i, [], 200 + i) for i in range(4)], 0, None)
+    whole = [(r.key, r.value, r.headers, r.timestamp) for r in decode(batch.stamp(7, 1, 30))]
+    parts = batch.split()
+    assert parts is not None and [p.record_count() for p in parts] == [3, 4]
+    assert all(p.closed() for p in parts)
+    got = [
+        (r.key, r.value, r.headers, r.timestamp) for p in parts for r in decode(p.stamp(7, 1, 30))
+    ]
+    assert got == whole
+    single = RecordBatch(NO_LIMIT, codec, NO_LIMIT)
+    single.add([(b"x", [], 1)], 0, None)
+    assert single.split() is None
+
+
+def decode(raw: bytes) -> list[Any]:
+    return list(DefaultRecordBatch(bytearray(raw)))
+
+
 def test_unknown_compression_is_refused() -> None:
     make: Callable[[], RecordBatch] = lambda: RecordBatch(100, "brotli", 100)  # noqa: E731
     with pytest.raises(ValueError, match="brotli"):
