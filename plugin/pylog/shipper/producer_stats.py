@@ -23,6 +23,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     NodeNotReadyError,
+    RecordListTooLargeError,
     RecordTooLargeError,
     RequestTimedOutError,
 )
@@ -41,8 +42,14 @@ def error_kind(exc: BaseException) -> str:
     """Which of :data:`ERROR_KINDS` an exception from starting, sending or delivery is."""
     if isinstance(exc, ProducerUnavailable):
         return "unavailable"  # the producer could not start: broker unreachable, auth refused
-    if isinstance(exc, MessageSizeTooLargeError | RecordTooLargeError | InvalidTopicError):
-        return "rejected"  # records the broker will never take
+    if isinstance(
+        exc,
+        MessageSizeTooLargeError
+        | RecordTooLargeError
+        | RecordListTooLargeError
+        | InvalidTopicError,
+    ):
+        return "rejected"  # too large (a batch is split, a record alone dropped), or never taken
     if isinstance(exc, KafkaTimeoutError | RequestTimedOutError | TimeoutError):
         return "timeout"
     if isinstance(exc, KafkaConnectionError | NodeNotReadyError):

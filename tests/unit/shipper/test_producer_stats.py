@@ -8,6 +8,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     MessageSizeTooLargeError,
     NotLeaderForPartitionError,
+    RecordListTooLargeError,
 )
 from pylog.config import KafkaSettings
 from pylog.shipper.errors import ProducerUnavailable
@@ -24,6 +25,7 @@ from pylog.shipper.producer_stats import (
     [
         (ProducerUnavailable("x"), "unavailable"),
         (MessageSizeTooLargeError(), "rejected"),
+        (RecordListTooLargeError(), "rejected"),  # a batch above the topic's segment.bytes
         (KafkaTimeoutError(), "timeout"),
         (TimeoutError(), "timeout"),
         (KafkaConnectionError(), "connection"),
