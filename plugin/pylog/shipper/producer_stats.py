@@ -17,18 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import (
-    InvalidTopicError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
-    MessageSizeTooLargeError,
     NodeNotReadyError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
     RequestTimedOutError,
 )
 
 from .errors import ProducerUnavailable
+from .pipeline import REJECTED
 
 #: Upper bounds (seconds) of the delivery latency buckets: linger (20 ms) up to the
 #: producer's request timeout (60 s), after which a batch fails instead.
@@ -42,13 +39,7 @@ def error_kind(exc: BaseException) -> str:
     """Which of :data:`ERROR_KINDS` an exception from starting, sending or delivery is."""
     if isinstance(exc, ProducerUnavailable):
         return "unavailable"  # the producer could not start: broker unreachable, auth refused
-    if isinstance(
-        exc,
-        MessageSizeTooLargeError
-        | RecordTooLargeError
-        | RecordListTooLargeError
-        | InvalidTopicError,
-    ):
+    if isinstance(exc, REJECTED):
         return "rejected"  # too large (a batch is split, a record alone dropped), or never taken
     if isinstance(exc, KafkaTimeoutError | RequestTimedOutError | TimeoutError):
         return "timeout"
